@@ -7,7 +7,7 @@ NaN/Inf checks on parameters and losses keep working.
 
 import numba
 
-FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 JIT_OPTIONS = dict(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy", boundscheck=False)
 

@@ -1,0 +1,61 @@
+"""Fully connected layers and ReLU.
+
+Weights follow the ``(out, in)`` convention: ``y = x @ W.T + b``. The GEMM-shaped work is
+``np.dot(a, b, out)`` inside the jitted kernel, which Numba lowers to SciPy's BLAS sgemm
+(no allocation: the result goes into ``out``); bias, activations and reductions are loops.
+Backward kernels OVERWRITE their gradient outputs.
+"""
+
+import numpy as np
+
+from ._jit import jit
+
+
+@jit
+def dense_forward(x, W, b, y):
+    """y = x @ W.T + b.
+
+    x: (N, I) float32, W: (O, I) float32, b: (O,) float32, y: (N, O) float32 (written).
+    """
+    np.dot(x, W.T, y)
+    n, o = y.shape
+    for i in range(n):
+        for j in range(o):
+            y[i, j] += b[j]
+
+
+@jit
+def dense_backward(x, W, dy, dW, db, dx, need_dx):
+    """Gradients of y = x @ W.T + b.
+
+    dW = dy.T @ x (O, I); db = sum_n dy (O,); dx = dy @ W (N, I) when ``need_dx``.
+    All three are overwritten; ``dx`` is not touched when ``need_dx`` is False.
+    """
+    np.dot(dy.T, x, dW)
+    n, o = dy.shape
+    for j in range(o):
+        db[j] = 0.0
+    for i in range(n):
+        for j in range(o):
+            db[j] += dy[i, j]
+    if need_dx:
+        np.dot(dy, W, dx)
+
+
+@jit
+def relu_forward(y):
+    """In place: y = max(y, 0). y: any-shape C-contiguous float32 array."""
+    f = y.reshape(-1)
+    for i in range(f.size):
+        if f[i] < 0.0:
+            f[i] = 0.0
+
+
+@jit
+def relu_backward(y, dy):
+    """In place: dy = dy * (y > 0), where y is the ReLU OUTPUT (same shape as dy)."""
+    fy = y.reshape(-1)
+    fd = dy.reshape(-1)
+    for i in range(fd.size):
+        if fy[i] <= 0.0:
+            fd[i] = 0.0

@@ -1,0 +1,90 @@
+"""Output heads and their losses: softmax policy + value (A3C) and Q values.
+
+The A3C head is one dense layer with ``A + 1`` outputs: columns ``[:A]`` are policy logits,
+column ``A`` is the state value. Losses are weighted sums over the rows (a row is one
+(time step, env) sample); a weight of 0 masks a sample out (envpool's auto-reset step),
+and the learner uses weight ``1/E`` so the update does not grow with the number of envs.
+"""
+
+import math
+
+from ._jit import jit
+
+
+@jit
+def a3c_head_backward(out, actions, returns, weight, beta, value_coef, dout, stats):
+    """A3C loss and its gradient w.r.t. the head outputs (Mnih et al. 2016, Alg. S3).
+
+    out: (N, A+1) float32 logits and value; actions: (N,) int; returns: (N,) float32 n-step
+    returns R; weight: (N,) float32. With pi = softmax(logits), V = out[:, A], adv = R - V
+    (held constant in the policy term) and H = -sum pi log pi, the loss is
+
+        L = sum_n w_n * ( -log pi(a_n) * adv_n  -  beta * H_n  +  value_coef * (R_n - V_n)^2 )
+
+    dout: (N, A+1) OVERWRITTEN with dL/dout:
+        dlogit_j = w * ( (pi_j - [j == a]) * adv + beta * pi_j * (log pi_j + H) )
+        dV       = w * 2 * value_coef * (V - R)
+    stats: (4,) float64 OVERWRITTEN with sums of w*policy loss, w*value loss, w*entropy, w.
+    """
+    N = out.shape[0]
+    A = out.shape[1] - 1
+    for k in range(4):
+        stats[k] = 0.0
+    for n in range(N):
+        w = weight[n]
+        if w == 0.0:
+            for j in range(A + 1):
+                dout[n, j] = 0.0
+            continue
+        m = out[n, 0]
+        for j in range(1, A):
+            if out[n, j] > m:
+                m = out[n, j]
+        s = 0.0
+        for j in range(A):
+            s += math.exp(out[n, j] - m)
+        logz = m + math.log(s)
+        H = 0.0
+        for j in range(A):
+            lp = out[n, j] - logz
+            H -= math.exp(lp) * lp
+        v = out[n, A]
+        adv = returns[n] - v
+        a = actions[n]
+        for j in range(A):
+            lp = out[n, j] - logz
+            p = math.exp(lp)
+            g = p * adv + beta * p * (lp + H)
+            if j == a:
+                g -= adv
+            dout[n, j] = w * g
+        dout[n, A] = w * 2.0 * value_coef * (v - returns[n])
+        stats[0] += w * (-(out[n, a] - logz) * adv)
+        stats[1] += w * value_coef * adv * adv
+        stats[2] += w * H
+        stats[3] += w
+
+
+@jit
+def q_head_backward(q, actions, targets, weight, dq, stats):
+    """Squared TD loss on the chosen actions and its gradient w.r.t. Q.
+
+    q: (N, A) float32; actions: (N,) int; targets: (N,) float32 y; weight: (N,) float32.
+    L = sum_n w_n * 0.5 * (y_n - Q(s_n, a_n))^2.
+    dq: (N, A) OVERWRITTEN: w * (Q(s_n, a_n) - y_n) at the chosen action, 0 elsewhere.
+    stats: (4,) float64 OVERWRITTEN: [sum w*loss, 0, 0, sum w].
+    """
+    N, A = q.shape
+    for k in range(4):
+        stats[k] = 0.0
+    for n in range(N):
+        for j in range(A):
+            dq[n, j] = 0.0
+        w = weight[n]
+        if w == 0.0:
+            continue
+        a = actions[n]
+        d = q[n, a] - targets[n]
+        dq[n, a] = w * d
+        stats[0] += w * 0.5 * d * d
+        stats[3] += w
