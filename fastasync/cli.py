@@ -1,0 +1,204 @@
+"""The ``fastasync`` command line (click).
+
+Cheap to start: this module imports only click and the stdlib-only config module; numba,
+numpy-heavy modules and envpool are imported inside the commands that need them.
+Bad input gets a one-line ``Error: ...`` and exit code 2, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from . import config as C
+
+CONTEXT = dict(help_option_names=["-h", "--help"], max_content_width=100)
+
+
+def fail(msg: str, code: int = 2):
+    click.echo(f"Error: {msg}", err=True)
+    sys.exit(code)
+
+
+def _doc(section, name):
+    return C.field_docs(C.SECTIONS[section])[name]
+
+
+def _opt(flag, section, name, **kw):
+    """A click option whose help text and shown default come from the config dataclass."""
+    default = getattr(C.SECTIONS[section](), name)
+    if name == "frames":
+        default = "40M"
+    if name in ("threads", "run_dir"):
+        default = None
+    kw.setdefault("show_default", True)
+    return click.option(flag, name, default=default, help=_doc(section, name), **kw)
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="fastasync")
+def main():
+    """fastasync: asynchronous deep RL (A3C and friends, Mnih et al. 2016) on CPUs, fast.
+
+    Start with `fastasync train` (Pong, all cores, paper defaults); `fastasync envs` lists
+    environments.
+    """
+
+
+@main.command(context_settings=CONTEXT)
+@_opt("--env", "env", "env", type=str)
+@_opt("--algo", "algo", "algo", type=str)
+@_opt("--threads", "run", "threads", type=int)
+@_opt("--envs-per-thread", "env", "envs_per_thread", type=int)
+@_opt("--frames", "run", "frames", type=str)
+@_opt("--lr", "optim", "lr", type=float)
+@_opt("--entropy", "algo", "entropy", type=float)
+@_opt("--gamma", "algo", "gamma", type=float)
+@_opt("--t-max", "algo", "t_max", type=int)
+@_opt("--seed", "run", "seed", type=int)
+@_opt("--run-dir", "run", "run_dir", type=str)
+@_opt("--backend", "env", "backend", type=click.Choice(["auto", "envpool", "gymnasium"]))
+@click.option("--resume", type=str, default=None, help="continue a run from its directory or checkpoint.npz")
+@click.option("--config", "config_file", type=str, default=None, help="TOML file of options (command-line options override it)")
+@click.pass_context
+def train(ctx, resume, config_file, **options):
+    """Train an agent. Ctrl-C stops cleanly with a checkpoint; --resume continues."""
+    from .checkpoint import CheckpointError
+    from .envs import EnvError
+
+    from click.core import ParameterSource
+
+    given = {
+        k: v for k, v in options.items() if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE
+    }
+    try:
+        flat = C.load_toml(config_file) if config_file else {}
+        flat.update(given)
+        ck = None
+        if resume:
+            from . import checkpoint
+            from .trainer import resume_config
+
+            ck = checkpoint.load(resume)
+            cfg = resume_config(ck, flat)
+            if "run_dir" not in flat:
+                cfg = _with_run_dir(cfg, os.path.dirname(os.path.abspath(ck["path"])))
+            if cfg.run.frames <= ck["frames"]:
+                raise C.ConfigError(
+                    f"the run already has {ck['frames']:,} frames of --frames {cfg.run.frames:,}; "
+                    "pass a larger --frames to continue"
+                )
+        else:
+            cfg = C.build(flat)
+        cfg = C.resolve(cfg)
+        from .trainer import Trainer
+
+        trainer = Trainer(cfg, resume=ck)
+    except (C.ConfigError, EnvError, CheckpointError, ValueError) as exc:
+        fail(str(exc))
+    click.echo(f"run dir: {cfg.run.run_dir}", err=True)
+    click.echo(
+        f"{cfg.algo.algo} on {cfg.env.env} ({cfg.env.backend}): {cfg.run.threads} threads x "
+        f"{cfg.env.envs_per_thread} envs, {trainer.net.num_params:,} params, {cfg.run.frames:,} frames",
+        err=True,
+    )
+    from .trainer import LearnerError
+
+    try:
+        summary = trainer.run()
+    except LearnerError as exc:
+        click.echo(exc.tb, err=True)
+        fail(str(exc), code=1)
+    ck_note = "checkpoint written" if summary["checkpoint_saved"] else "NO checkpoint written"
+    if summary["interrupted"]:
+        click.echo(
+            f"stopped at {summary['frames']:,} frames; {ck_note}. "
+            f"Resume with: fastasync train --resume {cfg.run.run_dir}",
+            err=True,
+        )
+        sys.exit(130)
+    click.echo(
+        f"done: {summary['frames']:,} frames, {summary['games']} games, "
+        f"mean score of the last 10 games {summary['mean_score_last10']:.2f}; {ck_note} in {cfg.run.run_dir}",
+        err=True,
+    )
+
+
+def _with_run_dir(cfg, run_dir):
+    import dataclasses
+
+    return dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, run_dir=run_dir))
+
+
+@main.command(name="eval", context_settings=CONTEXT)
+@click.argument("path", type=str)
+@click.option("--episodes", type=int, default=10, show_default=True, help="full games to play")
+@click.option("--greedy/--sample", default=None, help="argmax actions, or sample the policy  [default: sample for a3c, greedy for Q methods]")
+@click.option("--gif", type=str, default=None, help="write an animated GIF of the first game here")
+@click.option("--seed", type=int, default=12345, show_default=True, help="env and action seed")
+@click.option("--backend", type=click.Choice(["auto", "envpool", "gymnasium"]), default="auto", show_default=True,
+              help="env backend")
+def eval_cmd(path, episodes, greedy, gif, seed, backend):
+    """Play full games with a trained agent and print true-score statistics."""
+    from .checkpoint import CheckpointError
+    from .envs import EnvError
+
+    if episodes < 1:
+        fail(f"--episodes must be >= 1, got {episodes}")
+    try:
+        from .evaluate import evaluate, load_agent
+
+        agent = load_agent(path, backend=backend)
+        res = evaluate(agent, episodes=episodes, greedy=greedy, seed=seed, gif=gif)
+    except (C.ConfigError, EnvError, CheckpointError, ValueError, OSError) as exc:
+        fail(str(exc))
+    s = res["scores"]
+    click.echo(
+        f"{agent.cfg.algo.algo} on {agent.cfg.env.env}, {len(s)} games ({'greedy' if res['greedy'] else 'sampled'}): "
+        f"mean {s.mean():.2f}  median {float(__import__('numpy').median(s)):.2f}  min {s.min():g}  max {s.max():g}"
+    )
+    if gif:
+        click.echo(f"wrote {gif}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("run_dir", type=str)
+@click.option("-o", "--output", type=str, default=None, help="image file  [default: RUN_DIR/curve.png]")
+@click.option("--window", type=int, default=10, show_default=True, help="games in the rolling mean")
+def plot(run_dir, output, window):
+    """Plot true game score against frames (rolling mean) from a run's episodes.csv."""
+    if window < 1:
+        fail(f"--window must be >= 1, got {window}")
+    path = os.path.join(run_dir, "episodes.csv") if os.path.isdir(run_dir) else run_dir
+    if not os.path.exists(path):
+        fail(f"no episodes.csv at {path}")
+    from .plot import plot_scores
+
+    try:
+        out = plot_scores(path, output or os.path.join(os.path.dirname(path), "curve.png"), window)
+    except ValueError as exc:
+        fail(str(exc))
+    click.echo(f"wrote {out}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--backend", type=click.Choice(["all", "envpool", "gymnasium"]), default="all", show_default=True)
+def envs(backend):
+    """List supported environment ids by backend."""
+    from .envs import EnvError, list_envs
+
+    for b in ["envpool", "gymnasium"] if backend == "all" else [backend]:
+        try:
+            ids = list_envs(b)
+        except EnvError as exc:
+            click.echo(f"{b}: not available ({exc})")
+            continue
+        click.echo(f"{b} ({len(ids)}):")
+        for i in range(0, len(ids), 6):
+            click.echo("  " + "  ".join(ids[i : i + 6]))
+
+
+if __name__ == "__main__":
+    main()

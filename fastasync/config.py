@@ -1,0 +1,269 @@
+"""Run configuration: one frozen dataclass per concern, paper defaults, validation.
+
+Defaults are those of Mnih et al. (2016) for A3C on Atari: t_max 5, gamma 0.99, entropy
+0.01, shared RMSProp (alpha 0.99, eps 0.1) with lr 7e-4 annealed linearly to 0, grad-norm
+clip 40, rewards clipped to [-1, 1] and end of life as episode end, for training only.
+Every field's docstring doubles as its ``--help`` text. Derived values (total threads when
+0 is given, the run dir name) are computed, not configured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import time
+from dataclasses import dataclass, field, fields
+
+ALGOS = ("a3c", "a3c-lstm", "nstep-q", "onestep-q", "onestep-sarsa")
+IMPLEMENTED_ALGOS = ("a3c",)
+
+
+class ConfigError(ValueError):
+    """Invalid configuration: a clear one-line message for the user."""
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    env: str = "Pong-v5"
+    """environment id (Atari *-v5 or classic control, e.g. CartPole-v1); see `fastasync envs`"""
+    backend: str = "auto"
+    """env backend: envpool (fast, Linux), gymnasium (ale-py fallback) or auto"""
+    envs_per_thread: int = 8
+    """envs each learner thread steps as one batch"""
+    episodic_life: bool = True
+    """end a training episode at a life loss (scores still count whole games)"""
+    reward_clip: bool = True
+    """clip training rewards to [-1, 1] (scores are always unclipped)"""
+    noop_max: int = 30
+    """up to this many no-op actions at the start of every game"""
+    max_episode_frames: int = 108_000
+    """a game is truncated after this many emulator frames (30 minutes of play)"""
+
+
+@dataclass(frozen=True)
+class AlgoConfig:
+    algo: str = "a3c"
+    """learning method: a3c (others are coming: a3c-lstm, nstep-q, onestep-q, onestep-sarsa)"""
+    t_max: int = 5
+    """agent steps per env between updates (n of the n-step return)"""
+    gamma: float = 0.99
+    """discount factor"""
+    entropy: float = 0.01
+    """entropy bonus beta"""
+    value_coef: float = 0.5
+    """weight of the value loss (R - V)^2"""
+    hidden: tuple = (64, 64)
+    """hidden layer sizes of the MLP used for vector observations"""
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 7e-4
+    """initial learning rate, annealed linearly to 0 over the run"""
+    rms_alpha: float = 0.99
+    """shared RMSProp decay"""
+    rms_eps: float = 0.1
+    """shared RMSProp epsilon (inside the square root)"""
+    grad_clip: float = 40.0
+    """global gradient-norm clip (0 disables)"""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    frames: int = 40_000_000
+    """emulator frames to train for (agent steps x frame skip), e.g. 10M, 500k"""
+    threads: int = 0
+    """actor-learner threads  [default: all cores]"""
+    seed: int = 0
+    """run seed (params, envs, per-thread generators)"""
+    run_dir: str = ""
+    """run directory  [default: runs/<env>-<algo>-<timestamp>]"""
+    checkpoint_every_s: float = 300.0
+    """seconds between checkpoints (one is always written at the end)"""
+    progress_every_s: float = 2.0
+    """seconds between progress lines"""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """Inverse of to_dict (as stored in config.json / checkpoints); unknown keys are errors."""
+        parts = {}
+        for f in fields(cls):
+            sub = dict(d.get(f.name, {}))
+            sub_cls = f.default_factory
+            known = {g.name for g in fields(sub_cls)}
+            bad = set(sub) - known
+            if bad:
+                raise ConfigError(f"unknown config keys in [{f.name}]: {', '.join(sorted(bad))}")
+            if "hidden" in sub:
+                sub["hidden"] = tuple(sub["hidden"])
+            parts[f.name] = sub_cls(**sub)
+        return cls(**parts)
+
+
+SECTIONS = {"env": EnvConfig, "algo": AlgoConfig, "optim": OptimConfig, "run": RunConfig}
+
+
+def field_docs(cls) -> dict[str, str]:
+    """Field docstrings (the string literal under each field), used as --help texts."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body
+    docs = {}
+    for a, b in zip(body, body[1:]):
+        if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant):
+            docs[a.target.id] = b.value.value
+    return docs
+
+
+def flat_fields() -> dict[str, tuple[str, dataclasses.Field]]:
+    """Every option name (field name) -> (section, field). Names are unique across sections."""
+    out = {}
+    for sec, cls in SECTIONS.items():
+        for f in fields(cls):
+            out[f.name] = (sec, f)
+    return out
+
+
+_SUFFIX = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000, "b": 1_000_000_000}
+
+
+def parse_count(text) -> int:
+    """'10M' -> 10_000_000, '500k' -> 500_000, '2.5m' -> 2_500_000, '1e6' -> 1_000_000."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = text
+    else:
+        s = str(text).strip().lower().replace("_", "").replace(",", "")
+        m = re.fullmatch(r"(\d+(?:\.\d+)?(?:e\d+)?)\s*([kmgb]?)", s)
+        if not m:
+            raise ConfigError(f"cannot read {text!r} as a number of frames (examples: 10M, 500k, 2000000)")
+        value = float(m.group(1)) * _SUFFIX[m.group(2)]
+        if value != int(value):
+            raise ConfigError(f"{text!r} is not a whole number of frames")
+        value = int(value)
+    if value <= 0:
+        raise ConfigError(f"the number of frames must be positive, got {text!r}")
+    return value
+
+
+def build(overrides: dict) -> TrainConfig:
+    """A validated TrainConfig from flat ``{field_name: value}`` overrides (CLI / TOML)."""
+    ff = flat_fields()
+    per = {sec: {} for sec in SECTIONS}
+    for key, value in overrides.items():
+        name = key.replace("-", "_")
+        if name not in ff:
+            raise ConfigError(f"unknown option {key!r}")
+        sec, f = ff[name]
+        per[sec][name] = _coerce(name, f, value)
+    if per["run"].get("threads", 1) < 1:
+        raise ConfigError(f"--threads must be >= 1, got {per['run']['threads']}")
+    cfg = TrainConfig(**{sec: cls(**per[sec]) for sec, cls in SECTIONS.items()})
+    validate(cfg)
+    return cfg
+
+
+def _coerce(name, f, value):
+    typ = type(f.default) if f.default is not dataclasses.MISSING else None
+    try:
+        if name == "frames":
+            return parse_count(value)
+        if typ is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError
+            return bool(value)
+        if typ is tuple:
+            if isinstance(value, str):
+                value = [int(v) for v in value.split(",") if v.strip()]
+            return tuple(int(v) for v in value)
+        if typ in (int, float, str):
+            if typ is int and isinstance(value, float) and value != int(value):
+                raise ValueError
+            return typ(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"invalid value {value!r} for {name.replace('_', '-')}") from None
+    return value
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Reject values that would make a silently wrong run."""
+    e, a, o, r = cfg.env, cfg.algo, cfg.optim, cfg.run
+    checks = [
+        (a.algo in ALGOS, f"unknown algo {a.algo!r}; choose from {', '.join(ALGOS)}"),
+        (
+            a.algo in IMPLEMENTED_ALGOS,
+            f"algo {a.algo!r} is not implemented yet; available: {', '.join(IMPLEMENTED_ALGOS)}",
+        ),
+        (r.threads >= 0, f"--threads must be >= 1, got {r.threads}"),
+        (e.envs_per_thread >= 1, f"--envs-per-thread must be >= 1, got {e.envs_per_thread}"),
+        (a.t_max >= 1, f"--t-max must be >= 1, got {a.t_max}"),
+        (0.0 <= a.gamma <= 1.0, f"--gamma must be in [0, 1], got {a.gamma}"),
+        (a.entropy >= 0.0, f"--entropy must be >= 0, got {a.entropy}"),
+        (o.lr > 0.0, f"--lr must be > 0, got {o.lr}"),
+        (0.0 <= o.rms_alpha < 1.0, f"rms-alpha must be in [0, 1), got {o.rms_alpha}"),
+        (o.rms_eps > 0.0, f"rms-eps must be > 0, got {o.rms_eps}"),
+        (o.grad_clip >= 0.0, f"grad-clip must be >= 0, got {o.grad_clip}"),
+        (e.backend in ("auto", "envpool", "gymnasium"), f"unknown backend {e.backend!r}; choose envpool, gymnasium or auto"),
+        (e.noop_max >= 0, f"noop-max must be >= 0, got {e.noop_max}"),
+        (r.seed >= 0, f"--seed must be >= 0, got {r.seed}"),
+        (all(h >= 1 for h in a.hidden), f"hidden sizes must be >= 1, got {a.hidden}"),
+        (r.checkpoint_every_s > 0, "checkpoint-every-s must be > 0"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(msg)
+
+
+def resolve(cfg: TrainConfig) -> TrainConfig:
+    """Fill derived values: threads (0 -> cores), backend (auto -> installed), run dir name."""
+    from .envs import default_backend
+
+    threads = cfg.run.threads or (os.cpu_count() or 1)
+    backend = default_backend() if cfg.env.backend == "auto" else cfg.env.backend
+    run_dir = cfg.run.run_dir or os.path.join(
+        "runs", f"{cfg.env.env.replace('/', '_')}-{cfg.algo.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    return dataclasses.replace(
+        cfg,
+        env=dataclasses.replace(cfg.env, backend=backend),
+        run=dataclasses.replace(cfg.run, threads=threads, run_dir=run_dir),
+    )
+
+
+def load_toml(path: str) -> dict:
+    """Flat option table from a TOML file (sections [env], [algo], ... are flattened too)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    flat = {}
+    for k, v in data.items():
+        if isinstance(v, dict) and k in SECTIONS:
+            flat.update(v)
+        else:
+            flat[k] = v
+    return flat

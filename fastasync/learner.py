@@ -1,0 +1,147 @@
+"""One actor-learner thread's loop (Mnih et al. 2016, Algorithm S3, with E envs per thread).
+
+Per segment:
+1. snapshot the shared parameters into the learner's own copy (theta' <- theta);
+2. for t < t_max: forward the E observations (activations kept), pick actions, step the
+   envs (envpool's C++ releases the GIL), record rewards and episode flags;
+3. forward s_T (bootstrap), targets and loss gradient (the algorithm), backward through
+   the stored activations into the learner's gradient buffer;
+4. clip the gradient norm and apply the shared RMSProp to the shared parameters, no lock.
+
+Everything the loop touches is allocated once in ``__init__``; the hot work runs in
+``nogil`` Numba kernels, so N learner threads use N cores.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .kernels import optim
+
+
+class Segment:
+    """What one learner records over one segment of T steps x E envs (time-major)."""
+
+    def __init__(self, T, E):
+        self.T, self.E = T, E
+        self.actions = np.zeros((T + 1, E), np.int32)
+        self.rewards = np.zeros((T, E), np.float32)
+        self.terminated = np.zeros((T, E), np.uint8)
+        self.truncated = np.zeros((T, E), np.uint8)
+        self.reset = np.zeros((T, E), np.uint8)
+        self.values = np.zeros((T + 1, E), np.float32)
+        self.returns = np.zeros((T, E), np.float32)
+        self.weight = np.zeros((T, E), np.float32)
+        self.stats = np.zeros(4, np.float64)
+        self.actions_flat = self.actions[:T].reshape(-1)
+        self.returns_flat = self.returns.reshape(-1)
+        self.weight_flat = self.weight.reshape(-1)
+
+
+class Learner:
+    """One actor-learner. ``shared`` is the trainer's SharedState."""
+
+    def __init__(self, index, shared, net, algo, env, cfg, rng_state):
+        self.index = index
+        self.shared = shared
+        self.net = net
+        self.algo = algo
+        self.env = env
+        self.T = cfg.algo.t_max
+        self.E = env.num_envs
+        self.frame_skip = env.info.frame_skip
+        self.grad_clip = float(cfg.optim.grad_clip)
+        self.alpha = float(cfg.optim.rms_alpha)
+        self.eps = float(cfg.optim.rms_eps)
+        self.rng_state = rng_state
+        self.theta = net.layout.zeros()
+        self.grad = net.layout.zeros()
+        self.ws = net.workspace(self.T + 1, self.E, self.theta, self.grad)
+        self.seg = Segment(self.T, self.E)
+        self.obs = None
+        self.prev_done = np.zeros(self.E, bool)
+        self.score = np.zeros(self.E, np.float64)
+        self.length = np.zeros(self.E, np.int64)
+        self.updates = 0
+        self.last_stats = np.zeros(4, np.float64)
+        self.last_grad_norm = 0.0
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def run(self):
+        """Train until the shared frame budget is spent or the trainer says stop."""
+        shared = self.shared
+        self.obs = self.env.reset()
+        while not shared.stop.is_set() and shared.frames < shared.total_frames:
+            self.segment()
+
+    def segment(self):
+        shared, net, seg, ws = self.shared, self.net, self.seg, self.ws
+        optim.copy_into(self.theta, shared.theta)
+        frames = shared.frames
+        for t in range(self.T):
+            out = net.forward(ws, self.obs, t)
+            self.algo.act(out, seg.actions[t], self.rng_state, frames)
+            step = self.env.step(seg.actions[t])
+            self._record(t, step)
+            self.obs = step.obs
+        net.forward(ws, self.obs, self.T)
+        self.algo.loss(ws, seg)
+        net.backward(ws, self.T)
+        self.apply_update(shared.theta, shared.rms_g, shared.lr_at(frames))
+        shared.add_frames(self.T * self.E * self.frame_skip)
+
+    def apply_update(self, theta, rms_g, lr):
+        """Clip this learner's gradient and apply RMSProp to (theta, rms_g) in place."""
+        norm = optim.clip_grad_norm(self.grad, self.grad_clip)
+        if not np.isfinite(norm):
+            raise FloatingPointError(
+                f"learner {self.index}: non-finite gradient (norm {norm}) after {self.updates} updates; "
+                "try a lower --lr"
+            )
+        optim.rmsprop_apply(theta, rms_g, self.grad, lr, self.alpha, self.eps)
+        self.last_grad_norm = norm
+        self.last_stats[:] = self.seg.stats
+        self.updates += 1
+
+    def _record(self, t, step):
+        seg = self.seg
+        reset = self.prev_done
+        seg.rewards[t] = step.reward
+        seg.terminated[t] = step.terminated
+        seg.truncated[t] = step.truncated
+        seg.reset[t] = reset
+        self.prev_done = step.terminated | step.truncated
+        self.score += step.raw_reward
+        self.length += ~reset
+        if step.game_over.any():
+            wall = time.monotonic()
+            for e in np.flatnonzero(step.game_over):
+                self.shared.report_game(self.index, float(self.score[e]), int(self.length[e]), wall)
+                self.score[e] = 0.0
+                self.length[e] = 0
+
+    # -- compilation ----------------------------------------------------------------------
+
+    def warmup(self):
+        """Run every kernel of a segment once on dummy data, without touching shared state.
+
+        Numba compiles on first call while holding a global lock: doing it here, before any
+        thread starts, keeps threads from serialising on the compiler.
+        """
+        dummy_obs = np.zeros((self.E, *self.env.info.obs_shape), self.env.info.obs_dtype)
+        seg = self.seg
+        for t in range(self.T):
+            out = self.net.forward(self.ws, dummy_obs, t)
+            self.algo.act(out, seg.actions[t], self.rng_state.copy(), 0)
+        self.net.forward(self.ws, dummy_obs, self.T)
+        self.algo.loss(self.ws, seg)
+        self.net.backward(self.ws, self.T)
+        scratch = self.net.layout.zeros()
+        optim.copy_into(self.theta, scratch)
+        optim.rmsprop_apply(scratch, self.net.layout.zeros(), self.grad, 0.0, self.alpha, self.eps)
+        optim.clip_grad_norm(self.grad, self.grad_clip)
+        optim.all_finite(scratch)
+        self.updates = 0

@@ -1,0 +1,85 @@
+"""Episode log (episodes.csv), score summaries and the live progress line."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections import deque
+
+EPISODES_HEADER = ["frames", "wall_s", "thread", "score", "length"]
+
+
+class EpisodeLog:
+    """Appends one row per finished GAME to episodes.csv, flushed at once (nothing is lost)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        new = not os.path.exists(path) or os.path.getsize(path) == 0
+        self.fh = open(path, "a", newline="")
+        self.writer = csv.writer(self.fh)
+        if new:
+            self.writer.writerow(EPISODES_HEADER)
+            self.fh.flush()
+
+    def write(self, rows):
+        for frames, wall_s, thread, score, length in rows:
+            self.writer.writerow([frames, f"{wall_s:.2f}", thread, f"{score:g}", length])
+        self.fh.flush()
+
+    def close(self):
+        self.fh.close()
+
+
+def read_episodes(path: str):
+    """Rows of an episodes.csv as dict of lists (frames, wall_s, thread, score, length)."""
+    cols = {k: [] for k in EPISODES_HEADER}
+    with open(path, newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header != EPISODES_HEADER:
+            raise ValueError(f"{path} is not an episodes.csv (header {header})")
+        for row in reader:
+            if len(row) != len(EPISODES_HEADER):
+                continue  # a row cut short by a crash
+            for k, v in zip(EPISODES_HEADER, row):
+                cols[k].append(float(v) if k in ("wall_s", "score") else int(v))
+    return cols
+
+
+class ScoreWindow:
+    """Mean of the last ``n`` game scores."""
+
+    def __init__(self, n=10):
+        self.scores = deque(maxlen=n)
+        self.games = 0
+
+    def add(self, score):
+        self.scores.append(score)
+        self.games += 1
+
+    def mean(self):
+        return sum(self.scores) / len(self.scores) if self.scores else math.nan
+
+
+def human_count(n: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def hms(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "--:--:--"
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def progress_line(frames, total, fps, games, mean10, elapsed, eta) -> str:
+    score = "   n/a" if math.isnan(mean10) else f"{mean10:6.1f}"
+    return (
+        f"frames {human_count(frames):>7}/{human_count(total)} ({100 * frames / total:5.1f}%) | "
+        f"{fps:8,.0f} fps | games {games:5d} | score(last 10) {score} | "
+        f"elapsed {hms(elapsed)} | ETA {hms(eta)}"
+    )

@@ -1,0 +1,260 @@
+"""Shared state, learner threads, schedules, stats, checkpoints, stop and crash handling.
+
+The trainer builds the net and the shared arrays (params, RMSProp statistics), one env
+batch and one :class:`~fastasync.learner.Learner` per thread, compiles every kernel before
+any thread starts, then runs the threads (Hogwild: no lock on the parameters) while the
+main thread logs games, prints progress and writes checkpoints. Ctrl-C stops every thread
+within a segment and writes a final checkpoint; a learner that raises stops the run and
+its error is raised in the main thread (no silent dead workers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+
+import numpy as np
+
+from . import checkpoint as ckpt
+from .config import TrainConfig
+from .stats import EpisodeLog, ScoreWindow, progress_line
+
+
+class LearnerError(RuntimeError):
+    """A learner thread raised; carries its traceback text."""
+
+    def __init__(self, index, exc, tb):
+        super().__init__(f"learner {index} failed: {type(exc).__name__}: {exc}")
+        self.index, self.exc, self.tb = index, exc, tb
+
+
+class SharedState:
+    """What every learner thread shares: parameters, RMSProp statistics, counters, stop flag."""
+
+    def __init__(self, theta, rms_g, total_frames, frames, lr):
+        self.theta = theta
+        self.rms_g = rms_g
+        self.total_frames = int(total_frames)
+        self.frames = int(frames)
+        self.lr0 = float(lr)
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.games = deque()
+        self.error = None
+        self.t0 = time.monotonic()
+        self.wall_offset = 0.0
+
+    def lr_at(self, frames):
+        """Learning rate annealed linearly from lr0 to 0 over the run (paper)."""
+        return self.lr0 * max(0.0, 1.0 - frames / self.total_frames)
+
+    def add_frames(self, n):
+        with self.lock:
+            self.frames += n
+
+    def wall_s(self, now=None):
+        return self.wall_offset + ((now if now is not None else time.monotonic()) - self.t0)
+
+    def report_game(self, thread, score, length, now):
+        self.games.append((self.frames, self.wall_s(now), thread, score, length))
+
+    def fail(self, index, exc):
+        with self.lock:
+            if self.error is None:
+                self.error = LearnerError(index, exc, traceback.format_exc())
+        self.stop.set()
+
+
+def seed_states(seed, n, start=0):
+    from .kernels.rng import seed_state
+
+    return [seed_state(seed * 1_000_003 + 7919 * (i + 1)) for i in range(start, n)]
+
+
+class Trainer:
+    """One training run. ``cfg`` must be resolved (threads, backend, run_dir filled in)."""
+
+    def __init__(self, cfg: TrainConfig, resume: dict | None = None, out=None):
+        from .algorithms import head_for, make_algorithm
+        from .envs import env_info, make_env
+        from .learner import Learner
+        from .nets import make_net
+
+        self.cfg = cfg
+        self.out = out or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        e, a, r = cfg.env, cfg.algo, cfg.run
+        self.info = env_info(e.env, e.backend)
+        if not self.info.discrete:
+            raise ValueError(f"{e.env} has a continuous action space; {a.algo} needs discrete actions")
+        self.net = make_net(self.info.obs_shape, self.info.num_actions, head_for(a.algo), a.hidden)
+        self.run_dir = r.run_dir
+        if resume is not None:
+            ckpt.check_matches(resume, self.net.layout)
+            theta, rms_g = resume["theta"], resume["rms_g"]
+            frames, wall, games = resume["frames"], resume["wall_s"], resume["games"]
+            rng = [s.copy() for s in resume["rng_states"][: r.threads]]
+            rng += seed_states(r.seed + frames, r.threads, start=len(rng))
+        else:
+            theta, rms_g = self.net.init_params(r.seed), self.net.layout.zeros()
+            frames, wall, games = 0, 0.0, 0
+            rng = seed_states(r.seed, r.threads)
+        self.shared = SharedState(theta, rms_g, r.frames, frames, cfg.optim.lr)
+        self.shared.wall_offset = wall
+        self.games_before = games
+        self.learners = []
+        for i in range(r.threads):
+            env = make_env(
+                e.env,
+                e.envs_per_thread,
+                seed=r.seed * 10_007 + i * 1_009 + frames,
+                backend=e.backend,
+                episodic_life=e.episodic_life,
+                reward_clip=e.reward_clip,
+                noop_max=e.noop_max,
+                max_episode_frames=e.max_episode_frames,
+            )
+            algo = make_algorithm(a.algo, cfg, self.net, self.info)
+            self.learners.append(Learner(i, self.shared, self.net, algo, env, cfg, rng[i]))
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def save_checkpoint(self, games):
+        from .kernels.optim import all_finite
+
+        s = self.shared
+        theta = s.theta.copy()
+        if not all_finite(theta):
+            self.out("warning: parameters are not finite; the last good checkpoint is kept")
+            return False
+        ckpt.save(
+            os.path.join(self.run_dir, ckpt.CHECKPOINT_NAME),
+            theta=theta,
+            rms_g=s.rms_g.copy(),
+            frames=s.frames,
+            wall_s=s.wall_s(),
+            games=games,
+            rng_states=np.stack([lr.rng_state for lr in self.learners]),
+            config=self.cfg.to_dict(),
+            layout_signature=self.net.layout.signature(),
+        )
+        return True
+
+    # -- the run --------------------------------------------------------------------------
+
+    def compile(self):
+        t = time.monotonic()
+        self.out("compiling kernels (cached after the first run) ...")
+        self.learners[0].warmup()
+        self.out(f"kernels ready in {time.monotonic() - t:.1f}s")
+
+    def run(self) -> dict:
+        """Train to the frame budget (or Ctrl-C). Returns a summary dict; raises LearnerError."""
+        from threadpoolctl import threadpool_limits
+
+        os.makedirs(self.run_dir, exist_ok=True)
+        ckpt.atomic_write_text(os.path.join(self.run_dir, "config.json"), json.dumps(self.cfg.to_dict(), indent=2) + "\n")
+        with threadpool_limits(1):
+            self.compile()
+            return self._run_threads()
+
+    def _run_threads(self) -> dict:
+        s, r = self.shared, self.cfg.run
+        log = EpisodeLog(os.path.join(self.run_dir, "episodes.csv"))
+        window = ScoreWindow(10)
+        window.games = self.games_before
+        threads = [threading.Thread(target=self._thread_main, args=(lr,), name=f"learner-{lr.index}", daemon=True)
+                   for lr in self.learners]
+        s.t0 = time.monotonic()
+        start_frames = s.frames
+        last_ckpt = last_progress = s.t0
+        last_frames, interrupted = s.frames, False
+        for th in threads:
+            th.start()
+        try:
+            while any(th.is_alive() for th in threads):
+                s.stop.wait(0.2)
+                now = time.monotonic()
+                self._drain(log, window)
+                if now - last_progress >= r.progress_every_s:
+                    fps = (s.frames - last_frames) / (now - last_progress)
+                    last_frames, last_progress = s.frames, now
+                    self._progress(window, fps, now)
+                if now - last_ckpt >= r.checkpoint_every_s:
+                    self.save_checkpoint(window.games)
+                    last_ckpt = now
+                if s.stop.is_set():
+                    break
+        except KeyboardInterrupt:
+            interrupted = True
+            self.out("\ninterrupted: stopping learner threads ...")
+        s.stop.set()
+        for th in threads:
+            while th.is_alive():
+                try:
+                    th.join(0.5)
+                except KeyboardInterrupt:
+                    interrupted = True
+        self._drain(log, window)
+        log.close()
+        saved = self.save_checkpoint(window.games)
+        for lr in self.learners:
+            lr.env.close()
+        elapsed = time.monotonic() - s.t0
+        summary = dict(
+            frames=s.frames,
+            train_frames=s.frames - start_frames,
+            elapsed_s=elapsed,
+            fps=(s.frames - start_frames) / max(elapsed, 1e-9),
+            games=window.games,
+            mean_score_last10=window.mean(),
+            interrupted=interrupted,
+            checkpoint_saved=saved,
+            run_dir=self.run_dir,
+        )
+        if s.error is not None:
+            raise s.error
+        self._progress(window, summary["fps"], time.monotonic())
+        return summary
+
+    def _thread_main(self, learner):
+        try:
+            learner.run()
+        except BaseException as exc:  # noqa: BLE001 - reported to the main thread
+            self.shared.fail(learner.index, exc)
+
+    def _drain(self, log, window):
+        rows = []
+        q = self.shared.games
+        while q:
+            rows.append(q.popleft())
+        if rows:
+            log.write(rows)
+            for row in rows:
+                window.add(row[3])
+
+    def _progress(self, window, fps, now):
+        s = self.shared
+        elapsed = s.wall_s(now)
+        remaining = s.total_frames - s.frames
+        eta = remaining / fps if fps > 0 else float("inf")
+        self.out(progress_line(s.frames, s.total_frames, fps, window.games, window.mean(), elapsed, max(eta, 0)))
+
+
+def resume_config(ck: dict, overrides: dict) -> TrainConfig:
+    """The checkpoint's config with the explicitly given options applied on top."""
+    from .config import build, flat_fields
+
+    flat = {}
+    ff = flat_fields()
+    stored = ck["config"]
+    for name, (sec, _f) in ff.items():
+        if name in stored.get(sec, {}):
+            flat[name] = stored[sec][name]
+    flat.update(overrides)
+    return build(flat)
