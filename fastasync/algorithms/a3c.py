@@ -30,6 +30,10 @@ class A3C:
     def act_greedy(self, out, actions):
         rng.argmax_rows(out, self.num_actions, actions)
 
+    def act_eval(self, out, actions, rng_state):
+        """Evaluation acting without --greedy: sample the policy."""
+        rng.sample_softmax(out, self.num_actions, rng_state, actions)
+
     def loss(self, ws, seg):
         """Targets and dL/d(head output) for slots 0..T-1 (the bootstrap forward is in slot T)."""
         T, E = seg.T, seg.E

@@ -1,0 +1,118 @@
+"""Play full games with a trained agent: true scores (unclipped, whole games, no life loss)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import checkpoint as ckpt
+from .config import TrainConfig
+
+
+@dataclass
+class Agent:
+    cfg: TrainConfig
+    net: object
+    theta: np.ndarray
+    info: object
+    backend: str
+    frames: int
+
+
+def load_agent(path: str, backend: str = "auto") -> Agent:
+    """Load a checkpoint (run dir or .npz) and rebuild its net; raises CheckpointError."""
+    from .algorithms import head_for
+    from .config import ConfigError
+    from .envs import default_backend, env_info
+    from .nets import make_net
+
+    ck = ckpt.load(path)
+    try:
+        cfg = TrainConfig.from_dict(ck["config"])
+    except (ConfigError, TypeError) as exc:
+        raise ckpt.CheckpointError(f"checkpoint {ck['path']} has an unusable config: {exc}") from None
+    if backend == "auto":
+        backend = cfg.env.backend if cfg.env.backend != "auto" else default_backend()
+    info = env_info(cfg.env.env, backend)
+    net = make_net(info.obs_shape, info.num_actions, head_for(cfg.algo.algo), cfg.algo.hidden)
+    ckpt.check_matches(ck, net.layout)
+    return Agent(cfg, net, ck["theta"], info, backend, ck["frames"])
+
+
+def evaluate(agent: Agent, episodes: int = 10, greedy=None, seed: int = 12345, gif: str | None = None,
+             max_envs: int = 8) -> dict:
+    """Play ``episodes`` full games; returns {'scores', 'lengths', 'greedy'}.
+
+    Each env plays a fixed quota of games so that short games are not over-represented.
+    ``greedy=None`` picks the method's default: sample the policy for actor-critic,
+    argmax for Q methods.
+    """
+    from .algorithms import make_algorithm
+    from .envs import make_env
+    from .kernels.rng import seed_state
+
+    cfg, net, info = agent.cfg, agent.net, agent.info
+    if gif and not info.is_atari:
+        raise ValueError(f"--gif needs an Atari env with image observations; {cfg.env.env} has none")
+    algo = make_algorithm(cfg.algo.algo, cfg, net, info)
+    if greedy is None:
+        greedy = algo.head != "a3c"
+    E = min(episodes, max_envs)
+    quota = np.full(E, episodes // E)
+    quota[: episodes % E] += 1
+    env = make_env(
+        cfg.env.env, E, seed=seed, backend=agent.backend, episodic_life=False, reward_clip=False,
+        noop_max=cfg.env.noop_max, max_episode_frames=cfg.env.max_episode_frames,
+    )
+    theta = np.ascontiguousarray(agent.theta, np.float32)
+    ws = net.workspace(1, E, theta, net.layout.zeros())
+    actions = np.zeros(E, np.int32)
+    rng = seed_state(seed)
+    score = np.zeros(E)
+    length = np.zeros(E, np.int64)
+    prev_done = np.zeros(E, bool)
+    scores, lengths, frames = [], [], []
+    recording = bool(gif)
+    try:
+        obs = env.reset()
+        while (quota > 0).any():
+            if recording:
+                frames.append(obs[0, -1].copy())
+            out = net.forward(ws, obs, 0)
+            if greedy:
+                algo.act_greedy(out, actions)
+            else:
+                algo.act_eval(out, actions, rng)
+            step = env.step(actions)
+            score += step.raw_reward
+            length += ~prev_done
+            prev_done = step.terminated | step.truncated
+            for e in np.flatnonzero(step.game_over):
+                if quota[e] > 0:
+                    scores.append(score[e])
+                    lengths.append(int(length[e]))
+                    quota[e] -= 1
+                if e == 0 and recording:
+                    recording = False
+                score[e], length[e] = 0.0, 0
+            obs = step.obs
+    finally:
+        env.close()
+    if gif:
+        write_gif(gif, frames, fps=60 // info.frame_skip)
+    return dict(scores=np.array(scores), lengths=np.array(lengths), greedy=greedy)
+
+
+def write_gif(path: str, frames, fps: int = 15, scale: int = 2) -> None:
+    """Animated GIF of grayscale uint8 frames, written atomically."""
+    from PIL import Image
+
+    imgs = [Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST) for f in frames]
+    if not imgs:
+        raise ValueError("no frames to write")
+
+    def write(fh):
+        imgs[0].save(fh, format="GIF", save_all=True, append_images=imgs[1:], duration=int(1000 / fps), loop=0)
+
+    ckpt.atomic_write_bytes(path, write)
