@@ -1,0 +1,126 @@
+"""A3C end to end: learning on CartPole, Pong smoke + resume, Ctrl-C, learner failure."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fastasync.cli import main
+from fastasync.stats import EPISODES_HEADER, read_episodes
+
+
+def _train(args, env=None):
+    r = CliRunner().invoke(main, ["train", *args], catch_exceptions=False)
+    return r
+
+
+def test_a3c_learns_cartpole(tmp_path):
+    """Asserted learning: mean true score >= 195 over the last 20 games within 500k frames."""
+    run = tmp_path / "cp"
+    t = time.monotonic()
+    r = _train(["--env", "CartPole-v1", "--threads", "2", "--frames", "500k", "--lr", "2e-3",
+                "--seed", "1", "--run-dir", str(run)])
+    assert r.exit_code == 0, r.output
+    elapsed = time.monotonic() - t
+    eps = read_episodes(run / "episodes.csv")
+    last20 = np.mean(eps["score"][-20:])
+    assert last20 >= 195, f"mean score of last 20 games {last20:.1f}"
+    assert eps["frames"][-1] <= 500_000 + 2 * 8 * 5
+    assert elapsed < 120, elapsed
+
+
+def test_pong_smoke_and_resume(tmp_path):
+    from fastasync import checkpoint
+    from fastasync.nets import make_net
+
+    run = tmp_path / "pong"
+    args = ["--env", "Pong-v5", "--threads", "2", "--envs-per-thread", "4", "--run-dir", str(run)]
+    r = _train([*args, "--frames", "16k"])
+    assert r.exit_code == 0, r.output
+    assert (run / "config.json").exists() and (run / "episodes.csv").exists()
+    with open(run / "episodes.csv") as fh:
+        assert fh.readline().strip() == ",".join(EPISODES_HEADER)
+    ck = checkpoint.load(str(run))
+    net = make_net((4, 84, 84), 6, "a3c")
+    init = net.init_params(0)
+    assert ck["theta"].shape == init.shape
+    assert np.isfinite(ck["theta"]).all() and np.isfinite(ck["rms_g"]).all()
+    assert not np.array_equal(ck["theta"], init), "parameters did not change"
+    assert (ck["rms_g"] > 0).any()
+    assert ck["frames"] >= 16_000
+    f1 = ck["frames"]
+
+    r = _train(["--resume", str(run), "--frames", "24k"])
+    assert r.exit_code == 0, r.output
+    ck2 = checkpoint.load(str(run))
+    assert ck2["frames"] >= 24_000 and ck2["frames"] - f1 < 16_000
+    assert not np.array_equal(ck2["theta"], ck["theta"])
+    assert np.isfinite(ck2["theta"]).all()
+    # pong games are long; scores, where games finished, are true game scores in [-21, 21]
+    eps = read_episodes(run / "episodes.csv")
+    assert all(-21 <= s <= 21 for s in eps["score"])
+
+
+def test_ctrl_c_stops_quickly_writes_checkpoint_and_resumes(tmp_path):
+    run = tmp_path / "cc"
+    cmd = [sys.executable, "-W", "ignore", "-m", "fastasync.cli", "train", "--env", "CartPole-v1",
+           "--threads", "2", "--frames", "100M", "--run-dir", str(run)]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = p.stderr.readline()
+            if line.startswith("frames"):
+                break
+        else:
+            pytest.fail("no progress line")
+        t = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        rest = p.communicate(timeout=30)[1]
+        assert time.monotonic() - t < 10
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, rest
+    assert "Resume with" in rest
+    from fastasync import checkpoint
+
+    ck = checkpoint.load(str(run))
+    assert ck["frames"] > 0
+    r = _train(["--resume", str(run), "--frames", str(ck["frames"] + 4000)])
+    assert r.exit_code == 0, r.output
+    assert checkpoint.load(str(run))["frames"] >= ck["frames"] + 4000
+
+
+def test_learner_that_raises_stops_the_run(tmp_path, monkeypatch):
+    from fastasync import learner as L
+
+    orig = L.Learner.segment
+    calls = {"n": 0}
+
+    def flaky(self):
+        if self.index == 1:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise RuntimeError("boom in learner")
+        return orig(self)
+
+    monkeypatch.setattr(L.Learner, "segment", flaky)
+    r = CliRunner().invoke(main, ["train", "--env", "CartPole-v1", "--threads", "2", "--frames", "50M",
+                                  "--run-dir", str(tmp_path / "x")])
+    assert r.exit_code == 1
+    assert "learner 1 failed: RuntimeError: boom in learner" in r.output
+    assert "Traceback" in r.output  # the learner's own traceback is shown
+
+
+def test_nonfinite_gradient_is_an_error_not_a_silent_run(tmp_path):
+    r = CliRunner().invoke(main, ["train", "--env", "CartPole-v1", "--threads", "1", "--frames", "200k",
+                                  "--lr", "1e30", "--run-dir", str(tmp_path / "nan")])
+    assert r.exit_code == 1, r.output
+    assert "non-finite" in r.output
