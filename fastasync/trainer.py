@@ -10,7 +10,6 @@ its error is raised in the main thread (no silent dead workers).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -155,6 +154,7 @@ class Trainer:
 
     def run(self) -> dict:
         """Train to the frame budget (or Ctrl-C). Returns a summary dict; raises LearnerError."""
+        import scipy.linalg.cython_blas  # noqa: F401 - load the BLAS numba calls, so the limit below reaches it
         from threadpoolctl import threadpool_limits
 
         os.makedirs(self.run_dir, exist_ok=True)
