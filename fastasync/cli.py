@@ -31,6 +31,8 @@ def _opt(flag, section, name, **kw):
     default = getattr(C.SECTIONS[section](), name)
     if name == "frames":
         default = "40M"
+    elif name.endswith("_frames"):
+        default = f"{default:,}"
     if name in ("threads", "run_dir"):
         default = None
     kw.setdefault("show_default", True)
@@ -57,6 +59,8 @@ def main():
 @_opt("--entropy", "algo", "entropy", type=float)
 @_opt("--gamma", "algo", "gamma", type=float)
 @_opt("--t-max", "algo", "t_max", type=int)
+@_opt("--target-update-frames", "algo", "target_update_frames", type=str)
+@_opt("--eps-anneal-frames", "algo", "eps_anneal_frames", type=str)
 @_opt("--seed", "run", "seed", type=int)
 @_opt("--run-dir", "run", "run_dir", type=str)
 @_opt("--backend", "env", "backend", type=click.Choice(["auto", "envpool", "gymnasium"]))
@@ -198,6 +202,151 @@ def envs(backend):
         click.echo(f"{b} ({len(ids)}):")
         for i in range(0, len(ids), 6):
             click.echo("  " + "  ".join(ids[i : i + 6]))
+
+
+def _bench_options(threads_default, seconds_default, warmup_default, threads_help):
+    """Options shared by ``bench`` and ``profile`` (defaults from the config dataclasses)."""
+
+    def deco(f):
+        for opt in reversed(
+            [
+                _opt("--env", "env", "env", type=str),
+                _opt("--algo", "algo", "algo", type=str),
+                click.option("--threads", "threads", type=str, default=threads_default, show_default=True, help=threads_help),
+                _opt("--envs-per-thread", "env", "envs_per_thread", type=int),
+                click.option("--seconds", type=float, default=seconds_default, show_default=True,
+                             help="length of the measured window, after the warm-up"),
+                click.option("--warmup", type=float, default=warmup_default, show_default=True,
+                             help="seconds run and discarded before measuring (after kernel compilation)"),
+                _opt("--backend", "env", "backend", type=click.Choice(["auto", "envpool", "gymnasium"])),
+            ]
+        ):
+            f = opt(f)
+        return f
+
+    return deco
+
+
+def _check_window(seconds, warmup):
+    if not seconds > 0:
+        fail(f"--seconds must be > 0, got {seconds}")
+    if not warmup >= 0:
+        fail(f"--warmup must be >= 0, got {warmup}")
+
+
+@main.command(context_settings=CONTEXT)
+@_bench_options("1,2", 20.0, 5.0, "comma-separated learner-thread counts to measure, e.g. 1,2,4")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object per thread count, nothing else on stdout")
+def bench(env, algo, threads, envs_per_thread, seconds, warmup, backend, as_json):
+    """Training frames/s against the env-only ceiling (envpool, random actions), per thread count.
+
+    For each thread count: the ceiling (the same env batches stepping random actions, no
+    learning), then the real trainer; both after a warm-up (compilation excluded) that is
+    not measured. Frames are emulator frames (agent steps x frame skip).
+    """
+    import json
+    import time
+
+    from .bench import parse_threads
+
+    _check_window(seconds, warmup)
+    try:
+        threads_list = parse_threads(threads)
+    except C.ConfigError as exc:
+        fail(str(exc))
+    from threadpoolctl import threadpool_limits
+
+    from .bench import bench_config, format_table, run_bench
+    from .envs import EnvError
+    from .perf import _load_blas, cpu_flags, cpu_model, thread_settings
+    from .trainer import LearnerError
+
+    _load_blas()
+    progress = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    with threadpool_limits(limits=1):  # as the learners run (the trainer pins it too)
+        try:
+            bench_config(env, algo, threads_list[0], envs_per_thread, backend, "unused")  # check before any work
+            rows, cfg = run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend, progress)
+        except LearnerError as exc:
+            click.echo(exc.tb, err=True)
+            fail(str(exc), code=1)
+        except (C.ConfigError, EnvError, ValueError) as exc:
+            fail(str(exc))
+        settings = thread_settings()
+    if as_json:
+        for r in rows:
+            click.echo(json.dumps(r))
+        return
+    click.echo(f"fastasync bench: {cfg.algo.algo} on {cfg.env.env} ({cfg.env.backend}), "
+               f"{cfg.env.envs_per_thread} envs per thread, {time.strftime('%Y-%m-%d %H:%M')}")
+    click.echo(f"machine: {cpu_model()} ({', '.join(cpu_flags()) or 'no AVX'}), {os.cpu_count()} cores")
+    click.echo(f"frames/s = emulator frames (agent steps x frame skip); each figure after {warmup:g}s warm-up "
+               f"(train: after kernel compilation and the first segment too), measured over {seconds:g}s")
+    click.echo("")
+    click.echo(format_table(rows))
+    click.echo("")
+    click.echo("ratio = train / ceiling at the same thread count; efficiency = train(N) / (N x train(1))"
+               + ("" if any(r["threads"] == 1 for r in rows) else " (n/a: 1 thread not measured)"))
+    click.echo("RSS: this process's resident set at the start and end of the train window")
+    click.echo("")
+    click.echo("thread settings (BLAS pinned to 1 thread, as in the learners):")
+    click.echo(json.dumps(settings, indent=2))
+    click.echo("config (resolved; frames, run_dir, checkpoint/progress periods are the benchmark's):")
+    click.echo(json.dumps(cfg.to_dict(), indent=2))
+
+
+@main.command(name="profile", context_settings=CONTEXT)
+@_bench_options("1", 10.0, 3.0, "learner threads (one number)")
+def profile_cmd(env, algo, threads, envs_per_thread, seconds, warmup, backend):
+    """Where one learner's time goes: ms per agent step and share per phase, kernel GFLOP/s.
+
+    Phases: parameter snapshot, forward, action sampling, env step, Python glue, loss,
+    backward, RMSProp apply. GFLOP/s of the forward/backward kernels are compared with one
+    core's fp32 peak measured in the same run. Compilation and warm-up are excluded.
+    """
+    from .bench import parse_threads
+
+    _check_window(seconds, warmup)
+    try:
+        tl = parse_threads(threads)
+        if len(tl) != 1:
+            raise C.ConfigError(f"--threads takes one number for profile, got {threads!r}")
+    except C.ConfigError as exc:
+        fail(str(exc))
+    import json
+    import time
+
+    from threadpoolctl import threadpool_limits
+
+    from .bench import bench_config
+    from .envs import EnvError
+    from .perf import _load_blas, cpu_flags, cpu_model, thread_settings
+    from .profile import format_report, run_profile
+    from .trainer import LearnerError
+
+    _load_blas()
+    progress = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    with threadpool_limits(limits=1):  # as the learners run (the trainer pins it too)
+        try:
+            bench_config(env, algo, tl[0], envs_per_thread, backend, "unused")
+            res = run_profile(env, algo, tl[0], envs_per_thread, seconds, warmup, backend, progress)
+        except LearnerError as exc:
+            click.echo(exc.tb, err=True)
+            fail(str(exc), code=1)
+        except (C.ConfigError, EnvError, ValueError) as exc:
+            fail(str(exc))
+        s = thread_settings()
+    cfg = res["config"]
+    click.echo(f"fastasync profile: {cfg.algo.algo} on {cfg.env.env} ({cfg.env.backend}), {cfg.run.threads} thread(s) x "
+               f"{cfg.env.envs_per_thread} envs, t_max {cfg.algo.t_max}, {time.strftime('%Y-%m-%d %H:%M')}")
+    click.echo(f"machine: {cpu_model()} ({', '.join(cpu_flags()) or 'no AVX'}), {os.cpu_count()} cores; "
+               f"{warmup:g}s warm-up after compilation excluded, {seconds:g}s profiled")
+    click.echo("")
+    click.echo(format_report(res))
+    click.echo("threads: numba layer " + str(s["numba"]["threading_layer_in_use"]) + "; BLAS "
+               + ", ".join(f"{b['file']} {b['num_threads']} thread(s) {b['arch']}" for b in s["blas"])
+               + f"; envpool {s['envpool']['num_threads_per_batch']} thread per batch")
+    click.echo("config: " + json.dumps(cfg.to_dict()))
 
 
 if __name__ == "__main__":

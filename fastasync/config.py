@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field, fields
 
 ALGOS = ("a3c", "a3c-lstm", "nstep-q", "onestep-q", "onestep-sarsa")
-IMPLEMENTED_ALGOS = ("a3c",)
+IMPLEMENTED_ALGOS = ALGOS
 
 
 class ConfigError(ValueError):
@@ -44,7 +44,7 @@ class EnvConfig:
 @dataclass(frozen=True)
 class AlgoConfig:
     algo: str = "a3c"
-    """learning method: a3c (others are coming: a3c-lstm, nstep-q, onestep-q, onestep-sarsa)"""
+    """learning method: a3c, a3c-lstm, nstep-q, onestep-q or onestep-sarsa"""
     t_max: int = 5
     """agent steps per env between updates (n of the n-step return)"""
     gamma: float = 0.99
@@ -55,6 +55,12 @@ class AlgoConfig:
     """weight of the value loss (R - V)^2"""
     hidden: tuple = (64, 64)
     """hidden layer sizes of the MLP used for vector observations"""
+    lstm_size: int = 256
+    """LSTM cells of a3c-lstm (after the fc layer, or after the MLP torso)"""
+    target_update_frames: int = 40_000
+    """Q methods: copy the shared parameters to the target network every this many frames"""
+    eps_anneal_frames: int = 4_000_000
+    """Q methods: frames over which epsilon anneals from 1 to each thread's final epsilon"""
 
 
 @dataclass(frozen=True)
@@ -179,7 +185,7 @@ def build(overrides: dict) -> TrainConfig:
 def _coerce(name, f, value):
     typ = type(f.default) if f.default is not dataclasses.MISSING else None
     try:
-        if name == "frames":
+        if name == "frames" or name.endswith("_frames"):
             return parse_count(value)
         if typ is bool:
             if isinstance(value, str):
@@ -224,6 +230,7 @@ def validate(cfg: TrainConfig) -> None:
         (e.noop_max >= 0, f"noop-max must be >= 0, got {e.noop_max}"),
         (r.seed >= 0, f"--seed must be >= 0, got {r.seed}"),
         (all(h >= 1 for h in a.hidden), f"hidden sizes must be >= 1, got {a.hidden}"),
+        (a.lstm_size >= 1, f"lstm-size must be >= 1, got {a.lstm_size}"),
         (r.checkpoint_every_s > 0, "checkpoint-every-s must be > 0"),
     ]
     for ok, msg in checks:

@@ -22,11 +22,9 @@ class Agent:
 
 def load_agent(path: str, backend: str = "auto") -> Agent:
     """Load a checkpoint (run dir or .npz) and rebuild its net; raises CheckpointError."""
-    from .algorithms import head_for
+    from .algorithms import build_net
     from .config import ConfigError
     from .envs import default_backend, env_info
-    from .nets import make_net
-
     ck = ckpt.load(path)
     try:
         cfg = TrainConfig.from_dict(ck["config"])
@@ -35,7 +33,7 @@ def load_agent(path: str, backend: str = "auto") -> Agent:
     if backend == "auto":
         backend = cfg.env.backend if cfg.env.backend != "auto" else default_backend()
     info = env_info(cfg.env.env, backend)
-    net = make_net(info.obs_shape, info.num_actions, head_for(cfg.algo.algo), cfg.algo.hidden)
+    net = build_net(cfg, info)
     ckpt.check_matches(ck, net.layout)
     return Agent(cfg, net, ck["theta"], info, backend, ck["frames"])
 
@@ -66,12 +64,13 @@ def evaluate(agent: Agent, episodes: int = 10, greedy=None, seed: int = 12345, g
         noop_max=cfg.env.noop_max, max_episode_frames=cfg.env.max_episode_frames,
     )
     theta = np.ascontiguousarray(agent.theta, np.float32)
-    ws = net.workspace(1, E, theta, net.layout.zeros())
+    ws = net.workspace(2, E, theta, net.layout.zeros())  # slot 0 only; 2 slots carry LSTM state
     actions = np.zeros(E, np.int32)
     rng = seed_state(seed)
     score = np.zeros(E)
     length = np.zeros(E, np.int64)
     prev_done = np.zeros(E, bool)
+    prev_reset = np.zeros(E, bool)
     scores, lengths, frames = [], [], []
     recording = bool(gif)
     try:
@@ -79,6 +78,9 @@ def evaluate(agent: Agent, episodes: int = 10, greedy=None, seed: int = 12345, g
         while (quota > 0).any():
             if recording:
                 frames.append(obs[0, -1].copy())
+            if net.recurrent:
+                net.begin_segment(ws)  # state after the last step, reset where a new episode starts
+                ws.reset_in[0] = prev_reset
             out = net.forward(ws, obs, 0)
             if greedy:
                 algo.act_greedy(out, actions)
@@ -87,6 +89,7 @@ def evaluate(agent: Agent, episodes: int = 10, greedy=None, seed: int = 12345, g
             step = env.step(actions)
             score += step.raw_reward
             length += ~prev_done
+            prev_reset = prev_done
             prev_done = step.terminated | step.truncated
             for e in np.flatnonzero(step.game_over):
                 if quota[e] > 0:

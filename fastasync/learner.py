@@ -24,6 +24,10 @@ from .kernels import optim
 PHASES = ("snapshot", "forward", "act", "env_step", "glue", "loss", "backward", "apply", "total", "segments")
 
 
+def _no_clock():
+    return 0.0
+
+
 class Segment:
     """What one learner records over one segment of T steps x E envs (time-major)."""
 
@@ -65,12 +69,16 @@ class Learner:
         self.seg = Segment(self.T, self.E)
         self.obs = None
         self.prev_done = np.zeros(self.E, bool)
+        self.new_episode = np.zeros(self.E, np.uint8)  # recurrent nets: a new episode starts at the next slot
         self.score = np.zeros(self.E, np.float64)
         self.length = np.zeros(self.E, np.int64)
         self.updates = 0
         self.last_stats = np.zeros(4, np.float64)
         self.last_grad_norm = 0.0
         self.timings = None
+        self._no_timings = dict.fromkeys(PHASES, 0.0)
+        self.has_carry = False  # an action picked at the last bootstrap slot, taken next (Sarsa)
+        algo.bind(self)
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -82,60 +90,49 @@ class Learner:
             self.segment()
 
     def segment(self):
-        if self.timings is not None:
-            return self._segment_timed()
-        shared, net, seg, ws = self.shared, self.net, self.seg, self.ws
-        optim.copy_into(self.theta, shared.theta)
-        frames = shared.frames
-        for t in range(self.T):
-            out = net.forward(ws, self.obs, t)
-            self.algo.act(out, seg.actions[t], self.rng_state, frames)
-            step = self.env.step(seg.actions[t])
-            self._record(t, step)
-            self.obs = step.obs
-        net.forward(ws, self.obs, self.T)
-        self.algo.loss(ws, seg)
-        net.backward(ws, self.T)
-        self.apply_update(shared.theta, shared.rms_g, shared.lr_at(frames))
-        shared.add_frames(self.T * self.E * self.frame_skip)
+        """One segment: t_max steps of acting, then one asynchronous update.
 
-    def enable_timing(self):
-        """Accumulate seconds per phase in ``self.timings`` (for ``fastasync profile``)."""
-        self.timings = dict.fromkeys(PHASES, 0.0)
-
-    def _segment_timed(self):
-        """``segment`` with a clock around every phase; same work, same order."""
-        clock, tm = time.perf_counter, self.timings
-        shared, net, seg, ws = self.shared, self.net, self.seg, self.ws
+        With timing enabled (``fastasync profile``) every phase is clocked; otherwise the
+        clock is a constant and the bookkeeping costs a few additions per step.
+        """
+        clock, tm = (time.perf_counter, self.timings) if self.timings is not None else (_no_clock, self._no_timings)
+        shared, net, seg, ws, algo = self.shared, self.net, self.seg, self.ws, self.algo
+        recurrent = net.recurrent
         t0 = clock()
         optim.copy_into(self.theta, shared.theta)
+        if recurrent:
+            net.begin_segment(ws)
         t1 = clock()
         tm["snapshot"] += t1 - t0
         frames = shared.frames
         for t in range(self.T):
             a = clock()
+            if recurrent:
+                ws.reset_in[t] = self.new_episode
             out = net.forward(ws, self.obs, t)
             b = clock()
-            self.algo.act(out, seg.actions[t], self.rng_state, frames)
+            self._act(out, t, frames)
             c = clock()
             step = self.env.step(seg.actions[t])
             d = clock()
             self._record(t, step)
             self.obs = step.obs
             e = clock()
-            tm["forward"] += b - a
+            algo.observe(self.obs, t + 1, seg.truncated[t].any())
+            f = clock()
+            tm["forward"] += b - a + f - e
             tm["act"] += c - b
             tm["env_step"] += d - c
             tm["glue"] += e - d
         a = clock()
-        net.forward(ws, self.obs, self.T)
+        self._bootstrap(frames)
         b = clock()
-        self.algo.loss(ws, seg)
+        algo.loss(ws, seg)
         c = clock()
         net.backward(ws, self.T)
         d = clock()
         self.apply_update(shared.theta, shared.rms_g, shared.lr_at(frames))
-        shared.add_frames(self.T * self.E * self.frame_skip)
+        self._count_frames()
         e = clock()
         tm["forward"] += b - a
         tm["loss"] += c - b
@@ -143,6 +140,33 @@ class Learner:
         tm["apply"] += e - d
         tm["total"] += e - t0
         tm["segments"] += 1
+
+    def enable_timing(self):
+        """Accumulate seconds per phase in ``self.timings`` (for ``fastasync profile``)."""
+        self.timings = dict.fromkeys(PHASES, 0.0)
+
+    def _act(self, out, t, frames):
+        seg = self.seg
+        if t == 0 and self.has_carry:
+            seg.actions[0] = seg.actions[self.T]
+        else:
+            self.algo.act(out, seg.actions[t], self.rng_state, frames)
+
+    def _bootstrap(self, frames):
+        """Forward s_T into the bootstrap slot (and pick a_T for methods that carry it)."""
+        if self.net.recurrent:
+            self.ws.reset_in[self.T] = self.new_episode
+        out = self.net.forward(self.ws, self.obs, self.T)
+        if self.algo.carries_action:
+            self.algo.act(out, self.seg.actions[self.T], self.rng_state, frames)
+            self.has_carry = True
+
+    def _count_frames(self):
+        shared = self.shared
+        n = self.T * self.E * self.frame_skip
+        before = shared.add_frames(n)
+        if shared.target is not None and (before + n) // shared.target_period != before // shared.target_period:
+            optim.copy_into(shared.target, shared.theta)
 
     def apply_update(self, theta, rms_g, lr):
         """Clip this learner's gradient and apply RMSProp to (theta, rms_g) in place."""
@@ -164,6 +188,7 @@ class Learner:
         seg.terminated[t] = step.terminated
         seg.truncated[t] = step.truncated
         seg.reset[t] = reset
+        self.new_episode[:] = reset  # after an auto-reset step the next slot starts a new episode
         self.prev_done = step.terminated | step.truncated
         self.score += step.raw_reward
         self.length += ~reset
@@ -187,6 +212,7 @@ class Learner:
         for t in range(self.T):
             out = self.net.forward(self.ws, dummy_obs, t)
             self.algo.act(out, seg.actions[t], self.rng_state.copy(), 0)
+            self.algo.observe(dummy_obs, t + 1, True)
         self.net.forward(self.ws, dummy_obs, self.T)
         self.algo.loss(self.ws, seg)
         self.net.backward(self.ws, self.T)

@@ -17,6 +17,8 @@ Nets (``make_net``):
 * ``atari``: the paper's feed-forward Atari net (Mnih et al. 2013/2016): uint8 4x84x84 ->
   conv 16@8x8/4 -> conv 32@4x4/2 -> fc 256 -> head, ReLU after every hidden layer.
 * ``mlp``: obs vector -> dense 64 -> dense 64 -> head, for classic-control envs.
+* with ``lstm=N`` (a3c-lstm): an LSTM of N cells between the torso and the head; its state
+  is carried across segments and reset per env where ``ws.reset_in`` says so.
 The head has ``A + 1`` outputs for actor-critic (logits and value) and ``A`` for Q methods.
 """
 
@@ -26,6 +28,7 @@ import numpy as np
 
 from .kernels import conv as kconv
 from .kernels import dense as kdense
+from .kernels import lstm as klstm
 from .params import Layout, ParamSpec
 
 
@@ -86,7 +89,10 @@ class Conv:
         """The output rows of E samples viewed as (E, OH, OW, OC)."""
         return y2d.reshape(E, self.oh, self.ow, self.oc)
 
-    def backward(self, w, g, buf, rows, dx):
+    def dx_view(self, prev_dy, rows):
+        return prev_dy.reshape(rows, *self.in_shape)
+
+    def backward(self, w, g, buf, rows, x_all, dx):
         """``rows`` = T*E samples; dx: the previous layer's dy viewed (T*E, H, W, C), or None."""
         p = self.oh * self.ow
         y, dy, cols = buf["y"][: rows * p], buf["dy"][: rows * p], buf["cols"][: rows * p]
@@ -136,7 +142,14 @@ class Dense:
     def y_view(self, y2d, E):
         return y2d
 
-    def backward(self, w, g, buf, rows, dx, x_all):
+    def dx_view(self, prev_dy, rows):
+        return prev_dy.reshape(rows, self.n_in)
+
+    def backward(self, w, g, buf, rows, x_all, dx):
+        if x_all is None:
+            x_all = buf["x"][:rows]
+        else:
+            x_all = x_all.reshape(rows, self.n_in)
         y, dy = buf["y"][:rows], buf["dy"][:rows]
         if self.relu:
             kdense.relu_backward(y, dy)
@@ -154,6 +167,9 @@ class Workspace:
         self.w = net.layout.views(theta)
         self.g = net.layout.views(grad)
         self.bufs = [layer.alloc(slots, E, need_dx=i > 0) for i, layer in enumerate(net.layers)]
+        # recurrent nets: reset_in[t, e] = 1 when a new episode of env e starts at slot t
+        lstm = [b for layer, b in zip(net.layers, self.bufs) if isinstance(layer, LSTM)]
+        self.reset_in = lstm[0]["reset"] if lstm else None
 
 
 class Net:
@@ -161,6 +177,7 @@ class Net:
 
     def __init__(self, kind, obs_shape, num_actions, layers, head_outputs):
         self.kind = kind
+        self.recurrent = any(isinstance(layer, LSTM) for layer in layers)
         self.obs_shape = tuple(obs_shape)
         self.num_actions = num_actions
         self.head_outputs = head_outputs
@@ -178,6 +195,10 @@ class Net:
     def init_params(self, seed):
         """Fresh parameters; the policy logits of an actor-critic head start small (x0.01)."""
         flat = self.layout.init(seed)
+        views = self.layout.views(flat)
+        for layer in self.layers:
+            if hasattr(layer, "init_fixup"):
+                layer.init_fixup(views)
         if self.head_outputs == self.num_actions + 1:
             head = self.layers[-1].name
             self.layout.views(flat)[f"{head}.W"][: self.num_actions] *= 0.01
@@ -210,49 +231,139 @@ class Net:
     def backward(self, ws, T):
         """Backpropagate ``self.dout(ws, T)`` (filled by the loss) through slots 0..T-1 into ws.grad."""
         rows = T * ws.E
-        n = len(self.layers)
-        for i in range(n - 1, -1, -1):
+        for i in range(len(self.layers) - 1, -1, -1):
             layer, buf = self.layers[i], ws.bufs[i]
+            x_all = dx = None
             if i > 0:
-                prev, pbuf = self.layers[i - 1], ws.bufs[i - 1]
-                prev_y = pbuf["y"][: rows * _rows_per_sample(prev)]
-                prev_dy = pbuf["dy"][: rows * _rows_per_sample(prev)]
-            if isinstance(layer, Conv):
-                dx = prev_dy.reshape(rows, *prev.out_shape) if i > 0 else None
-                layer.backward(ws.w, ws.g, buf, rows, dx)
-            else:
-                if i > 0:
-                    x_all = prev_y.reshape(rows, layer.n_in)
-                    dx = prev_dy.reshape(rows, layer.n_in)
-                else:
-                    x_all, dx = buf["x"][:rows], None
-                layer.backward(ws.w, ws.g, buf, rows, dx, x_all)
+                pbuf = ws.bufs[i - 1]
+                n = pbuf["y"].shape[0] // ws.slots * T  # rows of the previous layer's output for T slots
+                x_all, dx = pbuf["y"][:n], layer.dx_view(pbuf["dy"][:n], rows)
+            layer.backward(ws.w, ws.g, buf, rows, x_all, dx)
+
+    def begin_segment(self, ws):
+        """Carry recurrent state into a new segment (no-op for feed-forward nets)."""
+        for layer, buf in zip(self.layers, ws.bufs):
+            if isinstance(layer, LSTM):
+                layer.begin_segment(buf, ws.slots - 1)
 
 
-def _rows_per_sample(layer):
-    return layer.oh * layer.ow if isinstance(layer, Conv) else 1
+class LSTM:
+    """LSTM layer (gates i, f, g, o; kernels/lstm.py) with per-env state carried across segments.
+
+    While acting, slot t starts from the state after slot t-1 (slot 0: the state after the
+    previous segment's slot T-1, kept in ``h0``/``c0``), zeroed for envs whose
+    ``ws.reset_in[t]`` is set (a new episode starts at that slot). The backward pass reruns
+    the sequence forward over slots 0..T-1 to get the gates, then truncated BPTT.
+    """
+
+    def __init__(self, name, n_in, size):
+        self.name, self.n_in, self.H = name, n_in, size
+        self.out_shape = (size,)
+        self.relu = False
+
+    def param_specs(self):
+        H = self.H
+        return [
+            ParamSpec(f"{self.name}.Wx", (4 * H, self.n_in), "uniform", fan_in=self.n_in),
+            ParamSpec(f"{self.name}.Wh", (4 * H, H), "uniform", fan_in=H),
+            ParamSpec(f"{self.name}.b", (4 * H,), "zeros"),
+        ]
+
+    def init_fixup(self, views):
+        """Forget-gate bias 1 (remember by default)."""
+        views[f"{self.name}.b"][self.H : 2 * self.H] = 1.0
+
+    def flops(self):
+        return 2 * (self.n_in + self.H) * 4 * self.H
+
+    def alloc(self, slots, E, need_dx):
+        H, T = self.H, slots - 1
+        y = np.zeros((slots * E, H), np.float32)
+        c = np.zeros((slots * E, H), np.float32)
+        buf = dict(
+            y=y, c=c, dy=np.zeros_like(y),
+            y_t=[y[t * E : (t + 1) * E] for t in range(slots)],
+            c_t=[c[t * E : (t + 1) * E] for t in range(slots)],
+            h0=np.zeros((E, H), np.float32), c0=np.zeros((E, H), np.float32),
+            hs=np.zeros((E, H), np.float32), cs=np.zeros((E, H), np.float32),
+            zstep=np.zeros((2, E, 4 * H), np.float32), zseq=np.zeros((E, 4 * H), np.float32),
+            gates=np.zeros((T, E, 4 * H), np.float32),
+            dz=np.zeros((T, E, 4 * H), np.float32), hprev=np.zeros((T, E, H), np.float32),
+            dh=np.zeros((E, H), np.float32), dc=np.zeros((E, H), np.float32),
+            reset=np.zeros((slots, E), np.uint8),
+            reset_t=None,
+        )
+        buf["reset_t"] = [buf["reset"][t] for t in range(slots)]
+        return buf
+
+    def begin_segment(self, buf, T):
+        buf["h0"][...] = buf["y_t"][T - 1]
+        buf["c0"][...] = buf["c_t"][T - 1]
+
+    def forward(self, w, buf, x, t):
+        hp = buf["h0"] if t == 0 else buf["y_t"][t - 1]
+        cp = buf["c0"] if t == 0 else buf["c_t"][t - 1]
+        klstm.state_in(hp, cp, buf["reset_t"][t], buf["hs"], buf["cs"])
+        n = self.name
+        klstm.lstm_step(x, buf["hs"], buf["cs"], w[f"{n}.Wx"], w[f"{n}.Wh"], w[f"{n}.b"], buf["zstep"],
+                        buf["y_t"][t], buf["c_t"][t])
+        return buf["y_t"][t]
+
+    def y_view(self, y2d, E):
+        return y2d
+
+    def dx_view(self, prev_dy, rows):
+        return prev_dy.reshape(rows, self.n_in)
+
+    def backward(self, w, g, buf, rows, x_all, dx):
+        T = buf["gates"].shape[0]
+        E = rows // T
+        H, n = self.H, self.name
+        x = x_all.reshape(T, E, self.n_in)
+        reset = buf["reset"][:T]
+        c_seq = buf["c"][:rows].reshape(T, E, H)
+        h_seq = buf["y"][:rows].reshape(T, E, H)
+        klstm.lstm_forward(x, buf["h0"], buf["c0"], reset, w[f"{n}.Wx"], w[f"{n}.Wh"], w[f"{n}.b"], buf["zseq"],
+                           buf["gates"], c_seq, h_seq)
+        dxx = dx.reshape(T, E, self.n_in) if dx is not None else np.zeros((T, E, self.n_in), np.float32)
+        klstm.lstm_backward(x, buf["h0"], buf["c0"], reset, w[f"{n}.Wx"], w[f"{n}.Wh"], buf["gates"], c_seq, h_seq,
+                            buf["dy"][:rows].reshape(T, E, H), g[f"{n}.Wx"], g[f"{n}.Wh"], g[f"{n}.b"], dxx,
+                            buf["dz"], buf["dh"], buf["dc"], buf["hprev"])
 
 
-def atari_net(num_actions, head_outputs, obs_shape=(4, 84, 84)):
+def atari_net(num_actions, head_outputs, obs_shape=(4, 84, 84), lstm=0):
     c1 = Conv("conv1", obs_shape, 16, 8, 4, first=True, scale=1.0 / 255.0)
     c2 = Conv("conv2", c1.out_shape, 32, 4, 2)
-    fc = Dense("fc", int(np.prod(c2.out_shape)), 256)
-    head = Dense("head", 256, head_outputs, relu=False)
-    return Net("atari", obs_shape, num_actions, [c1, c2, fc, head], head_outputs)
+    layers = [c1, c2, Dense("fc", int(np.prod(c2.out_shape)), 256)]
+    n_in = 256
+    if lstm:
+        layers.append(LSTM("lstm", n_in, lstm))
+        n_in = lstm
+    layers.append(Dense("head", n_in, head_outputs, relu=False))
+    return Net("atari-lstm" if lstm else "atari", obs_shape, num_actions, layers, head_outputs)
 
 
-def mlp_net(num_actions, head_outputs, obs_shape, hidden=(64, 64)):
+def mlp_net(num_actions, head_outputs, obs_shape, hidden=(64, 64), lstm=0):
     layers, n_in = [], int(np.prod(obs_shape))
     for i, h in enumerate(hidden):
         layers.append(Dense(f"fc{i + 1}", n_in, h, first=(i == 0)))
         n_in = h
-    layers.append(Dense("head", n_in, head_outputs, relu=False, first=not hidden))
-    return Net("mlp", obs_shape, num_actions, layers, head_outputs)
+    if lstm:
+        if not hidden:
+            raise ValueError("an LSTM net needs at least one hidden layer before the LSTM")
+        layers.append(LSTM("lstm", n_in, lstm))
+        n_in = lstm
+    layers.append(Dense("head", n_in, head_outputs, relu=False, first=not layers))
+    return Net("mlp-lstm" if lstm else "mlp", obs_shape, num_actions, layers, head_outputs)
 
 
-def make_net(obs_shape, num_actions, head="a3c", hidden=(64, 64)):
-    """The net for an observation shape: conv net for image stacks, MLP for vectors."""
+def make_net(obs_shape, num_actions, head="a3c", hidden=(64, 64), lstm=0):
+    """The net for an observation shape: conv net for image stacks, MLP for vectors.
+
+    ``head``: "a3c" (A logits + 1 value) or "q" (A values); ``lstm``: LSTM cells after the
+    torso (0 = feed-forward).
+    """
     outputs = num_actions + 1 if head == "a3c" else num_actions
     if len(obs_shape) == 3:
-        return atari_net(num_actions, outputs, obs_shape)
-    return mlp_net(num_actions, outputs, obs_shape, hidden)
+        return atari_net(num_actions, outputs, obs_shape, lstm)
+    return mlp_net(num_actions, outputs, obs_shape, hidden, lstm)

@@ -36,9 +36,11 @@ class LearnerError(RuntimeError):
 class SharedState:
     """What every learner thread shares: parameters, RMSProp statistics, counters, stop flag."""
 
-    def __init__(self, theta, rms_g, total_frames, frames, lr):
+    def __init__(self, theta, rms_g, total_frames, frames, lr, target=None, target_period=40_000):
         self.theta = theta
         self.rms_g = rms_g
+        self.target = target  # Q methods: the target network's parameters
+        self.target_period = int(target_period)
         self.total_frames = int(total_frames)
         self.frames = int(frames)
         self.lr0 = float(lr)
@@ -54,8 +56,11 @@ class SharedState:
         return self.lr0 * max(0.0, 1.0 - frames / self.total_frames)
 
     def add_frames(self, n):
+        """Add n frames; returns the count before (exact under threads)."""
         with self.lock:
+            before = self.frames
             self.frames += n
+        return before
 
     def wall_s(self, now=None):
         return self.wall_offset + ((now if now is not None else time.monotonic()) - self.t0)
@@ -80,18 +85,16 @@ class Trainer:
     """One training run. ``cfg`` must be resolved (threads, backend, run_dir filled in)."""
 
     def __init__(self, cfg: TrainConfig, resume: dict | None = None, out=None):
-        from .algorithms import head_for, make_algorithm
+        from .algorithms import build_net, head_for, make_algorithm
         from .envs import env_info, make_env
         from .learner import Learner
-        from .nets import make_net
-
         self.cfg = cfg
         self.out = out or (lambda msg: print(msg, file=sys.stderr, flush=True))
         e, a, r = cfg.env, cfg.algo, cfg.run
         self.info = env_info(e.env, e.backend)
         if not self.info.discrete:
             raise ValueError(f"{e.env} has a continuous action space; {a.algo} needs discrete actions")
-        self.net = make_net(self.info.obs_shape, self.info.num_actions, head_for(a.algo), a.hidden)
+        self.net = build_net(cfg, self.info)
         self.run_dir = r.run_dir
         if resume is not None:
             ckpt.check_matches(resume, self.net.layout)
@@ -103,7 +106,11 @@ class Trainer:
             theta, rms_g = self.net.init_params(r.seed), self.net.layout.zeros()
             frames, wall, games = 0, 0.0, 0
             rng = seed_states(r.seed, r.threads)
-        self.shared = SharedState(theta, rms_g, r.frames, frames, cfg.optim.lr)
+        target = None
+        if head_for(a.algo) == "q":
+            target = resume["extra"].get("target") if resume is not None else None
+            target = np.ascontiguousarray(target if target is not None else theta, np.float32).copy()
+        self.shared = SharedState(theta, rms_g, r.frames, frames, cfg.optim.lr, target, a.target_update_frames)
         self.shared.wall_offset = wall
         self.games_before = games
         self.learners = []
@@ -141,6 +148,7 @@ class Trainer:
             rng_states=np.stack([lr.rng_state for lr in self.learners]),
             config=self.cfg.to_dict(),
             layout_signature=self.net.layout.signature(),
+            extra={} if s.target is None else {"target": s.target.copy()},
         )
         return True
 

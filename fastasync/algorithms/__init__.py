@@ -10,12 +10,35 @@ from __future__ import annotations
 
 def make_algorithm(name, cfg, net, env_info):
     """The algorithm object for ``name`` (one per learner thread: it may hold buffers)."""
-    if name == "a3c":
+    if name in ("a3c", "a3c-lstm"):
         from .a3c import A3C
 
         return A3C(cfg, net, env_info)
+    from ._q import check_discrete
+
+    check_discrete(env_info, name)
+    if name == "onestep-q":
+        from .onestep_q import OneStepQ
+
+        return OneStepQ(cfg, net, env_info)
+    if name == "onestep-sarsa":
+        from .sarsa import OneStepSarsa
+
+        return OneStepSarsa(cfg, net, env_info)
+    if name == "nstep-q":
+        from .nstep_q import NStepQ
+
+        return NStepQ(cfg, net, env_info)
     raise ValueError(f"unknown algo {name!r}")
 
 
 def head_for(name: str) -> str:
     return "a3c" if name.startswith("a3c") else "q"
+
+
+def build_net(cfg, env_info):
+    """The net a config needs for an env (head and LSTM from the algorithm)."""
+    from ..nets import make_net
+
+    lstm = cfg.algo.lstm_size if cfg.algo.algo == "a3c-lstm" else 0
+    return make_net(env_info.obs_shape, env_info.num_actions, head_for(cfg.algo.algo), cfg.algo.hidden, lstm)

@@ -15,6 +15,13 @@ from ..kernels import heads, returns, rng
 
 class A3C:
     head = "a3c"
+    carries_action = False
+
+    def bind(self, learner):
+        """Per-learner set-up (A3C needs none)."""
+
+    def observe(self, obs, slot, truncated_any):
+        """A3C needs nothing beyond the online forward."""
 
     def __init__(self, cfg, net, env_info):
         self.gamma = float(cfg.algo.gamma)

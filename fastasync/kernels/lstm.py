@@ -322,3 +322,17 @@ def check_lstm_backward(x, h0, c0, reset, Wx, Wh, gates, c_seq, h_seq, dh_seq, d
     ):
         _expect(fn, name, arr, shape)
     _expect(fn, "reset", reset, (T, B), np.uint8)
+
+
+@jit
+def state_in(h_prev, c_prev, reset_row, h, c):
+    """The state entering a step: (h, c) = (h_prev, c_prev), zeroed for envs with reset_row[e] != 0.
+
+    h_prev, c_prev, h, c: (B, H) float32; reset_row: (B,) uint8.
+    """
+    B, H = h.shape
+    for e in range(B):
+        keep = reset_row[e] == 0
+        for k in range(H):
+            h[e, k] = h_prev[e, k] if keep else 0.0
+            c[e, k] = c_prev[e, k] if keep else 0.0

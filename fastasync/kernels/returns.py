@@ -55,3 +55,50 @@ def step_weights(reset, scale, weight):
     for t in range(T):
         for e in range(E):
             weight[t, e] = 0.0 if reset[t, e] else scale
+
+
+@jit
+def onestep_q_targets(rewards, terminated, reset, q_next, actions, sarsa, gamma, targets):
+    """One-step Q-learning / Sarsa targets (Mnih et al. 2016, Algorithms 1 and S2).
+
+        Q-learning: y_t = r_t + gamma * max_a' Q_target(s_{t+1}, a')
+        Sarsa:      y_t = r_t + gamma * Q_target(s_{t+1}, a_{t+1})   (a_{t+1}: the action taken next)
+
+    y_t = r_t when s_{t+1} is terminal; y_t = 0 on auto-reset steps (weight 0). On a
+    truncation s_{t+1} is the real last observation, so it bootstraps like any other step.
+    rewards, terminated, reset: (T, E); q_next: ((T+1)*E, A) target-net outputs by slot
+    (row (t+1)*E + e is Q_target(s_{t+1}) of env e); actions: (T+1, E) int32 taken actions;
+    targets: (T, E) float32, written.
+    """
+    T, E = rewards.shape
+    A = q_next.shape[1]
+    for t in range(T):
+        for e in range(E):
+            if reset[t, e]:
+                targets[t, e] = 0.0
+                continue
+            if terminated[t, e]:
+                targets[t, e] = rewards[t, e]
+                continue
+            row = (t + 1) * E + e
+            if sarsa:
+                v = q_next[row, actions[t + 1, e]]
+            else:
+                v = q_next[row, 0]
+                for j in range(1, A):
+                    if q_next[row, j] > v:
+                        v = q_next[row, j]
+            targets[t, e] = rewards[t, e] + gamma * v
+
+
+@jit
+def max_rows(q, values):
+    """values.flat[i] = max_a q[i, a]. q: (S*E, A); values: (S, E), written."""
+    flat = values.reshape(-1)
+    A = q.shape[1]
+    for i in range(flat.size):
+        v = q[i, 0]
+        for j in range(1, A):
+            if q[i, j] > v:
+                v = q[i, j]
+        flat[i] = v
