@@ -77,6 +77,8 @@ class Conv:
     def forward(self, w, buf, x, t):
         cols = buf["cols_t"][t]
         if self.first:
+            if not x.flags.c_contiguous:
+                x = np.ascontiguousarray(x)
             kconv.im2col_nchw(x, self.k, self.k, self.stride, self.scale, cols)
         else:
             kconv.im2col_nhwc(x, self.k, self.k, self.stride, cols)
@@ -316,19 +318,20 @@ class LSTM:
         return prev_dy.reshape(rows, self.n_in)
 
     def backward(self, w, g, buf, rows, x_all, dx):
-        T = buf["gates"].shape[0]
-        E = rows // T
+        E = buf["h0"].shape[0]
+        T = rows // E
         H, n = self.H, self.name
         x = x_all.reshape(T, E, self.n_in)
         reset = buf["reset"][:T]
         c_seq = buf["c"][:rows].reshape(T, E, H)
         h_seq = buf["y"][:rows].reshape(T, E, H)
+        gates = buf["gates"][:T]
         klstm.lstm_forward(x, buf["h0"], buf["c0"], reset, w[f"{n}.Wx"], w[f"{n}.Wh"], w[f"{n}.b"], buf["zseq"],
-                           buf["gates"], c_seq, h_seq)
+                           gates, c_seq, h_seq)
         dxx = dx.reshape(T, E, self.n_in) if dx is not None else np.zeros((T, E, self.n_in), np.float32)
-        klstm.lstm_backward(x, buf["h0"], buf["c0"], reset, w[f"{n}.Wx"], w[f"{n}.Wh"], buf["gates"], c_seq, h_seq,
+        klstm.lstm_backward(x, buf["h0"], buf["c0"], reset, w[f"{n}.Wx"], w[f"{n}.Wh"], gates, c_seq, h_seq,
                             buf["dy"][:rows].reshape(T, E, H), g[f"{n}.Wx"], g[f"{n}.Wh"], g[f"{n}.b"], dxx,
-                            buf["dz"], buf["dh"], buf["dc"], buf["hprev"])
+                            buf["dz"][:T], buf["dh"], buf["dc"], buf["hprev"][:T])
 
 
 def atari_net(num_actions, head_outputs, obs_shape=(4, 84, 84), lstm=0):
