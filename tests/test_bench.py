@@ -1,0 +1,66 @@
+"""`fastasync bench` and `fastasync profile` on CartPole: output shape, not speed.
+
+Performance itself is checked by running the benchmarks (bench/RESULTS.md), never by
+thresholds in unit tests: timings on a shared machine are noise.
+"""
+
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from fastasync.cli import main
+
+REQUIRED = {"env", "algo", "threads", "envs_per_thread", "ceiling_fps", "train_fps", "ratio"}
+
+
+def invoke(args):
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def test_bench_json_one_line_per_thread_count():
+    r = invoke(["bench", "--env", "CartPole-v1", "--threads", "1", "--seconds", "1", "--warmup", "1",
+                "--envs-per-thread", "3", "--json"])
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stdout
+    row = json.loads(lines[0])
+    assert REQUIRED <= set(row)
+    assert (row["env"], row["algo"], row["threads"], row["envs_per_thread"]) == ("CartPole-v1", "a3c", 1, 3)
+    assert row["ceiling_fps"] > 0 and row["train_fps"] > 0
+    assert row["ratio"] == pytest.approx(row["train_fps"] / row["ceiling_fps"])
+    assert row["efficiency"] == pytest.approx(1.0)
+    assert row["rss_start_mb"] > 0 and row["rss_end_mb"] > 0
+
+
+def test_profile_prints_every_phase_and_shares_sum_to_100():
+    from fastasync.profile import PHASE_LABELS, phases
+
+    r = invoke(["profile", "--env", "CartPole-v1", "--seconds", "1", "--warmup", "0.5"])
+    assert r.exit_code == 0, r.output
+    out = r.stdout
+    shares = {}
+    for p in phases():
+        label = PHASE_LABELS[p]
+        m = re.search(re.escape(label) + r"\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)%", out)
+        assert m, f"phase {p} missing:\n{out}"
+        shares[p] = float(m.group(3))
+    assert set(shares) >= {"snapshot", "forward", "act", "env_step", "glue", "loss", "backward", "apply"}
+    assert 95.0 <= sum(shares.values()) <= 100.5, shares
+    assert "GFLOP/s" in out and "% of peak" in out
+    assert "fp32 peak" in out
+
+
+@pytest.mark.parametrize("cmd,threads", [("bench", "0"), ("bench", "a,b"), ("bench", ""), ("profile", "1,2"),
+                                         ("profile", "-1")])
+def test_bad_threads_exit_2(cmd, threads):
+    r = CliRunner().invoke(main, [cmd, "--env", "CartPole-v1", "--threads", threads, "--seconds", "1"])
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith("Error: ") and len(r.output.strip().splitlines()) == 1
+
+
+def test_unknown_env_exit_2():
+    r = CliRunner().invoke(main, ["bench", "--env", "NoSuchGame-v5", "--seconds", "1", "--warmup", "0"])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip().splitlines()[-1].startswith("Error: ")
