@@ -1,0 +1,371 @@
+"""Slow, obviously correct float64 NumPy references of every fast kernel.
+
+The role of STUMPY's ``tests/naive.py``: each function here states the maths of one kernel
+as directly as NumPy allows (explicit loops over output positions, no im2col, no in-place
+tricks) and returns fresh float64 arrays. Tests compare the Numba kernels against these, and
+check the hand-written gradients here against central finite differences of the losses here.
+
+Conventions (the documented layouts of ``fastasync/kernels/conv.py``):
+
+* first conv layer: ``x uint8 (B, C, H, W)`` scaled by ``scale``; ``W (OC, C*KH*KW)`` with
+  columns ordered ``(c, ky, kx)``;
+* later conv layers: ``x (B, H, W, C)`` channels-last; ``W (OC, KH*KW*C)`` with columns
+  ordered ``(ky, kx, c)``;
+* every conv output is channels-last ``(B, OH, OW, OC)``; a dense layer after a conv reads it
+  flattened in that order, ``(oy, ox, c)``.
+
+Nothing here imports ``fastasync.nets``: the whole-network reference reads the weights by
+name from the net's parameter layout and applies the architecture of the paper itself.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# ----------------------------------------------------------------------------- convolution
+
+
+def _out(n, k, s):
+    return (n - k) // s + 1
+
+
+def conv_nchw_ref(x, W, b, k, stride, scale=1.0):
+    """First-layer convolution: x (B, C, H, W) (uint8 or float) * scale -> (B, OH, OW, OC).
+
+    y[b, oy, ox, o] = b[o] + sum_{c,ky,kx} scale * x[b, c, oy*s+ky, ox*s+kx] * W[o, (c*K+ky)*K+kx]
+    """
+    x = np.asarray(x, np.float64) * scale
+    B, C, H, Wd = x.shape
+    OC = W.shape[0]
+    W4 = np.asarray(W, np.float64).reshape(OC, C, k, k)
+    OH, OW = _out(H, k, stride), _out(Wd, k, stride)
+    y = np.empty((B, OH, OW, OC))
+    for oy in range(OH):
+        for ox in range(OW):
+            patch = x[:, :, oy * stride : oy * stride + k, ox * stride : ox * stride + k]
+            y[:, oy, ox, :] = np.einsum("bcij,ocij->bo", patch, W4) + b
+    return y
+
+
+def conv_nchw_backward_ref(x, W, dy, k, stride, scale=1.0):
+    """Gradients (dW (OC, C*K*K), db (OC,)) of sum(conv_nchw_ref(x, W, b) * dy)."""
+    x = np.asarray(x, np.float64) * scale
+    dy = np.asarray(dy, np.float64)
+    B, C, H, Wd = x.shape
+    OC = W.shape[0]
+    _, OH, OW, _ = dy.shape
+    dW4 = np.zeros((OC, C, k, k))
+    for oy in range(OH):
+        for ox in range(OW):
+            patch = x[:, :, oy * stride : oy * stride + k, ox * stride : ox * stride + k]
+            dW4 += np.einsum("bo,bcij->ocij", dy[:, oy, ox, :], patch)
+    return dW4.reshape(OC, -1), dy.sum(axis=(0, 1, 2))
+
+
+def conv_nhwc_ref(x, W, b, k, stride):
+    """Channels-last convolution: x (B, H, W, C) -> (B, OH, OW, OC).
+
+    y[b, oy, ox, o] = b[o] + sum_{ky,kx,c} x[b, oy*s+ky, ox*s+kx, c] * W[o, (ky*K+kx)*C+c]
+    """
+    x = np.asarray(x, np.float64)
+    B, H, Wd, C = x.shape
+    OC = W.shape[0]
+    W4 = np.asarray(W, np.float64).reshape(OC, k, k, C)
+    OH, OW = _out(H, k, stride), _out(Wd, k, stride)
+    y = np.empty((B, OH, OW, OC))
+    for oy in range(OH):
+        for ox in range(OW):
+            patch = x[:, oy * stride : oy * stride + k, ox * stride : ox * stride + k, :]
+            y[:, oy, ox, :] = np.einsum("bijc,oijc->bo", patch, W4) + b
+    return y
+
+
+def conv_nhwc_backward_ref(x, W, dy, k, stride):
+    """Gradients (dW (OC, K*K*C), db (OC,), dx (B, H, W, C)) of sum(conv_nhwc_ref(x, W, b) * dy)."""
+    x = np.asarray(x, np.float64)
+    dy = np.asarray(dy, np.float64)
+    B, H, Wd, C = x.shape
+    OC = W.shape[0]
+    W4 = np.asarray(W, np.float64).reshape(OC, k, k, C)
+    _, OH, OW, _ = dy.shape
+    dW4 = np.zeros_like(W4)
+    dx = np.zeros_like(x)
+    for oy in range(OH):
+        for ox in range(OW):
+            ys, xs = slice(oy * stride, oy * stride + k), slice(ox * stride, ox * stride + k)
+            g = dy[:, oy, ox, :]
+            dW4 += np.einsum("bo,bijc->oijc", g, x[:, ys, xs, :])
+            dx[:, ys, xs, :] += np.einsum("bo,oijc->bijc", g, W4)
+    return dW4.reshape(OC, -1), dy.sum(axis=(0, 1, 2)), dx
+
+
+def im2col_nchw_ref(x, k, stride, scale=1.0):
+    """Patch matrix of the first layer: rows (b, oy, ox), columns (c, ky, kx), scaled."""
+    x = np.asarray(x, np.float64) * scale
+    B, C, H, Wd = x.shape
+    OH, OW = _out(H, k, stride), _out(Wd, k, stride)
+    rows = []
+    for b in range(B):
+        for oy in range(OH):
+            for ox in range(OW):
+                rows.append(x[b, :, oy * stride : oy * stride + k, ox * stride : ox * stride + k].reshape(-1))
+    return np.array(rows)
+
+
+def im2col_nhwc_ref(x, k, stride):
+    """Patch matrix of a channels-last layer: rows (b, oy, ox), columns (ky, kx, c)."""
+    x = np.asarray(x, np.float64)
+    B, H, Wd, C = x.shape
+    OH, OW = _out(H, k, stride), _out(Wd, k, stride)
+    rows = []
+    for b in range(B):
+        for oy in range(OH):
+            for ox in range(OW):
+                rows.append(x[b, oy * stride : oy * stride + k, ox * stride : ox * stride + k, :].reshape(-1))
+    return np.array(rows)
+
+
+def col2im_nhwc_ref(dcols, x_shape, k, stride):
+    """Adjoint of im2col_nhwc_ref: scatter-add rows of dcols back into a (B, H, W, C) array."""
+    B, H, Wd, C = x_shape
+    OH, OW = _out(H, k, stride), _out(Wd, k, stride)
+    dx = np.zeros(x_shape)
+    r = 0
+    for b in range(B):
+        for oy in range(OH):
+            for ox in range(OW):
+                dx[b, oy * stride : oy * stride + k, ox * stride : ox * stride + k, :] += dcols[r].reshape(k, k, C)
+                r += 1
+    return dx
+
+
+# ----------------------------------------------------------------------------- dense, relu
+
+
+def dense_ref(x, W, b):
+    """y = x @ W.T + b in float64."""
+    return np.asarray(x, np.float64) @ np.asarray(W, np.float64).T + np.asarray(b, np.float64)
+
+
+def dense_backward_ref(x, W, dy):
+    """(dW, db, dx) of sum(dense_ref(x, W, b) * dy)."""
+    x, W, dy = (np.asarray(a, np.float64) for a in (x, W, dy))
+    return dy.T @ x, dy.sum(axis=0), dy @ W
+
+
+def relu_ref(z):
+    return np.maximum(np.asarray(z, np.float64), 0.0)
+
+
+def relu_backward_ref(z, dy):
+    """d/dz of sum(relu(z) * dy) (z: the pre-activation; 0 at z <= 0)."""
+    return np.where(np.asarray(z) > 0, np.asarray(dy, np.float64), 0.0)
+
+
+# ----------------------------------------------------------------------------- heads
+
+
+def log_softmax_ref(logits):
+    logits = np.asarray(logits, np.float64)
+    m = logits.max(axis=-1, keepdims=True)
+    return logits - m - np.log(np.exp(logits - m).sum(axis=-1, keepdims=True))
+
+
+def a3c_loss_ref(out, actions, returns, weight, beta, value_coef, adv=None):
+    """A3C loss of the head outputs ``out (N, A+1)`` (logits then value), float64 scalar.
+
+        L = sum_n w_n * ( -log pi(a_n) * adv_n - beta * H_n + value_coef * (R_n - V_n)^2 )
+
+    ``adv`` is the advantage held constant in the policy term (a stop-gradient); by default
+    it is ``R - V`` of ``out`` itself. For finite differences pass the advantage of the
+    UNPERTURBED outputs, so that only the value term sees V.
+    """
+    out = np.asarray(out, np.float64)
+    A = out.shape[1] - 1
+    logp = log_softmax_ref(out[:, :A])
+    p = np.exp(logp)
+    H = -(p * logp).sum(axis=1)
+    R = np.asarray(returns, np.float64)
+    V = out[:, A]
+    if adv is None:
+        adv = R - V
+    n = np.arange(out.shape[0])
+    w = np.asarray(weight, np.float64)
+    return float((w * (-logp[n, np.asarray(actions)] * adv - beta * H + value_coef * (R - V) ** 2)).sum())
+
+
+def a3c_grad_ref(out, actions, returns, weight, beta, value_coef):
+    """dL/dout of a3c_loss_ref by the formula (advantage held constant in the policy term).
+
+    dlogit_j = w * ((pi_j - [j == a]) * adv + beta * pi_j * (log pi_j + H)),
+    dV = w * 2 * value_coef * (V - R).
+    """
+    out = np.asarray(out, np.float64)
+    N, A1 = out.shape
+    A = A1 - 1
+    logp = log_softmax_ref(out[:, :A])
+    p = np.exp(logp)
+    H = -(p * logp).sum(axis=1, keepdims=True)
+    R = np.asarray(returns, np.float64)
+    V = out[:, A]
+    adv = (R - V)[:, None]
+    onehot = np.zeros((N, A))
+    onehot[np.arange(N), np.asarray(actions)] = 1.0
+    w = np.asarray(weight, np.float64)[:, None]
+    d = np.zeros((N, A1))
+    d[:, :A] = w * ((p - onehot) * adv + beta * p * (logp + H))
+    d[:, A] = w[:, 0] * 2.0 * value_coef * (V - R)
+    return d
+
+
+def a3c_stats_ref(out, actions, returns, weight, beta, value_coef):
+    """[sum w*policy loss, sum w*value loss, sum w*entropy, sum w] as a3c_head_backward reports."""
+    out = np.asarray(out, np.float64)
+    A = out.shape[1] - 1
+    logp = log_softmax_ref(out[:, :A])
+    H = -(np.exp(logp) * logp).sum(axis=1)
+    adv = np.asarray(returns, np.float64) - out[:, A]
+    w = np.asarray(weight, np.float64)
+    n = np.arange(out.shape[0])
+    return np.array(
+        [
+            (w * -logp[n, np.asarray(actions)] * adv).sum(),
+            (w * value_coef * adv**2).sum(),
+            (w * H).sum(),
+            w.sum(),
+        ]
+    )
+
+
+def q_loss_ref(q, actions, targets, weight):
+    """L = sum_n w_n * 0.5 * (y_n - Q(s_n, a_n))^2."""
+    q = np.asarray(q, np.float64)
+    qa = q[np.arange(q.shape[0]), np.asarray(actions)]
+    return float((np.asarray(weight, np.float64) * 0.5 * (np.asarray(targets, np.float64) - qa) ** 2).sum())
+
+
+def q_grad_ref(q, actions, targets, weight):
+    """dL/dQ of q_loss_ref: w * (Q(s, a) - y) at the chosen action, 0 elsewhere."""
+    q = np.asarray(q, np.float64)
+    n = np.arange(q.shape[0])
+    d = np.zeros_like(q)
+    d[n, np.asarray(actions)] = np.asarray(weight, np.float64) * (q[n, np.asarray(actions)] - np.asarray(targets))
+    return d
+
+
+# ----------------------------------------------------------------------------- optimiser
+
+
+def grad_norm_ref(grad):
+    g = np.asarray(grad, np.float64)
+    return float(math.sqrt((g * g).sum()))
+
+
+def clip_grad_norm_ref(grad, max_norm):
+    """(clipped copy in float64, norm before clipping); no change when norm <= max_norm."""
+    g = np.asarray(grad, np.float64).copy()
+    norm = grad_norm_ref(g)
+    if norm > max_norm and max_norm > 0 and math.isfinite(norm):
+        g *= max_norm / (norm + 1e-6)
+    return g, norm
+
+
+def rmsprop_ref(theta, g, grad, lr, alpha, eps):
+    """One shared-RMSProp step in float64 (Mnih et al. 2016): returns (theta', g').
+
+    g' = alpha * g + (1 - alpha) * grad^2;  theta' = theta - lr * grad / sqrt(g' + eps)
+    """
+    theta, g, grad = (np.asarray(a, np.float64) for a in (theta, g, grad))
+    g2 = alpha * g + (1.0 - alpha) * grad * grad
+    return theta - lr * grad / np.sqrt(g2 + eps), g2
+
+
+# ----------------------------------------------------------------------------- whole nets
+
+
+def named_params(layout, flat):
+    """Named reshaped views of a flat array of ANY dtype (float64 for finite differences).
+
+    Uses only the layout's names, shapes and offsets; ``layout.views`` itself insists on float32.
+    """
+    if flat.dtype == np.float32:
+        return layout.views(flat)
+    out = {}
+    for s in layout.specs:
+        a, b = layout.offsets[s.name]
+        out[s.name] = flat[a:b].reshape(s.shape)
+    return out
+
+
+# The paper's Atari architecture (Mnih et al. 2013, 2016): conv 16@8x8/4, conv 32@4x4/2, fc 256.
+ATARI_CONVS = (("conv1", 8, 4), ("conv2", 4, 2))
+
+
+def net_forward_ref(net, theta, obs):
+    """Head outputs (N, outputs) in float64 of the net's parameters ``theta`` on ``obs (N, ...)``.
+
+    Atari: uint8 frames / 255 -> conv1 -> relu -> conv2 -> relu -> flatten (oy, ox, c) ->
+    fc -> relu -> head. MLP: flatten -> fc1 -> relu -> fc2 -> relu ... -> head.
+    """
+    p = named_params(net.layout, theta)
+    if net.kind == "atari":
+        (n1, k1, s1), (n2, k2, s2) = ATARI_CONVS
+        h = relu_ref(conv_nchw_ref(obs, p[f"{n1}.W"], p[f"{n1}.b"], k1, s1, scale=1.0 / 255.0))
+        h = relu_ref(conv_nhwc_ref(h, p[f"{n2}.W"], p[f"{n2}.b"], k2, s2))
+        h = h.reshape(h.shape[0], -1)
+        h = relu_ref(dense_ref(h, p["fc.W"], p["fc.b"]))
+        return dense_ref(h, p["head.W"], p["head.b"])
+    if net.kind == "mlp":
+        h = np.asarray(obs, np.float64).reshape(len(obs), -1)
+        i = 1
+        while f"fc{i}.W" in p:
+            h = relu_ref(dense_ref(h, p[f"fc{i}.W"], p[f"fc{i}.b"]))
+            i += 1
+        return dense_ref(h, p["head.W"], p["head.b"])
+    raise ValueError(f"no reference for net kind {net.kind!r}")
+
+
+def net_loss_ref(net, theta, obs, actions, targets, weight, head="a3c", beta=0.01, value_coef=0.5, adv=None):
+    """Scalar float64 loss of the whole net: a3c_loss_ref or q_loss_ref of net_forward_ref.
+
+    ``targets`` are the n-step returns (a3c) or TD targets (q); ``adv`` as in a3c_loss_ref.
+    """
+    out = net_forward_ref(net, theta, obs)
+    if head == "a3c":
+        return a3c_loss_ref(out, actions, targets, weight, beta, value_coef, adv=adv)
+    return q_loss_ref(out, actions, targets, weight)
+
+
+# ----------------------------------------------------------------------------- finite differences
+
+
+def central_diff(f, x, idx, eps):
+    """Central finite differences (f(x + eps e_i) - f(x - eps e_i)) / 2eps at flat indices idx.
+
+    ``x`` is a float64 array, modified in place and restored.
+    """
+    flat = x.reshape(-1)
+    out = np.empty(len(idx))
+    for j, i in enumerate(idx):
+        old = flat[i]
+        flat[i] = old + eps
+        fp = f(x)
+        flat[i] = old - eps
+        fm = f(x)
+        flat[i] = old
+        out[j] = (fp - fm) / (2.0 * eps)
+    return out
+
+
+def rel_error(a, b, floor):
+    """|a - b| / max(|a|, |b|, floor), elementwise."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.abs(a - b) / np.maximum(np.maximum(np.abs(a), np.abs(b)), floor)
+
+
+try:
+    from reference_lstm import *  # noqa: F401,F403
+except ImportError:
+    pass

@@ -1,0 +1,122 @@
+"""Whole-network gradients: the fast path against finite differences of the float64 reference.
+
+Fast path: ``Net.forward`` over several time slots, the head loss kernel writing
+``Net.dout``, then ``Net.backward`` into ``ws.grad``. Reference: ``reference.net_loss_ref``,
+written from the parameter names and the paper's architecture, independent of nets.py.
+For every parameter tensor, a random subset of entries is checked by central differences.
+"""
+
+import numpy as np
+import pytest
+
+import reference as ref
+from fastasync.kernels import heads as kheads
+from fastasync.nets import make_net
+
+# float64 differences are accurate down to small steps; a step of 1e-4 already makes some
+# conv1 weights push a pre-activation (as small as 2e-5 here) across its ReLU kink
+FD_EPS = 1e-5
+PER_TENSOR = 20
+BETA, VALUE_COEF = 0.05, 0.5
+MAX_TOL, MEAN_TOL = 1e-3, 1e-4  # measured: max ~5e-6, mean ~5e-7
+
+# (obs_shape, num_actions, T slots, E envs)
+CASES = {
+    "atari44": ((4, 44, 44), 5, 3, 3),
+    "mlp": ((5,), 3, 3, 7),
+}
+
+
+def make_case(name, head, seed=0):
+    obs_shape, A, T, E = CASES[name]
+    net = make_net(obs_shape, A, head=head)
+    rs = np.random.default_rng(seed)
+    theta = net.init_params(seed)
+    views = net.layout.views(theta)
+    for k, v in views.items():  # non-zero biases: ReLU patterns and bias gradients are exercised
+        if k.endswith(".b"):
+            v[...] = rs.uniform(-0.1, 0.1, v.shape)
+    if len(obs_shape) == 3:
+        obs = rs.integers(0, 256, (T, E, *obs_shape), dtype=np.uint8)
+    else:
+        obs = rs.standard_normal((T, E, *obs_shape)).astype(np.float32)
+    N = T * E
+    actions = rs.integers(0, A, N).astype(np.int32)
+    targets = rs.standard_normal(N).astype(np.float32)
+    weight = np.full(N, 1.0 / E, np.float32)
+    weight[E + 1] = 0.0  # one masked (auto-reset) sample
+    return net, theta, obs, actions, targets, weight
+
+
+def fast_grad(net, theta, obs, actions, targets, weight, head):
+    T, E = obs.shape[:2]
+    grad = np.full(net.num_params, np.nan, np.float32)  # backward must overwrite every entry
+    ws = net.workspace(T, E, theta, grad)
+    for t in range(T):
+        net.forward(ws, obs[t], t)
+    out = net.outputs(ws, T).copy()
+    stats = np.zeros(4)
+    if head == "a3c":
+        kheads.a3c_head_backward(net.outputs(ws, T), actions, targets, weight, BETA, VALUE_COEF, net.dout(ws, T), stats)
+    else:
+        kheads.q_head_backward(net.outputs(ws, T), actions, targets, weight, net.dout(ws, T), stats)
+    net.backward(ws, T)
+    return out, grad, stats
+
+
+@pytest.mark.parametrize("head", ["a3c", "q"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_net_gradient_matches_finite_differences(name, head):
+    net, theta, obs, actions, targets, weight = make_case(name, head)
+    T, E = obs.shape[:2]
+    out, grad, stats = fast_grad(net, theta, obs, actions, targets, weight, head)
+    assert np.all(np.isfinite(grad)), "backward left entries of ws.grad unwritten"
+
+    flat_obs = obs.reshape(T * E, *obs.shape[2:])  # row t*E + e, as the workspace stores slots
+    theta64 = theta.astype(np.float64)
+    out_ref = ref.net_forward_ref(net, theta64, flat_obs)
+    np.testing.assert_allclose(out, out_ref, rtol=1e-4, atol=1e-5 * np.abs(out_ref).max())
+
+    adv = None
+    if head == "a3c":
+        adv = targets.astype(np.float64) - out_ref[:, net.num_actions]  # held constant, as in A3C
+
+    def loss(th):
+        return ref.net_loss_ref(net, th, flat_obs, actions, targets, weight, head, BETA, VALUE_COEF, adv=adv)
+
+    loss0 = loss(theta64)
+    reported = stats[0] + stats[1] - BETA * stats[2] if head == "a3c" else stats[0]
+    assert abs(reported - loss0) <= 1e-4 * abs(loss0) + 1e-6
+
+    rs = np.random.default_rng(1)
+    report = []
+    for spec in net.layout.specs:
+        a, b = net.layout.offsets[spec.name]
+        idx = a + rs.choice(b - a, size=min(PER_TENSOR, b - a), replace=False)
+        fd = ref.central_diff(loss, theta64, idx, FD_EPS)
+        g = grad[idx].astype(np.float64)
+        floor = 1e-2 * max(float(np.abs(grad[a:b]).max()), 1e-8)
+        err = ref.rel_error(g, fd, floor)
+        report.append((spec.name, err.max(), err.mean()))
+        assert err.max() < MAX_TOL, f"{spec.name}: max rel err {err.max():.2e}; all: {report}"
+        assert err.mean() < MEAN_TOL, f"{spec.name}: mean rel err {err.mean():.2e}; all: {report}"
+
+
+@pytest.mark.parametrize("head", ["a3c", "q"])
+def test_atari84_forward_matches_reference(head):
+    """The full-size paper net (4x84x84 -> 20x20x16 -> 9x9x32 -> 256) over two slots."""
+    net = make_net((4, 84, 84), 6, head=head)
+    assert net.num_params == 16 * 256 + 16 + 32 * 256 + 32 + 256 * 2592 + 256 + net.head_outputs * 257
+    rs = np.random.default_rng(5)
+    theta = net.init_params(3)
+    for k, v in net.layout.views(theta).items():
+        if k.endswith(".b"):
+            v[...] = rs.uniform(-0.1, 0.1, v.shape)
+    T, E = 2, 3
+    obs = rs.integers(0, 256, (T, E, 4, 84, 84), dtype=np.uint8)
+    ws = net.workspace(T, E, theta, net.layout.zeros())
+    outs = [net.forward(ws, obs[t], t).copy() for t in range(T)]
+    expect = ref.net_forward_ref(net, theta.astype(np.float64), obs.reshape(T * E, 4, 84, 84))
+    got = np.concatenate(outs)
+    np.testing.assert_allclose(got, expect, rtol=1e-4, atol=1e-5 * np.abs(expect).max())
+    np.testing.assert_array_equal(net.outputs(ws, T), got)
