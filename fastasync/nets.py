@@ -29,6 +29,7 @@ import numpy as np
 from .kernels import conv as kconv
 from .kernels import dense as kdense
 from .kernels import lstm as klstm
+from .kernels.checks import check_array
 from .params import Layout, ParamSpec
 
 
@@ -165,6 +166,7 @@ class Workspace:
 
     def __init__(self, net, slots, E, theta, grad):
         self.slots, self.E = slots, E
+        self.obs_shape = (E, *net.obs_shape)
         self.theta, self.grad = theta, grad
         self.w = net.layout.views(theta)
         self.g = net.layout.views(grad)
@@ -181,6 +183,7 @@ class Net:
         self.kind = kind
         self.recurrent = any(isinstance(layer, LSTM) for layer in layers)
         self.obs_shape = tuple(obs_shape)
+        self.obs_dtype = np.dtype(np.uint8 if len(obs_shape) == 3 else np.float32)
         self.num_actions = num_actions
         self.head_outputs = head_outputs
         self.layers = layers
@@ -210,7 +213,15 @@ class Net:
         return Workspace(self, slots, E, theta, grad)
 
     def forward(self, ws, obs, t):
-        """Forward pass of E observations at time slot t; returns the head output (E, outputs)."""
+        """Forward pass of E observations at time slot t; returns the head output (E, outputs).
+
+        obs: (E, *obs_shape), uint8 frames for the conv net, float32 vectors for the MLP;
+        anything else is a ValueError naming the expected shape (checked here, never in a kernel).
+        """
+        if obs.shape != ws.obs_shape or obs.dtype != self.obs_dtype:
+            check_array("Net.forward: obs", obs, ws.obs_shape, self.obs_dtype, contiguous=False)
+        if not 0 <= t < ws.slots:
+            raise ValueError(f"Net.forward: slot {t} out of range 0..{ws.slots - 1}")
         x = obs
         E = ws.E
         for layer, buf in zip(self.layers, ws.bufs):

@@ -120,3 +120,18 @@ def test_atari84_forward_matches_reference(head):
     got = np.concatenate(outs)
     np.testing.assert_allclose(got, expect, rtol=1e-4, atol=1e-5 * np.abs(expect).max())
     np.testing.assert_array_equal(net.outputs(ws, T), got)
+
+
+def test_bad_observations_are_clear_value_errors():
+    net = make_net((4, 84, 84), 6)
+    ws = net.workspace(2, 3, net.init_params(0), net.layout.zeros())
+    with pytest.raises(ValueError, match=r"Net.forward: obs has shape \(3, 4, 84, 84\) float32, expected \(3, 4, 84, 84\) uint8"):
+        net.forward(ws, np.zeros((3, 4, 84, 84), np.float32), 0)
+    with pytest.raises(ValueError, match=r"expected \(3, 4, 84, 84\) uint8"):
+        net.forward(ws, np.zeros((2, 4, 84, 84), np.uint8), 0)
+    with pytest.raises(ValueError, match="slot 2 out of range"):
+        net.forward(ws, np.zeros((3, 4, 84, 84), np.uint8), 2)
+    strided = np.zeros((3, 4, 84, 168), np.uint8)[..., ::2]  # not contiguous: accepted, copied
+    assert net.forward(ws, strided, 0).shape == (3, 7)
+    with pytest.raises(ValueError, match="parameter array has shape"):
+        net.workspace(2, 3, np.zeros(10, np.float32), net.layout.zeros())
