@@ -73,8 +73,6 @@ class Learner:
         self.score = np.zeros(self.E, np.float64)
         self.length = np.zeros(self.E, np.int64)
         self.updates = 0
-        self.last_stats = np.zeros(4, np.float64)
-        self.last_grad_norm = 0.0
         self.timings = None
         self._no_timings = dict.fromkeys(PHASES, 0.0)
         self.has_carry = False  # an action picked at the last bootstrap slot, taken next (Sarsa)
@@ -177,8 +175,6 @@ class Learner:
                 "try a lower --lr"
             )
         optim.rmsprop_apply(theta, rms_g, self.grad, lr, self.alpha, self.eps)
-        self.last_grad_norm = norm
-        self.last_stats[:] = self.seg.stats
         self.updates += 1
 
     def _record(self, t, step):
@@ -221,4 +217,4 @@ class Learner:
         optim.rmsprop_apply(scratch, self.net.layout.zeros(), self.grad, 0.0, self.alpha, self.eps)
         optim.clip_grad_norm(self.grad, self.grad_clip)
         optim.all_finite(scratch)
-        self.updates = 0
+        self.net.reset_state(self.ws)  # the dummy pass must not leave recurrent state behind

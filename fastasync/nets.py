@@ -253,6 +253,13 @@ class Net:
                 x_all, dx = pbuf["y"][:n], layer.dx_view(pbuf["dy"][:n], rows)
             layer.backward(ws.w, ws.g, buf, rows, x_all, dx)
 
+    def reset_state(self, ws):
+        """Zero the recurrent state (a fresh start for every env)."""
+        for layer, buf in zip(self.layers, ws.bufs):
+            if isinstance(layer, LSTM):
+                for k in ("y", "c", "h0", "c0"):
+                    buf[k][...] = 0.0
+
     def begin_segment(self, ws):
         """Carry recurrent state into a new segment (no-op for feed-forward nets)."""
         for layer, buf in zip(self.layers, ws.bufs):
