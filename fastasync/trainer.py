@@ -10,8 +10,10 @@ its error is raised in the main thread (no silent dead workers).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -167,7 +169,7 @@ class Trainer:
 
         os.makedirs(self.run_dir, exist_ok=True)
         ckpt.atomic_write_text(os.path.join(self.run_dir, "config.json"), json.dumps(self.cfg.to_dict(), indent=2) + "\n")
-        with threadpool_limits(1):
+        with threadpool_limits(1), _sigterm_as_interrupt():
             self.compile()
             return self._run_threads()
 
@@ -252,6 +254,23 @@ class Trainer:
         remaining = s.total_frames - s.frames
         eta = remaining / fps if fps > 0 else float("inf")
         self.out(progress_line(s.frames, s.total_frames, fps, window.games, window.mean(), elapsed, max(eta, 0)))
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (kill, systemd, a batch scheduler) stops the run like Ctrl-C: final checkpoint."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def resume_config(ck: dict, overrides: dict) -> TrainConfig:

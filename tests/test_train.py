@@ -66,7 +66,9 @@ def test_pong_smoke_and_resume(tmp_path):
     assert all(-21 <= s <= 21 for s in eps["score"])
 
 
-def test_ctrl_c_stops_quickly_writes_checkpoint_and_resumes(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_stop_signal_stops_quickly_writes_checkpoint_and_resumes(tmp_path, sig):
+    """Ctrl-C (SIGINT) and SIGTERM both stop every thread within seconds with a checkpoint."""
     run = tmp_path / "cc"
     cmd = [sys.executable, "-W", "ignore", "-m", "fastasync.cli", "train", "--env", "CartPole-v1",
            "--threads", "2", "--frames", "100M", "--run-dir", str(run)]
@@ -81,7 +83,7 @@ def test_ctrl_c_stops_quickly_writes_checkpoint_and_resumes(tmp_path):
         else:
             pytest.fail("no progress line")
         t = time.monotonic()
-        p.send_signal(signal.SIGINT)
+        p.send_signal(sig)
         rest = p.communicate(timeout=30)[1]
         assert time.monotonic() - t < 10
     finally:
