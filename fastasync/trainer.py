@@ -24,7 +24,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from .config import TrainConfig
-from .stats import EpisodeLog, ScoreWindow, progress_line
+from .stats import EpisodeLog, ScoreWindow, progress_line, read_episodes
 
 
 class LearnerError(RuntimeError):
@@ -175,9 +175,13 @@ class Trainer:
 
     def _run_threads(self) -> dict:
         s, r = self.shared, self.cfg.run
-        log = EpisodeLog(os.path.join(self.run_dir, "episodes.csv"))
+        path = os.path.join(self.run_dir, "episodes.csv")
         window = ScoreWindow(10)
+        if self.games_before and os.path.exists(path):  # resumed: the progress line goes on where it was
+            for score in read_episodes(path)["score"][-10:]:
+                window.add(score)
         window.games = self.games_before
+        log = EpisodeLog(path)
         threads = [threading.Thread(target=self._thread_main, args=(lr,), name=f"learner-{lr.index}", daemon=True)
                    for lr in self.learners]
         s.t0 = time.monotonic()
