@@ -72,8 +72,9 @@ def load(path: str) -> dict:
     try:
         with np.load(p, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise CheckpointError(f"cannot read checkpoint {p}: {type(exc).__name__}: {exc}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, TypeError) as exc:
+        # TypeError: a .npy file (np.load returns a bare array)
+        raise CheckpointError(f"cannot read checkpoint {p}: not a fastasync checkpoint ({type(exc).__name__}: {exc})") from None
     need = ["format_version", "theta", "rms_g", "frames", "rng_states", "config", "layout"]
     missing = [k for k in need if k not in data]
     if missing:
@@ -95,6 +96,10 @@ def load(path: str) -> dict:
         )
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {p} is corrupt: {exc}") from None
+    if not isinstance(out["config"], dict) or not isinstance(out["layout"], list):
+        raise CheckpointError(f"checkpoint {p} is corrupt: config or layout is not what fastasync writes")
+    if out["rng_states"].ndim != 2 or out["rng_states"].shape[1] != 2:
+        raise CheckpointError(f"checkpoint {p} is corrupt: rng_states has shape {out['rng_states'].shape}")
     if out["theta"].shape != out["rms_g"].shape or out["theta"].ndim != 1:
         raise CheckpointError(f"checkpoint {p} is corrupt: params {out['theta'].shape} vs RMSProp {out['rms_g'].shape}")
     return out

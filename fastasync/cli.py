@@ -97,11 +97,24 @@ def train(ctx, resume, config_file, **options):
         else:
             cfg = C.build(flat)
         cfg = C.resolve(cfg)
+        if ck is None:
+            from .checkpoint import CHECKPOINT_NAME
+
+            if os.path.exists(os.path.join(cfg.run.run_dir, CHECKPOINT_NAME)):
+                raise C.ConfigError(
+                    f"{cfg.run.run_dir} already holds a run; continue it with --resume {cfg.run.run_dir} "
+                    "or choose another --run-dir"
+                )
+            if os.path.exists(cfg.run.run_dir) and not os.path.isdir(cfg.run.run_dir):
+                raise C.ConfigError(f"--run-dir {cfg.run.run_dir} exists and is not a directory")
         from .trainer import Trainer
 
         trainer = Trainer(cfg, resume=ck)
+        trainer.prepare_run_dir()
     except (C.ConfigError, EnvError, CheckpointError, ValueError) as exc:
         fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot write the run directory {cfg.run.run_dir}: {exc.strerror or exc}")
     click.echo(f"run dir: {cfg.run.run_dir}", err=True)
     click.echo(
         f"{cfg.algo.algo} on {cfg.env.env} ({cfg.env.backend}): {cfg.run.threads} threads x "

@@ -161,7 +161,8 @@ class Learner:
 
     def _count_frames(self):
         shared = self.shared
-        n = self.T * self.E * self.frame_skip
+        # frames the agent played: auto-reset steps are not counted (as envpool's elapsed_step)
+        n = (self.T * self.E - int(self.seg.reset.sum())) * self.frame_skip
         before = shared.add_frames(n)
         if shared.target is not None and (before + n) // shared.target_period != before // shared.target_period:
             optim.copy_into(shared.target, shared.theta)

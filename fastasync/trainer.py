@@ -77,6 +77,9 @@ class SharedState:
         self.stop.set()
 
 
+ENV_SEED_MOD = 2**31 - 2**16  # env seeds stay in envpool's range whatever --seed and the frame count
+
+
 def seed_states(seed, n, start=0):
     from .kernels.rng import seed_state
 
@@ -120,7 +123,7 @@ class Trainer:
             env = make_env(
                 e.env,
                 e.envs_per_thread,
-                seed=r.seed * 10_007 + i * 1_009 + frames,
+                seed=(r.seed * 10_007 + i * 1_009 + frames) % ENV_SEED_MOD,
                 backend=e.backend,
                 episodic_life=e.episodic_life,
                 reward_clip=e.reward_clip,
@@ -129,6 +132,12 @@ class Trainer:
             )
             algo = make_algorithm(a.algo, cfg, self.net, self.info)
             self.learners.append(Learner(i, self.shared, self.net, algo, env, cfg, rng[i]))
+        eps = resume["extra"].get("final_epsilon") if resume is not None else None
+        if eps is not None:  # Q methods: each thread keeps the final epsilon it drew
+            for lr, e_final in zip(self.learners, eps):
+                lr.algo.final_epsilon = float(e_final)
+        self.resume_frames = frames if resume is not None else None
+        self.interrupted = False
 
     # -- checkpoints ----------------------------------------------------------------------
 
@@ -150,9 +159,15 @@ class Trainer:
             rng_states=np.stack([lr.rng_state for lr in self.learners]),
             config=self.cfg.to_dict(),
             layout_signature=self.net.layout.signature(),
-            extra={} if s.target is None else {"target": s.target.copy()},
+            extra=self._extra_state(),
         )
         return True
+
+    def _extra_state(self):
+        if self.shared.target is None:
+            return {}
+        eps = np.array([lr.algo.final_epsilon for lr in self.learners])
+        return {"target": self.shared.target.copy(), "final_epsilon": eps}
 
     # -- the run --------------------------------------------------------------------------
 
@@ -162,14 +177,27 @@ class Trainer:
         self.learners[0].warmup()
         self.out(f"kernels ready in {time.monotonic() - t:.1f}s")
 
+    def prepare_run_dir(self):
+        """Create the run directory and write config.json (raises OSError on failure).
+
+        On resume, games logged after the checkpoint (a crash lost their training) are moved
+        from episodes.csv to episodes-after-checkpoint.csv, so that the curve and the game
+        count continue from the checkpoint and nothing written is lost.
+        """
+        os.makedirs(self.run_dir, exist_ok=True)
+        ckpt.atomic_write_text(os.path.join(self.run_dir, "config.json"), json.dumps(self.cfg.to_dict(), indent=2) + "\n")
+        if self.resume_frames is not None:
+            split_episodes_after(os.path.join(self.run_dir, "episodes.csv"), self.resume_frames)
+        self._prepared = True
+
     def run(self) -> dict:
-        """Train to the frame budget (or Ctrl-C). Returns a summary dict; raises LearnerError."""
+        """Train to the frame budget (or Ctrl-C / SIGTERM). Returns a summary dict; raises LearnerError."""
         import scipy.linalg.cython_blas  # noqa: F401 - load the BLAS numba calls, so the limit below reaches it
         from threadpoolctl import threadpool_limits
 
-        os.makedirs(self.run_dir, exist_ok=True)
-        ckpt.atomic_write_text(os.path.join(self.run_dir, "config.json"), json.dumps(self.cfg.to_dict(), indent=2) + "\n")
-        with threadpool_limits(1), _sigterm_as_interrupt():
+        if not getattr(self, "_prepared", False):
+            self.prepare_run_dir()
+        with threadpool_limits(1), _stop_on_signals(self):
             self.compile()
             return self._run_threads()
 
@@ -187,11 +215,11 @@ class Trainer:
         s.t0 = time.monotonic()
         start_frames = s.frames
         last_ckpt = last_progress = s.t0
-        last_frames, interrupted = s.frames, False
+        last_frames = s.frames
         for th in threads:
             th.start()
         try:
-            while any(th.is_alive() for th in threads):
+            while any(th.is_alive() for th in threads) and not s.stop.is_set():
                 s.stop.wait(0.2)
                 now = time.monotonic()
                 self._drain(log, window)
@@ -200,25 +228,31 @@ class Trainer:
                     last_frames, last_progress = s.frames, now
                     self._progress(window, fps, now)
                 if now - last_ckpt >= r.checkpoint_every_s:
-                    self.save_checkpoint(window.games)
+                    try:
+                        self.save_checkpoint(window.games)
+                    except OSError as exc:  # the last good checkpoint is still in place
+                        self.out(f"warning: could not write a checkpoint: {exc}")
                     last_ckpt = now
-                if s.stop.is_set():
-                    break
-        except KeyboardInterrupt:
-            interrupted = True
-            self.out("\ninterrupted: stopping learner threads ...")
-        s.stop.set()
-        for th in threads:
-            while th.is_alive():
-                try:
-                    th.join(0.5)
-                except KeyboardInterrupt:
-                    interrupted = True
-        self._drain(log, window)
-        log.close()
+        except KeyboardInterrupt:  # when signals cannot be routed to a flag (not the main thread)
+            self.interrupted = True
+        finally:
+            # whatever happened, no learner is left running
+            s.stop.set()
+            for th in threads:
+                while th.is_alive():
+                    try:
+                        th.join(0.5)
+                    except KeyboardInterrupt:
+                        self.interrupted = True
+            self._drain(log, window)
+            log.close()
+            for lr in self.learners:
+                lr.env.close()
+        if self.interrupted:
+            self.out("\ninterrupted: learner threads stopped")
+        if s.error is not None:  # the last good checkpoint is kept: the failed state may be diverged
+            raise s.error
         saved = self.save_checkpoint(window.games)
-        for lr in self.learners:
-            lr.env.close()
         elapsed = time.monotonic() - s.t0
         summary = dict(
             frames=s.frames,
@@ -227,12 +261,10 @@ class Trainer:
             fps=(s.frames - start_frames) / max(elapsed, 1e-9),
             games=window.games,
             mean_score_last10=window.mean(),
-            interrupted=interrupted,
+            interrupted=self.interrupted,
             checkpoint_saved=saved,
             run_dir=self.run_dir,
         )
-        if s.error is not None:
-            raise s.error
         self._progress(window, summary["fps"], time.monotonic())
         return summary
 
@@ -261,29 +293,62 @@ class Trainer:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (kill, systemd, a batch scheduler) stops the run like Ctrl-C: final checkpoint."""
+def _stop_on_signals(trainer):
+    """Ctrl-C (SIGINT) and SIGTERM set the stop flag: threads finish their segment, a final
+    checkpoint is written. No exception is raised at a random point of the main loop."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
-        raise KeyboardInterrupt
+        trainer.interrupted = True
+        trainer.shared.stop.set()
 
-    old = signal.signal(signal.SIGTERM, handler)
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def split_episodes_after(path, frames):
+    """Move rows of episodes.csv logged after ``frames`` to episodes-after-checkpoint.csv."""
+    if not os.path.exists(path):
+        return
+    with open(path, newline="") as fh:
+        lines = fh.read().splitlines(keepends=True)
+    if not lines:
+        return
+    keep, late = [lines[0]], []
+    for line in lines[1:]:
+        head = line.split(",", 1)[0]
+        (late if head.isdigit() and int(head) > frames else keep).append(line)
+    if not late:
+        return
+    side = os.path.join(os.path.dirname(path), "episodes-after-checkpoint.csv")
+    new_side = not os.path.exists(side)
+    with open(side, "a", newline="") as fh:
+        if new_side:
+            fh.write(lines[0])
+        fh.writelines(late)
+        fh.flush()
+        os.fsync(fh.fileno())
+    ckpt.atomic_write_text(path, "".join(keep))
 
 
 def resume_config(ck: dict, overrides: dict) -> TrainConfig:
     """The checkpoint's config with the explicitly given options applied on top."""
-    from .config import build, flat_fields
+    from .config import ConfigError, build, flat_fields
 
     flat = {}
     ff = flat_fields()
     stored = ck["config"]
+    if not isinstance(stored, dict) or not isinstance(stored.get("env"), dict):
+        raise ckpt.CheckpointError(f"checkpoint {ck['path']} has no usable config")
+    env = stored["env"].get("env")
+    if "env" in overrides and overrides["env"] != env:
+        raise ConfigError(f"this run trains {env}; --resume cannot switch it to {overrides['env']} (start a new run)")
     for name, (sec, _f) in ff.items():
         if name in stored.get(sec, {}):
             flat[name] = stored[sec][name]

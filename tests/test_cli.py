@@ -115,8 +115,8 @@ def test_mismatched_checkpoint_is_rejected(cartpole_run, tmp_path):
                     layout_signature=[["head.W", [3, 64]]])
     _bad(["eval", str(wrong)], "different network")
     _bad(["train", "--resume", str(wrong), "--frames", "1M"], "different network")
-    # resuming with an option that changes the net (another env) is rejected too
-    _bad(["train", "--resume", str(cartpole_run), "--env", "Acrobot-v1", "--frames", "1M"], "different network")
+    # resuming with an option that changes the env (and the net) is rejected too
+    _bad(["train", "--resume", str(cartpole_run), "--env", "Acrobot-v1", "--frames", "1M"], "cannot switch")
 
 
 def test_resume_needs_more_frames(cartpole_run):
@@ -158,3 +158,35 @@ def test_eval_pong_gif(tmp_path):
 
     im = Image.open(gif)
     assert im.n_frames > 100
+
+
+def test_fresh_run_never_overwrites_an_existing_run(cartpole_run):
+    before = (cartpole_run / "checkpoint.npz").read_bytes()
+    r = invoke(["train", "--env", "CartPole-v1", "--frames", "8k", "--run-dir", str(cartpole_run)])
+    assert r.exit_code == 2 and "already holds a run" in r.output and "--resume" in r.output
+    assert (cartpole_run / "checkpoint.npz").read_bytes() == before
+
+
+def test_run_dir_that_is_a_file_and_npy_checkpoint(tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    _bad(["train", "--env", "CartPole-v1", "--run-dir", str(f)], "not a directory")
+    npy = tmp_path / "x.npy"
+    np.save(npy, np.zeros(3))
+    _bad(["eval", str(npy)], "not a fastasync checkpoint")
+    _bad(["train", "--resume", str(npy), "--frames", "1M"], "not a fastasync checkpoint")
+
+
+def test_resume_cannot_switch_game(tmp_path):
+    from fastasync import checkpoint
+    from fastasync.config import build, resolve
+    from fastasync.nets import make_net
+
+    cfg = resolve(build({"env": "Pong-v5", "threads": 1, "run_dir": str(tmp_path)}))
+    net = make_net((4, 84, 84), 6, "a3c")
+    theta = net.init_params(0)
+    checkpoint.save(str(tmp_path / "checkpoint.npz"), theta=theta, rms_g=np.zeros_like(theta), frames=10, wall_s=0,
+                    games=0, rng_states=np.zeros((1, 2), np.uint64), config=cfg.to_dict(),
+                    layout_signature=net.layout.signature())
+    # SpaceInvaders also has 6 actions: the net would fit, but it is another game
+    _bad(["train", "--resume", str(tmp_path), "--env", "SpaceInvaders-v5", "--frames", "1M"], "cannot switch")

@@ -145,7 +145,8 @@ def test_learner_true_score_sums_lives_and_masks_reset_steps():
     games = sorted((g[2], g[3], g[4]) for g in shared.games)
     # env1's game: 2 points in 1 step; env0's game: 5 + 3 over two lives, 3 agent steps (reset step not counted)
     assert games == [(0, 2.0, 1), (0, 8.0, 3)]
-    assert shared.frames == 5 * 2 * 4
+    # frames the agent played: 10 env steps less the 3 auto-reset steps, x frame skip 4
+    assert shared.frames == (5 * 2 - 3) * 4
     # the update moved the shared parameters and left them finite
     assert np.isfinite(shared.theta).all()
     assert not np.array_equal(shared.theta, net.init_params(0))

@@ -119,6 +119,8 @@ def test_learner_that_raises_stops_the_run(tmp_path, monkeypatch):
     assert r.exit_code == 1
     assert "learner 1 failed: RuntimeError: boom in learner" in r.output
     assert "Traceback" in r.output  # the learner's own traceback is shown
+    # a failed run keeps its last good checkpoint instead of writing the failed state
+    assert not (tmp_path / "x" / "checkpoint.npz").exists()
 
 
 def test_nonfinite_gradient_is_an_error_not_a_silent_run(tmp_path):
@@ -126,3 +128,24 @@ def test_nonfinite_gradient_is_an_error_not_a_silent_run(tmp_path):
                                   "--lr", "1e30", "--run-dir", str(tmp_path / "nan")])
     assert r.exit_code == 1, r.output
     assert "non-finite" in r.output
+
+
+def test_resume_after_crash_moves_games_logged_after_the_checkpoint(tmp_path):
+    """A crash after the last checkpoint: those games' training is lost, so they leave the curve
+    (moved to episodes-after-checkpoint.csv, not deleted)."""
+    from fastasync import checkpoint
+
+    run = tmp_path / "crash"
+    r = _train(["--env", "CartPole-v1", "--threads", "1", "--frames", "20k", "--run-dir", str(run)])
+    assert r.exit_code == 0, r.output
+    ck = checkpoint.load(str(run))
+    before = read_episodes(run / "episodes.csv")
+    with open(run / "episodes.csv", "a") as fh:  # games a killed process logged after its checkpoint
+        fh.write(f"{ck['frames'] + 100},99.0,0,42,42\n{ck['frames'] + 200},99.5,0,43,43\n")
+    r = _train(["--resume", str(run), "--frames", "30k"])
+    assert r.exit_code == 0, r.output
+    after = read_episodes(run / "episodes.csv")
+    assert after["frames"][: len(before["frames"])] == before["frames"]
+    moved = read_episodes(run / "episodes-after-checkpoint.csv")
+    assert moved["score"] == [42.0, 43.0]
+    assert all(b >= a for a, b in zip(after["frames"], after["frames"][1:])), "frames go backwards"
