@@ -180,15 +180,15 @@ class Learner:
 
     def _record(self, t, step):
         seg = self.seg
-        reset = self.prev_done
+        reset = seg.reset[t]
+        reset[:] = self.prev_done  # this step follows a done: envpool's auto-reset step
         seg.rewards[t] = step.reward
         seg.terminated[t] = step.terminated
         seg.truncated[t] = step.truncated
-        seg.reset[t] = reset
         self.new_episode[:] = reset  # after an auto-reset step the next slot starts a new episode
-        self.prev_done = step.terminated | step.truncated
+        np.logical_or(step.terminated, step.truncated, out=self.prev_done)
         self.score += step.raw_reward
-        self.length += ~reset
+        self.length += 1 - reset
         if step.game_over.any():
             wall = time.monotonic()
             for e in np.flatnonzero(step.game_over):

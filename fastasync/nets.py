@@ -38,6 +38,7 @@ class Conv:
 
     def __init__(self, name, in_shape, out_channels, kernel, stride, first=False, scale=1.0):
         self.name, self.first, self.scale = name, first, float(scale)
+        self.kW, self.kb = f"{name}.W", f"{name}.b"  # parameter names, built once (hot loop)
         self.k, self.stride, self.oc = kernel, stride, out_channels
         if first:
             c, h, w = in_shape
@@ -84,7 +85,7 @@ class Conv:
         else:
             kconv.im2col_nhwc(x, self.k, self.k, self.stride, cols)
         y = buf["y_t"][t]
-        kdense.dense_forward(cols, w[f"{self.name}.W"], w[f"{self.name}.b"], y)
+        kdense.dense_forward(cols, w[self.kW], w[self.kb], y)
         kdense.relu_forward(y)
         return y
 
@@ -102,7 +103,7 @@ class Conv:
         kdense.relu_backward(y, dy)
         need_dx = dx is not None
         dcols = buf["dcols"][: rows * p] if need_dx else buf["dcols"]
-        kdense.dense_backward(cols, w[f"{self.name}.W"], dy, g[f"{self.name}.W"], g[f"{self.name}.b"], dcols, need_dx)
+        kdense.dense_backward(cols, w[self.kW], dy, g[self.kW], g[self.kb], dcols, need_dx)
         if need_dx:
             kconv.col2im_nhwc(dcols, self.k, self.k, self.stride, dx)
 
@@ -112,6 +113,7 @@ class Dense:
 
     def __init__(self, name, n_in, n_out, relu=True, first=False):
         self.name, self.n_in, self.n_out, self.relu, self.first = name, n_in, n_out, relu, first
+        self.kW, self.kb = f"{name}.W", f"{name}.b"
         self.out_shape = (n_out,)
 
     def param_specs(self):
@@ -137,7 +139,7 @@ class Dense:
             xt[...] = x.reshape(xt.shape)
             x = xt
         y = buf["y_t"][t]
-        kdense.dense_forward(x.reshape(y.shape[0], self.n_in), w[f"{self.name}.W"], w[f"{self.name}.b"], y)
+        kdense.dense_forward(x.reshape(y.shape[0], self.n_in), w[self.kW], w[self.kb], y)
         if self.relu:
             kdense.relu_forward(y)
         return y
@@ -158,7 +160,7 @@ class Dense:
             kdense.relu_backward(y, dy)
         need_dx = dx is not None
         dxx = dx if need_dx else y  # unused placeholder when need_dx is False
-        kdense.dense_backward(x_all, w[f"{self.name}.W"], dy, g[f"{self.name}.W"], g[f"{self.name}.b"], dxx, need_dx)
+        kdense.dense_backward(x_all, w[self.kW], dy, g[self.kW], g[self.kb], dxx, need_dx)
 
 
 class Workspace:
@@ -278,6 +280,7 @@ class LSTM:
 
     def __init__(self, name, n_in, size):
         self.name, self.n_in, self.H = name, n_in, size
+        self.kWx, self.kWh, self.kb = f"{name}.Wx", f"{name}.Wh", f"{name}.b"
         self.out_shape = (size,)
         self.relu = False
 
@@ -324,8 +327,7 @@ class LSTM:
         hp = buf["h0"] if t == 0 else buf["y_t"][t - 1]
         cp = buf["c0"] if t == 0 else buf["c_t"][t - 1]
         klstm.state_in(hp, cp, buf["reset_t"][t], buf["hs"], buf["cs"])
-        n = self.name
-        klstm.lstm_step(x, buf["hs"], buf["cs"], w[f"{n}.Wx"], w[f"{n}.Wh"], w[f"{n}.b"], buf["zstep"],
+        klstm.lstm_step(x, buf["hs"], buf["cs"], w[self.kWx], w[self.kWh], w[self.kb], buf["zstep"],
                         buf["y_t"][t], buf["c_t"][t])
         return buf["y_t"][t]
 
@@ -338,17 +340,17 @@ class LSTM:
     def backward(self, w, g, buf, rows, x_all, dx):
         E = buf["h0"].shape[0]
         T = rows // E
-        H, n = self.H, self.name
+        H = self.H
         x = x_all.reshape(T, E, self.n_in)
         reset = buf["reset"][:T]
         c_seq = buf["c"][:rows].reshape(T, E, H)
         h_seq = buf["y"][:rows].reshape(T, E, H)
         gates = buf["gates"][:T]
-        klstm.lstm_forward(x, buf["h0"], buf["c0"], reset, w[f"{n}.Wx"], w[f"{n}.Wh"], w[f"{n}.b"], buf["zseq"],
+        klstm.lstm_forward(x, buf["h0"], buf["c0"], reset, w[self.kWx], w[self.kWh], w[self.kb], buf["zseq"],
                            gates, c_seq, h_seq)
         dxx = dx.reshape(T, E, self.n_in) if dx is not None else np.zeros((T, E, self.n_in), np.float32)
-        klstm.lstm_backward(x, buf["h0"], buf["c0"], reset, w[f"{n}.Wx"], w[f"{n}.Wh"], gates, c_seq, h_seq,
-                            buf["dy"][:rows].reshape(T, E, H), g[f"{n}.Wx"], g[f"{n}.Wh"], g[f"{n}.b"], dxx,
+        klstm.lstm_backward(x, buf["h0"], buf["c0"], reset, w[self.kWx], w[self.kWh], gates, c_seq, h_seq,
+                            buf["dy"][:rows].reshape(T, E, H), g[self.kWx], g[self.kWh], g[self.kb], dxx,
                             buf["dz"][:T], buf["dh"], buf["dc"], buf["hprev"][:T])
 
 
