@@ -141,7 +141,7 @@ def test_learner_true_score_sums_lives_and_masks_reset_steps():
     seg = learner.seg
     np.testing.assert_array_equal(seg.reset[:, 0], [0, 0, 1, 0, 1])
     np.testing.assert_array_equal(seg.reset[:, 1], [0, 1, 0, 0, 0])
-    np.testing.assert_array_equal(seg.weight[:, 0], [1, 1, 0, 1, 0])
+    np.testing.assert_array_equal(seg.weight[:, 0], [0.5, 0.5, 0, 0.5, 0])
     games = sorted((g[2], g[3], g[4]) for g in shared.games)
     # env1's game: 2 points in 1 step; env0's game: 5 + 3 over two lives, 3 agent steps (reset step not counted)
     assert games == [(0, 2.0, 1), (0, 8.0, 3)]

@@ -71,7 +71,7 @@ class QMethod:
 
     def loss(self, ws, seg):
         self.targets(ws, seg)
-        returns.step_weights(seg.reset, 1.0, seg.weight)
+        returns.step_weights(seg.reset, 1.0 / seg.E, seg.weight)
         heads.q_head_backward(
             self.net.outputs(ws, seg.T), seg.actions_flat, seg.returns_flat, seg.weight_flat,
             self.net.dout(ws, seg.T), seg.stats,

@@ -5,11 +5,7 @@ Acting samples a ~ softmax(logits). After t_max steps the learner bootstraps V(s
     R_t = r_t + gamma * R_{t+1}   (cut at terminals, V(s_{t+1}) at truncation; see kernels/returns.py)
     L   = sum_t w_t [ -log pi(a_t|s_t) (R_t - V(s_t)) - beta H(pi(.|s_t)) + c_v (R_t - V(s_t))^2 ]
 
-with w_t = 1 per sample (0 on envpool's auto-reset steps), beta = entropy, c_v = value_coef.
-The gradient is SUMMED over the t_max steps (as in the paper) and over the thread's E envs:
-each env stands for one of the paper's single-env threads. (Averaging over envs instead made
-each update E times smaller in RMSProp's eps-dominated regime (eps 0.1, clipped rewards):
-Pong had not moved off -20 after 5M frames.)
+with w_t = 1/E per sample (0 on envpool's auto-reset steps), beta = entropy, c_v = value_coef.
 """
 
 from __future__ import annotations
@@ -51,7 +47,7 @@ class A3C:
         net = self.net
         returns.gather_column(net.outputs(ws, T + 1), self.num_actions, seg.values)
         returns.nstep_returns(seg.rewards, seg.terminated, seg.truncated, seg.reset, seg.values, self.gamma, seg.returns)
-        returns.step_weights(seg.reset, 1.0, seg.weight)
+        returns.step_weights(seg.reset, 1.0 / E, seg.weight)
         heads.a3c_head_backward(
             net.outputs(ws, T),
             seg.actions_flat,

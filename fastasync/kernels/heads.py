@@ -3,8 +3,7 @@
 The A3C head is one dense layer with ``A + 1`` outputs: columns ``[:A]`` are policy logits,
 column ``A`` is the state value. Losses are weighted sums over the rows (a row is one
 (time step, env) sample); a weight of 0 masks a sample out (envpool's auto-reset step),
-and the learner uses weight 1 elsewhere: a thread's E envs count like E of the paper's
-threads, whose gradients (each summed over t_max steps) would all be applied.
+and the learner uses weight ``1/E`` so the update does not grow with the number of envs.
 """
 
 import math
