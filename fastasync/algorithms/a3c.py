@@ -5,7 +5,12 @@ Acting samples a ~ softmax(logits). After t_max steps the learner bootstraps V(s
     R_t = r_t + gamma * R_{t+1}   (cut at terminals, V(s_{t+1}) at truncation; see kernels/returns.py)
     L   = sum_t w_t [ -log pi(a_t|s_t) (R_t - V(s_t)) - beta H(pi(.|s_t)) + c_v (R_t - V(s_t))^2 ]
 
-with w_t = 1/E per sample (0 on envpool's auto-reset steps), beta = entropy, c_v = value_coef.
+with w_t = 1/E per sample (0 on envpool's auto-reset steps), beta = entropy, c_v = value_coef:
+summed over the t_max steps as in the paper, averaged over the thread's E envs. (Summing
+over envs instead, each env standing for one of the paper's single-env threads, makes
+updates E times larger in RMSProp's eps-dominated regime; at the same lr it made CartPole
+learning much less reliable. Which of the two reaches the Pong target sooner is open: see
+bench/RESULTS.md.)
 """
 
 from __future__ import annotations
