@@ -217,6 +217,29 @@ def envs(backend):
             click.echo("  " + "  ".join(ids[i : i + 6]))
 
 
+def _measured(env, algo, threads, envs_per_thread, backend, measure):
+    """Check the env/algo up front, then run ``measure(progress)`` with BLAS pinned to one
+    thread, as the learners run. Returns (its result, the thread settings seen meanwhile)."""
+    from threadpoolctl import threadpool_limits
+
+    from .bench import bench_config
+    from .envs import EnvError
+    from .perf import _load_blas, thread_settings
+    from .trainer import LearnerError
+
+    _load_blas()
+    with threadpool_limits(limits=1):
+        try:
+            bench_config(env, algo, threads, envs_per_thread, backend, "unused")  # bad input fails before any work
+            result = measure(lambda msg: click.echo(msg, err=True))
+        except LearnerError as exc:
+            click.echo(exc.tb, err=True)
+            fail(str(exc), code=1)
+        except (C.ConfigError, EnvError, ValueError) as exc:
+            fail(str(exc))
+        return result, thread_settings()
+
+
 def _bench_options(threads_default, seconds_default, warmup_default, threads_help):
     """Options shared by ``bench`` and ``profile`` (defaults from the config dataclasses)."""
 
@@ -267,25 +290,13 @@ def bench(env, algo, threads, envs_per_thread, seconds, warmup, backend, as_json
         threads_list = parse_threads(threads)
     except C.ConfigError as exc:
         fail(str(exc))
-    from threadpoolctl import threadpool_limits
+    from .bench import format_table, run_bench
+    from .perf import cpu_flags, cpu_model
 
-    from .bench import bench_config, format_table, run_bench
-    from .envs import EnvError
-    from .perf import _load_blas, cpu_flags, cpu_model, thread_settings
-    from .trainer import LearnerError
-
-    _load_blas()
-    progress = lambda msg: click.echo(msg, err=True)  # noqa: E731
-    with threadpool_limits(limits=1):  # as the learners run (the trainer pins it too)
-        try:
-            bench_config(env, algo, threads_list[0], envs_per_thread, backend, "unused")  # check before any work
-            rows, cfg = run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend, progress)
-        except LearnerError as exc:
-            click.echo(exc.tb, err=True)
-            fail(str(exc), code=1)
-        except (C.ConfigError, EnvError, ValueError) as exc:
-            fail(str(exc))
-        settings = thread_settings()
+    (rows, cfg), settings = _measured(
+        env, algo, threads_list[0], envs_per_thread, backend,
+        lambda progress: run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend, progress),
+    )
     if as_json:
         for r in rows:
             click.echo(json.dumps(r))
@@ -329,26 +340,13 @@ def profile_cmd(env, algo, threads, envs_per_thread, seconds, warmup, backend):
     import json
     import time
 
-    from threadpoolctl import threadpool_limits
-
-    from .bench import bench_config
-    from .envs import EnvError
-    from .perf import _load_blas, cpu_flags, cpu_model, thread_settings
+    from .perf import cpu_flags, cpu_model
     from .profile import format_report, run_profile
-    from .trainer import LearnerError
 
-    _load_blas()
-    progress = lambda msg: click.echo(msg, err=True)  # noqa: E731
-    with threadpool_limits(limits=1):  # as the learners run (the trainer pins it too)
-        try:
-            bench_config(env, algo, tl[0], envs_per_thread, backend, "unused")
-            res = run_profile(env, algo, tl[0], envs_per_thread, seconds, warmup, backend, progress)
-        except LearnerError as exc:
-            click.echo(exc.tb, err=True)
-            fail(str(exc), code=1)
-        except (C.ConfigError, EnvError, ValueError) as exc:
-            fail(str(exc))
-        s = thread_settings()
+    res, s = _measured(
+        env, algo, tl[0], envs_per_thread, backend,
+        lambda progress: run_profile(env, algo, tl[0], envs_per_thread, seconds, warmup, backend, progress),
+    )
     cfg = res["config"]
     click.echo(f"fastasync profile: {cfg.algo.algo} on {cfg.env.env} ({cfg.env.backend}), {cfg.run.threads} thread(s) x "
                f"{cfg.env.envs_per_thread} envs, t_max {cfg.algo.t_max}, {time.strftime('%Y-%m-%d %H:%M')}")
