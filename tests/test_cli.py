@@ -138,18 +138,23 @@ def test_eval_plot_envs(cartpole_run, tmp_path):
     assert r.exit_code == 0 and "Pong-v5" in r.output and "CartPole-v1" in r.output
 
 
-def test_eval_pong_gif(tmp_path):
-    """eval plays full Atari games and writes an animated GIF of the first one."""
+def pong_checkpoint(run_dir, frames):
+    """An untrained Pong A3C checkpoint in run_dir, written without training."""
     from fastasync import checkpoint
     from fastasync.config import build, resolve
     from fastasync.nets import make_net
 
-    cfg = resolve(build({"env": "Pong-v5", "threads": 1, "run_dir": str(tmp_path)}))
+    cfg = resolve(build({"env": "Pong-v5", "threads": 1, "run_dir": str(run_dir)}))
     net = make_net((4, 84, 84), 6, "a3c")
     theta = net.init_params(0)
-    checkpoint.save(str(tmp_path / "checkpoint.npz"), theta=theta, rms_g=np.zeros_like(theta), frames=0, wall_s=0,
+    checkpoint.save(str(run_dir / "checkpoint.npz"), theta=theta, rms_g=np.zeros_like(theta), frames=frames, wall_s=0,
                     games=0, rng_states=np.zeros((1, 2), np.uint64), config=cfg.to_dict(),
                     layout_signature=net.layout.signature())
+
+
+def test_eval_pong_gif(tmp_path):
+    """eval plays full Atari games and writes an animated GIF of the first one."""
+    pong_checkpoint(tmp_path, frames=0)
     gif = tmp_path / "pong.gif"
     r = invoke(["eval", str(tmp_path), "--episodes", "1", "--gif", str(gif)])
     assert r.exit_code == 0, r.output
@@ -178,15 +183,6 @@ def test_run_dir_that_is_a_file_and_npy_checkpoint(tmp_path):
 
 
 def test_resume_cannot_switch_game(tmp_path):
-    from fastasync import checkpoint
-    from fastasync.config import build, resolve
-    from fastasync.nets import make_net
-
-    cfg = resolve(build({"env": "Pong-v5", "threads": 1, "run_dir": str(tmp_path)}))
-    net = make_net((4, 84, 84), 6, "a3c")
-    theta = net.init_params(0)
-    checkpoint.save(str(tmp_path / "checkpoint.npz"), theta=theta, rms_g=np.zeros_like(theta), frames=10, wall_s=0,
-                    games=0, rng_states=np.zeros((1, 2), np.uint64), config=cfg.to_dict(),
-                    layout_signature=net.layout.signature())
+    pong_checkpoint(tmp_path, frames=10)
     # SpaceInvaders also has 6 actions: the net would fit, but it is another game
     _bad(["train", "--resume", str(tmp_path), "--env", "SpaceInvaders-v5", "--frames", "1M"], "cannot switch")
