@@ -192,8 +192,11 @@ class Trainer:
 
     def run(self) -> dict:
         """Train to the frame budget (or Ctrl-C / SIGTERM). Returns a summary dict; raises LearnerError."""
-        import scipy.linalg.cython_blas  # noqa: F401 - load the BLAS numba calls, so the limit below reaches it
         from threadpoolctl import threadpool_limits
+
+        from .perf import _load_blas
+
+        _load_blas()  # threadpoolctl limits only loaded libraries: load the BLAS numba calls first
 
         if not getattr(self, "_prepared", False):
             self.prepare_run_dir()
