@@ -73,6 +73,9 @@ class Learner:
         self.score = np.zeros(self.E, np.float64)
         self.length = np.zeros(self.E, np.int64)
         self.updates = 0
+        # running sums for the progress line: w*policy loss, w*value (or TD) loss, w*entropy,
+        # w, gradient norm before clipping, updates; the trainer reads and resets them
+        self.diag = np.zeros(6, np.float64)
         self.timings = None
         self._no_timings = dict.fromkeys(PHASES, 0.0)
         self.has_carry = False  # an action picked at the last bootstrap slot, taken next (Sarsa)
@@ -126,6 +129,7 @@ class Learner:
         self._bootstrap(frames)
         b = clock()
         algo.loss(ws, seg)
+        self.diag[:4] += seg.stats
         c = clock()
         net.backward(ws, self.T)
         d = clock()
@@ -177,6 +181,8 @@ class Learner:
             )
         optim.rmsprop_apply(theta, rms_g, self.grad, lr, self.alpha, self.eps)
         self.updates += 1
+        self.diag[4] += norm
+        self.diag[5] += 1
 
     def _record(self, t, step):
         seg = self.seg

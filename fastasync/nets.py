@@ -33,6 +33,14 @@ from .kernels.checks import check_array
 from .params import Layout, ParamSpec
 
 
+# He-uniform for layers followed by a ReLU: U(-sqrt(6/fan_in), +sqrt(6/fan_in)) keeps the
+# activations' scale through the torso. With U(+-1/sqrt(fan_in)) (Torch's default) the Atari
+# net's fc features came out at rms 0.02 and varied across Pong frames by ~6e-4, so the head
+# saw nearly constant features and, with RMSProp's eps = 0.1, the policy did not move for
+# millions of frames (bench/RESULTS.md, 2026-11-27).
+RELU_GAIN = 6.0**0.5
+
+
 class Conv:
     """Valid convolution + ReLU. ``first``: reads channels-first input (uint8 frames) scaled."""
 
@@ -54,7 +62,7 @@ class Conv:
 
     def param_specs(self):
         return [
-            ParamSpec(f"{self.name}.W", (self.oc, self.K), "uniform", fan_in=self.K),
+            ParamSpec(f"{self.name}.W", (self.oc, self.K), "uniform", fan_in=self.K, gain=RELU_GAIN),
             ParamSpec(f"{self.name}.b", (self.oc,), "zeros"),
         ]
 
@@ -118,7 +126,8 @@ class Dense:
 
     def param_specs(self):
         return [
-            ParamSpec(f"{self.name}.W", (self.n_out, self.n_in), "uniform", fan_in=self.n_in),
+            ParamSpec(f"{self.name}.W", (self.n_out, self.n_in), "uniform", fan_in=self.n_in,
+                      gain=RELU_GAIN if self.relu else 1.0),
             ParamSpec(f"{self.name}.b", (self.n_out,), "zeros"),
         ]
 

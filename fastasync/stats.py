@@ -76,10 +76,27 @@ def hms(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def progress_line(frames, total, fps, games, mean10, elapsed, eta) -> str:
+def progress_line(frames, total, fps, games, mean10, elapsed, eta, learning="") -> str:
     score = "   n/a" if math.isnan(mean10) else f"{mean10:6.1f}"
     return (
         f"frames {human_count(frames):>7}/{human_count(total)} ({100 * frames / total:5.1f}%) | "
         f"{fps:8,.0f} fps | games {games:5d} | score(last 10) {score} | "
-        f"elapsed {hms(elapsed)} | ETA {hms(eta)}"
+        f"elapsed {hms(elapsed)} | ETA {hms(eta)}" + (f" | {learning}" if learning else "")
     )
+
+
+def learning_summary(diag, head) -> str:
+    """What the updates since the last line looked like, from the learners' running sums.
+
+    ``diag``: sums of [w*policy loss, w*value (A3C) or TD (Q) loss, w*entropy, w, gradient
+    norm before clipping, updates]. A3C shows the policy entropy (ln A for a uniform policy)
+    and the value loss per sample; Q methods the TD loss per sample; both the mean gradient
+    norm. Empty when no update happened.
+    """
+    w, updates = diag[3], diag[5]
+    if w <= 0 or updates <= 0:
+        return ""
+    grad = f"|g| {diag[4] / updates:.3g}"
+    if head == "a3c":
+        return f"entropy {diag[2] / w:.3f} value loss {diag[1] / w:.3g} {grad}"
+    return f"TD loss {diag[0] / w:.3g} {grad}"

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from .config import TrainConfig
-from .stats import EpisodeLog, ScoreWindow, progress_line, read_episodes
+from .stats import EpisodeLog, ScoreWindow, learning_summary, progress_line, read_episodes
 
 
 class LearnerError(RuntimeError):
@@ -138,6 +138,8 @@ class Trainer:
                 lr.algo.final_epsilon = float(e_final)
         self.resume_frames = frames if resume is not None else None
         self.interrupted = False
+        self.head = head_for(a.algo)
+        self._diag_seen = np.zeros(6)
 
     # -- checkpoints ----------------------------------------------------------------------
 
@@ -292,7 +294,10 @@ class Trainer:
         elapsed = s.wall_s(now)
         remaining = s.total_frames - s.frames
         eta = remaining / fps if fps > 0 else float("inf")
-        self.out(progress_line(s.frames, s.total_frames, fps, window.games, window.mean(), elapsed, max(eta, 0)))
+        diag = sum(lr.diag for lr in self.learners)  # racy reads of running sums: fine for a display
+        learning = learning_summary(diag - self._diag_seen, self.head)
+        self._diag_seen = diag
+        self.out(progress_line(s.frames, s.total_frames, fps, window.games, window.mean(), elapsed, max(eta, 0), learning))
 
 
 @contextlib.contextmanager

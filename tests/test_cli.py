@@ -88,14 +88,14 @@ def test_config_file_and_cli_override(tmp_path):
     cfgf = tmp_path / "c.toml"
     cfgf.write_text('[env]\nenv = "CartPole-v1"\n[run]\nframes = "8k"\nthreads = 1\n[optim]\nlr = 0.003\n')
     run = tmp_path / "r"
-    r = invoke(["train", "--config", str(cfgf), "--lr", "0.001", "--rms-eps", "1e-5", "--run-dir", str(run)])
+    r = invoke(["train", "--config", str(cfgf), "--lr", "0.001", "--rms-eps", "0.05", "--run-dir", str(run)])
     assert r.exit_code == 0, r.output
     import json
 
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["env"]["env"] == "CartPole-v1" and cfg["run"]["frames"] == 8000
     assert cfg["optim"]["lr"] == 0.001 and cfg["run"]["threads"] == 1
-    assert cfg["optim"]["rms_eps"] == 1e-5 and cfg["optim"]["grad_clip"] == 40.0
+    assert cfg["optim"]["rms_eps"] == 0.05 and cfg["optim"]["grad_clip"] == 40.0
 
 
 def test_truncated_checkpoint_is_rejected(cartpole_run, tmp_path):

@@ -23,7 +23,8 @@ def test_a3c_learns_cartpole(tmp_path):
     """Asserted learning: mean true score >= 195 over the last 20 games within 500k frames."""
     run = tmp_path / "cp"
     t = time.monotonic()
-    r = _train(["--env", "CartPole-v1", "--threads", "2", "--frames", "500k", "--lr", "2e-3",
+    # lr and RMSProp eps as tuned for CartPole (the Atari defaults are for Atari)
+    r = _train(["--env", "CartPole-v1", "--threads", "2", "--frames", "500k", "--lr", "2e-3", "--rms-eps", "0.1",
                 "--seed", "1", "--run-dir", str(run)])
     assert r.exit_code == 0, r.output
     elapsed = time.monotonic() - t
