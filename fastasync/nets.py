@@ -59,6 +59,13 @@ class Conv:
         self.K = c * kernel * kernel
         self.out_shape = (self.oh, self.ow, out_channels)
         self.relu = True
+        # first layer with k a multiple of the stride (the paper's 8x8/4): space-to-depth
+        # and q*q sgemms instead of im2col (kernels/conv.py)
+        self.s2d = first and kernel % stride == 0 and h % stride == 0 and w % stride == 0
+        if self.s2d:
+            self.c_in, self.q = c, kernel // stride
+            self.hs, self.ws = h // stride, w // stride
+            self.depth = c * stride * stride
 
     def param_specs(self):
         return [
@@ -71,6 +78,8 @@ class Conv:
         return 2 * self.oh * self.ow * self.K * self.oc
 
     def alloc(self, slots, E, need_dx):
+        if self.s2d:
+            return self._alloc_s2d(slots, E)
         p = self.oh * self.ow
         cols = np.zeros((slots * E * p, self.K), np.float32)
         y = np.zeros((slots * E * p, self.oc), np.float32)
@@ -84,7 +93,46 @@ class Conv:
         )
         return buf
 
+    def _alloc_s2d(self, slots, E):
+        p, n = self.oh * self.ow, E * self.hs * self.ws
+        pad = (self.q - 1) * (self.ws + 1)  # the largest row shift
+        R = n + pad  # rows per slot: the block rows + zero padding
+        y = np.zeros((slots * E * p, self.oc), np.float32)
+        S = np.zeros((slots * R + pad, self.depth), np.float32)  # the backward reads shifted by <= pad
+        return dict(
+            y=y,
+            dy=np.zeros_like(y),
+            y_t=[y[t * E * p : (t + 1) * E * p] for t in range(slots)],
+            S=S, R=R, E=E,
+            S_t=[S[t * R : (t + 1) * R] for t in range(slots)],
+            Wq=np.zeros((self.q * self.q, self.oc, self.depth), np.float32),
+            dWq=np.zeros((self.q * self.q, self.oc, self.depth), np.float32),
+            ycat=np.zeros((R, self.q * self.q * self.oc), np.float32),
+            dcat=np.zeros((slots * R + pad, self.q * self.q * self.oc), np.float32),  # see conv_s2d_backward
+        )
+
+    def _forward_s2d(self, w, buf, x, t):
+        if not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x)
+        St, E = buf["S_t"][t], buf["E"]
+        kconv.space_to_depth(x, self.stride, self.scale, St[: E * self.hs * self.ws])
+        kconv.s2d_weights(w[self.kW], self.c_in, self.k, self.stride, buf["Wq"])
+        kconv.conv_s2d_forward(St, buf["Wq"], buf["ycat"])
+        y = buf["y_t"][t]
+        kconv.s2d_combine(buf["ycat"], w[self.kb], self.q, E, self.hs, self.ws, self.oh, self.ow, y)
+        return y
+
+    def _backward_s2d(self, g, buf, rows):
+        p = self.oh * self.ow
+        y, dy = buf["y"][: rows * p], buf["dy"][: rows * p]
+        kdense.relu_backward(y, dy)
+        kconv.conv_s2d_backward(dy, buf["S"], buf["R"], buf["E"], self.hs, self.ws, self.oh, self.ow, self.q,
+                                buf["dcat"], buf["dWq"], g[self.kb])
+        kconv.s2d_weights_backward(buf["dWq"], self.c_in, self.k, self.stride, g[self.kW])
+
     def forward(self, w, buf, x, t):
+        if self.s2d:
+            return self._forward_s2d(w, buf, x, t)
         cols = buf["cols_t"][t]
         if self.first:
             if not x.flags.c_contiguous:
@@ -106,6 +154,8 @@ class Conv:
 
     def backward(self, w, g, buf, rows, x_all, dx):
         """``rows`` = T*E samples; dx: the previous layer's dy viewed (T*E, H, W, C), or None."""
+        if self.s2d:  # only ever the first layer: no input gradient
+            return self._backward_s2d(g, buf, rows)
         p = self.oh * self.ow
         y, dy, cols = buf["y"][: rows * p], buf["dy"][: rows * p], buf["cols"][: rows * p]
         kdense.relu_backward(y, dy)

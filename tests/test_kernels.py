@@ -192,6 +192,45 @@ def test_conv_nchw_backward_matches_fd(rng, case):
     assert_grad_fd(db[ib], fb, what="conv1 db")
 
 
+@pytest.mark.parametrize("B,C,H,W,OC,k,s", [(3, 4, 20, 24, 5, 8, 4), (2, 2, 10, 8, 3, 4, 2), (2, 3, 12, 12, 4, 6, 2)])
+def test_space_to_depth_conv_matches_reference_over_slots(rng, B, C, H, W, OC, k, s):
+    """The first layer by space-to-depth (the net's path for 8x8/4): forward of each slot,
+    then dW, db over all slots at once, against the float64 reference convolution."""
+    q, Hs, Ws = k // s, H // s, W // s
+    OH, OW = (H - k) // s + 1, (W - k) // s + 1
+    D, N = C * s * s, B * Hs * Ws
+    pad = (q - 1) * (Ws + 1)
+    R, slots = N + pad, 2
+    x = rng.integers(0, 256, (slots, B, C, H, W), dtype=np.uint8)
+    Wt = (rng.standard_normal((OC, C * k * k)) / math.sqrt(C * k * k)).astype(np.float32)
+    b = rng.standard_normal(OC).astype(np.float32)
+    S = np.zeros((slots * R + pad, D), np.float32)
+    Wq = np.full((q * q, OC, D), np.nan, np.float32)
+    kconv.s2d_weights(Wt, C, k, s, Wq)
+    ycat = np.zeros((R, q * q * OC), np.float32)
+    y = np.full((slots * B * OH * OW, OC), np.nan, np.float32)
+    per = B * OH * OW
+    for t in range(slots):
+        kconv.space_to_depth(x[t], s, 1 / 255, S[t * R : t * R + N])
+        kconv.conv_s2d_forward(S[t * R : (t + 1) * R], Wq, ycat)
+        kconv.s2d_combine(ycat, b, q, B, Hs, Ws, OH, OW, y[t * per : (t + 1) * per])
+    xs = x.reshape(slots * B, C, H, W)
+    expect = np.maximum(ref.conv_nchw_ref(xs, Wt, b, k, s, scale=1 / 255), 0)
+    assert_close(y.reshape(expect.shape), expect)
+
+    G = rng.standard_normal(y.shape).astype(np.float32)
+    dcat = np.zeros((slots * R + pad, q * q * OC), np.float32)
+    dWq = np.full((q * q, OC, D), np.nan, np.float32)
+    db = np.full(OC, np.nan, np.float32)
+    kconv.conv_s2d_backward(G, S, R, B, Hs, Ws, OH, OW, q, dcat, dWq, db)
+    kconv.conv_s2d_backward(G, S, R, B, Hs, Ws, OH, OW, q, dcat, dWq, db)  # twice: nothing accumulates
+    dW = np.full(Wt.shape, np.nan, np.float32)
+    kconv.s2d_weights_backward(dWq, C, k, s, dW)
+    rW, rb = ref.conv_nchw_backward_ref(xs, Wt, G.reshape(slots * B, OH, OW, OC), k, s, scale=1 / 255)
+    assert_close(dW, rW)
+    assert_close(db, rb)
+
+
 # --------------------------------------------------------------------------- dense, relu
 
 

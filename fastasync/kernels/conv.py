@@ -113,3 +113,129 @@ def col2im_nhwc(dcols, kh, kw, stride, dx):
                             dx[b, iy, ix, c] += dcols[r, k]
                             k += 1
                 r += 1
+
+
+# -- first layer by space-to-depth ------------------------------------------------------------
+#
+# A k x k convolution with stride s, k = q*s (the paper's 8x8 stride 4: q = 2), equals a q x q
+# stride-1 convolution of the input rearranged into s x s blocks ("space to depth"):
+# S[b, i, j, (c, ry, rx)] = x[b, c, i*s + ry, j*s + rx]. Stored as rows (b*Hs + i)*Ws + j,
+# the rows of S shifted by dy*Ws + dx line up with the output rows, so the convolution is q*q
+# sgemms on contiguous views: no im2col. S holds every input pixel once (im2col of the
+# 84x84 frames holds each four times) and is what the backward pass keeps. Each output row
+# is computed for all Ws columns j (j >= OW are junk and dropped) over the whole batch.
+
+
+@jit
+def space_to_depth(x, s, scale, S):
+    """x: (B, C, H, W) C-contiguous (uint8 or float); S: (B*Hs*Ws, C*s*s) float32, written:
+    S[(b*Hs + i)*Ws + j, (c*s + ry)*s + rx] = x[b, c, i*s + ry, j*s + rx] * scale, Hs = H//s."""
+    B, C, H, W = x.shape
+    Hs, Ws = H // s, W // s
+    sc = np.float32(scale)
+    r = 0
+    for b in range(B):
+        for i in range(Hs):
+            for j in range(Ws):
+                k = 0
+                for c in range(C):
+                    for ry in range(s):
+                        for rx in range(s):
+                            S[r, k] = np.float32(x[b, c, i * s + ry, j * s + rx]) * sc
+                            k += 1
+                r += 1
+
+
+@jit
+def s2d_weights(W, C, k, s, Wq):
+    """Rearrange W (OC, C*k*k), columns (c, ky, kx), into Wq (q*q, OC, C*s*s), q = k//s:
+    Wq[dy*q + dx, o, (c*s + ry)*s + rx] = W[o, (c*k + dy*s + ry)*k + dx*s + rx]."""
+    q = k // s
+    OC = W.shape[0]
+    for dy in range(q):
+        for dx in range(q):
+            for o in range(OC):
+                m = 0
+                for c in range(C):
+                    for ry in range(s):
+                        for rx in range(s):
+                            Wq[dy * q + dx, o, m] = W[o, (c * k + dy * s + ry) * k + dx * s + rx]
+                            m += 1
+
+
+@jit
+def s2d_weights_backward(dWq, C, k, s, dW):
+    """The adjoint of s2d_weights (a permutation): dW (OC, C*k*k) OVERWRITTEN from dWq."""
+    q = k // s
+    OC = dW.shape[0]
+    for dy in range(q):
+        for dx in range(q):
+            for o in range(OC):
+                m = 0
+                for c in range(C):
+                    for ry in range(s):
+                        for rx in range(s):
+                            dW[o, (c * k + dy * s + ry) * k + dx * s + rx] = dWq[dy * q + dx, o, m]
+                            m += 1
+
+
+@jit
+def conv_s2d_forward(S, Wq, ycat):
+    """ycat (M, q*q*OC) = S[:M] @ Wq.reshape(q*q*OC, D).T: every shift's product in one sgemm.
+
+    S: (>= M, D) one slot's blocks (+ zero padding rows); Wq: (q*q, OC, D) from s2d_weights.
+    ``s2d_combine`` then sums the shifted column blocks into the outputs."""
+    M = ycat.shape[0]
+    Q, OC, D = Wq.shape
+    np.dot(S[:M], Wq.reshape(Q * OC, D).T, ycat)
+
+
+@jit
+def s2d_combine(ycat, b, q, B, Hs, Ws, OH, OW, y):
+    """y[(bb*OH + i)*OW + j, o] = max(b[o] + sum_d ycat[(bb*Hs + i)*Ws + j + off_d, d*OC + o], 0),
+    off_d = (d // q)*Ws + d % q: the valid outputs, bias and ReLU."""
+    OC = y.shape[1]
+    r = 0
+    for bb in range(B):
+        for i in range(OH):
+            src = (bb * Hs + i) * Ws
+            for j in range(OW):
+                for o in range(OC):
+                    v = b[o]
+                    for d in range(q * q):
+                        v += ycat[src + j + (d // q) * Ws + d % q, d * OC + o]
+                    y[r, o] = v if v > 0.0 else 0.0
+                r += 1
+
+
+@jit
+def conv_s2d_backward(dy, S, R, B, Hs, Ws, OH, OW, q, dcat, dWq, db):
+    """Weight and bias gradients of the space-to-depth convolution over n = rows/(B*OH*OW) slots.
+
+    dy: (n*B*OH*OW, OC) gradient at the outputs (ReLU mask applied); S: the slots' blocks,
+    slot t at rows [t*R, t*R + B*Hs*Ws), then zero rows. dcat: (>= n*R + pad, q*q*OC) scratch,
+    0 except where this kernel writes (the same places every call): column block d holds dy
+    shifted down by off_d, so one sgemm dcat.T @ S gives every shift's weight gradient.
+    dWq (q*q, OC, C*s*s) and db (OC,) OVERWRITTEN.
+    """
+    OC = dy.shape[1]
+    per_slot = B * OH * OW
+    n = dy.shape[0] // per_slot
+    Q = q * q
+    for o in range(OC):
+        db[o] = 0.0
+    r = 0
+    for t in range(n):
+        for bb in range(B):
+            for i in range(OH):
+                dst = t * R + (bb * Hs + i) * Ws
+                for j in range(OW):
+                    for o in range(OC):
+                        v = dy[r, o]
+                        db[o] += v
+                        for d in range(Q):
+                            dcat[dst + j + (d // q) * Ws + d % q, d * OC + o] = v
+                    r += 1
+    rows = n * R + (q - 1) * (Ws + 1)
+    D = dWq.shape[2]
+    np.dot(dcat[:rows].T, S[:rows], dWq.reshape(Q * OC, D))
