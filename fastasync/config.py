@@ -1,12 +1,12 @@
 """Run configuration: one frozen dataclass per concern, paper defaults, validation.
 
 Defaults are those of Mnih et al. (2016) for A3C on Atari: t_max 5, gamma 0.99, entropy
-0.01, shared RMSProp (alpha 0.99, eps 0.1), grad-norm clip 40, rewards clipped to [-1, 1]
-and end of life as episode end, for training only. The learning rate, annealed linearly to
-0, is the paper's 7e-4 per actor-learner times the 8 envs a thread averages its loss over
-(5.6e-3), as Clemente et al. (2017, PAAC) scale it: with eps = 0.1 RMSProp's steps are
-proportional to the gradient, so averaging over 8 envs at 7e-4 moved the parameters 8x
-less per frame than the paper's one-env threads (README, Defaults).
+0.01, shared RMSProp (alpha 0.99) with lr 7e-4 annealed linearly to 0, grad-norm clip 40,
+rewards clipped to [-1, 1] and end of life as episode end, for training only. RMSProp's eps
+is 1e-5 (as in OpenAI baselines' A2C, same lr, alpha and t_max), not 0.1: with eps = 0.1
+the steps are proportional to the gradient and a thread averaging its 8 envs moved 8x less
+per frame than the paper's one-env threads; Pong did not move in 5-9M frames. With 1e-5
+Pong leaves -21 after ~5M frames (README, Defaults; bench/RESULTS.md).
 Every field's docstring doubles as its ``--help`` text. Derived values (total threads when
 0 is given, the run dir name) are computed, not configured.
 """
@@ -69,11 +69,11 @@ class AlgoConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    lr: float = 5.6e-3
-    """initial learning rate, annealed linearly to 0 over the run (the paper's 7e-4 per env x 8 envs)"""
+    lr: float = 7e-4
+    """initial learning rate, annealed linearly to 0 over the run"""
     rms_alpha: float = 0.99
     """shared RMSProp decay"""
-    rms_eps: float = 0.1
+    rms_eps: float = 1e-5
     """shared RMSProp epsilon (inside the square root)"""
     grad_clip: float = 40.0
     """global gradient-norm clip (0 disables)"""

@@ -6,9 +6,9 @@ Acting samples a ~ softmax(logits). After t_max steps the learner bootstraps V(s
     L   = sum_t w_t [ -log pi(a_t|s_t) (R_t - V(s_t)) - beta H(pi(.|s_t)) + c_v (R_t - V(s_t))^2 ]
 
 with w_t = 1/E per sample (0 on envpool's auto-reset steps), beta = entropy, c_v = value_coef:
-summed over the t_max steps as in the paper, averaged over the thread's E envs. In RMSProp's
-eps-dominated regime (eps 0.1) averaging over E envs makes each update E times smaller than
-summing would; the default learning rate makes up for it (7e-4 x 8, see config.py).
+summed over the t_max steps as in the paper, averaged over the thread's E envs. (With
+RMSProp's eps = 0.1, steps are proportional to the gradient and averaging makes each update
+E times smaller than summing; the default eps 1e-5 normalises the steps instead: config.py.)
 """
 
 from __future__ import annotations
