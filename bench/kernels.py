@@ -91,7 +91,8 @@ def gemm_probe():
     shapes = [
         ("1024x1024x1024 (square)", 1024, 1024, 1024),
         ("40x2592x256 (fc, batch 40)", 40, 2592, 256),
-        ("16000x256x16 (conv1, batch 40)", 16000, 256, 16),
+        ("16000x256x16 (conv1 by im2col, batch 40)", 16000, 256, 16),
+        ("3550x64x64 (conv1 by space-to-depth, one slot of 8)", 3550, 64, 64),
         ("3240x256x32 (conv2, batch 40)", 3240, 256, 32),
     ]
     rows = []
@@ -161,22 +162,29 @@ def kernel_breakdown(step):
     w, g = ws.w, ws.g
     rows = step.T * step.E
     p1, p2 = c1.oh * c1.ow, c2.oh * c2.ow
-    x = step.obs.reshape(rows, *net.obs_shape)
     y1, y2 = b1["y"][: rows * p1], b2["y"][: rows * p2]
-    cols1, cols2 = b1["cols"][: rows * p1], b2["cols"][: rows * p2]
+    cols2 = b2["cols"][: rows * p2]
+    T, E = step.T, step.E
+    N1 = E * c1.hs * c1.ws  # conv1 (space-to-depth) runs per slot, as in the net
     x1 = y1.reshape(rows, c1.oh, c1.ow, c1.oc)
     xf = y2.reshape(rows, fc.n_in)
     yf, yh = bf["y"][:rows], bh["y"][:rows]
     dyh, dyf, dy2, dy1 = bh["dy"][:rows], bf["dy"][:rows], b2["dy"][: rows * p2], b1["dy"][: rows * p1]
     step.forward_backward()  # fills every buffer with real values
     items = [
-        ("fwd conv1 im2col (uint8, scaled)", lambda: kconv.im2col_nchw(x, c1.k, c1.k, c1.stride, c1.scale, cols1)),
-        ("fwd conv1 GEMM+bias", lambda: kdense.dense_forward(cols1, w["conv1.W"], w["conv1.b"], y1)),
+        ("fwd conv1 space-to-depth (uint8, scaled) x T",
+         lambda: [kconv.space_to_depth(step.obs[t], c1.stride, c1.scale, b1["S_t"][t][:N1]) for t in range(T)]),
+        ("fwd conv1 weights to blocks x T",
+         lambda: [kconv.s2d_weights(w["conv1.W"], c1.c_in, c1.k, c1.stride, b1["Wq"]) for t in range(T)]),
+        ("fwd conv1 GEMM x T", lambda: [kconv.conv_s2d_forward(b1["S_t"][t], b1["Wq"], b1["ycat"]) for t in range(T)]),
+        ("fwd conv1 shifts+bias+relu x T",
+         lambda: [kconv.s2d_combine(b1["ycat"], w["conv1.b"], c1.q, E, c1.hs, c1.ws, c1.oh, c1.ow, b1["y_t"][t])
+                  for t in range(T)]),
         ("fwd conv2 im2col", lambda: kconv.im2col_nhwc(x1, c2.k, c2.k, c2.stride, cols2)),
         ("fwd conv2 GEMM+bias", lambda: kdense.dense_forward(cols2, w["conv2.W"], w["conv2.b"], y2)),
         ("fwd fc GEMM+bias", lambda: kdense.dense_forward(xf, w["fc.W"], w["fc.b"], yf)),
         ("fwd head GEMM+bias", lambda: kdense.dense_forward(yf, w["head.W"], w["head.b"], yh)),
-        ("fwd relu x3", lambda: (kdense.relu_forward(y1), kdense.relu_forward(y2), kdense.relu_forward(yf))),
+        ("fwd relu x2 (conv1's is fused)", lambda: (kdense.relu_forward(y2), kdense.relu_forward(yf))),
         ("bwd head dW,db,dx", lambda: kdense.dense_backward(yf, w["head.W"], dyh, g["head.W"], g["head.b"], dyf, True)),
         ("bwd fc dW,db,dx", lambda: kdense.dense_backward(xf, w["fc.W"], dyf, g["fc.W"], g["fc.b"], xf.copy(), True)),
         (
@@ -185,8 +193,12 @@ def kernel_breakdown(step):
         ),
         ("bwd conv2 col2im", lambda: kconv.col2im_nhwc(b2["dcols"][: rows * p2], c2.k, c2.k, c2.stride, dy1.reshape(x1.shape))),
         (
-            "bwd conv1 dW,db",
-            lambda: kdense.dense_backward(cols1, w["conv1.W"], dy1, g["conv1.W"], g["conv1.b"], b1["dcols"], False),
+            "bwd conv1 dW,db (shifted dy, one GEMM)",
+            lambda: (
+                kconv.conv_s2d_backward(dy1, b1["S"], b1["R"], E, c1.hs, c1.ws, c1.oh, c1.ow, c1.q, b1["dcat"], b1["dWq"],
+                                        g["conv1.b"]),
+                kconv.s2d_weights_backward(b1["dWq"], c1.c_in, c1.k, c1.stride, g["conv1.W"]),
+            ),
         ),
         ("bwd relu x3", lambda: (kdense.relu_backward(y1, dy1), kdense.relu_backward(y2, dy2), kdense.relu_backward(yf, dyf))),
     ]

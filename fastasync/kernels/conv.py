@@ -201,10 +201,14 @@ def s2d_combine(ycat, b, q, B, Hs, Ws, OH, OW, y):
             src = (bb * Hs + i) * Ws
             for j in range(OW):
                 for o in range(OC):
-                    v = b[o]
-                    for d in range(q * q):
-                        v += ycat[src + j + (d // q) * Ws + d % q, d * OC + o]
-                    y[r, o] = v if v > 0.0 else 0.0
+                    y[r, o] = b[o]
+                for d in range(q * q):
+                    row = src + j + (d // q) * Ws + d % q
+                    for o in range(OC):  # contiguous: vectorises
+                        y[r, o] += ycat[row, d * OC + o]
+                for o in range(OC):
+                    if y[r, o] < 0.0:
+                        y[r, o] = 0.0
                 r += 1
 
 
@@ -231,10 +235,11 @@ def conv_s2d_backward(dy, S, R, B, Hs, Ws, OH, OW, q, dcat, dWq, db):
                 dst = t * R + (bb * Hs + i) * Ws
                 for j in range(OW):
                     for o in range(OC):
-                        v = dy[r, o]
-                        db[o] += v
-                        for d in range(Q):
-                            dcat[dst + j + (d // q) * Ws + d % q, d * OC + o] = v
+                        db[o] += dy[r, o]
+                    for d in range(Q):
+                        row = dst + j + (d // q) * Ws + d % q
+                        for o in range(OC):  # contiguous: vectorises
+                            dcat[row, d * OC + o] = dy[r, o]
                     r += 1
     rows = n * R + (q - 1) * (Ws + 1)
     D = dWq.shape[2]
