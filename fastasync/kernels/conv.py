@@ -147,9 +147,9 @@ def space_to_depth(x, s, scale, S):
 
 
 @jit
-def s2d_weights(W, C, k, s, Wq):
-    """Rearrange W (OC, C*k*k), columns (c, ky, kx), into Wq (q*q, OC, C*s*s), q = k//s:
-    Wq[dy*q + dx, o, (c*s + ry)*s + rx] = W[o, (c*k + dy*s + ry)*k + dx*s + rx]."""
+def _s2d_permute(W, Wq, C, k, s, to_blocks):
+    """W[o, (c*k + dy*s + ry)*k + dx*s + rx] <-> Wq[dy*q + dx, o, (c*s + ry)*s + rx], q = k//s:
+    copies W into Wq when ``to_blocks``, else Wq into W (a permutation: its own adjoint)."""
     q = k // s
     OC = W.shape[0]
     for dy in range(q):
@@ -159,24 +159,24 @@ def s2d_weights(W, C, k, s, Wq):
                 for c in range(C):
                     for ry in range(s):
                         for rx in range(s):
-                            Wq[dy * q + dx, o, m] = W[o, (c * k + dy * s + ry) * k + dx * s + rx]
+                            i = (c * k + dy * s + ry) * k + dx * s + rx
+                            if to_blocks:
+                                Wq[dy * q + dx, o, m] = W[o, i]
+                            else:
+                                W[o, i] = Wq[dy * q + dx, o, m]
                             m += 1
 
 
 @jit
+def s2d_weights(W, C, k, s, Wq):
+    """Rearrange W (OC, C*k*k), columns (c, ky, kx), into Wq (q*q, OC, C*s*s), q = k//s."""
+    _s2d_permute(W, Wq, C, k, s, True)
+
+
+@jit
 def s2d_weights_backward(dWq, C, k, s, dW):
-    """The adjoint of s2d_weights (a permutation): dW (OC, C*k*k) OVERWRITTEN from dWq."""
-    q = k // s
-    OC = dW.shape[0]
-    for dy in range(q):
-        for dx in range(q):
-            for o in range(OC):
-                m = 0
-                for c in range(C):
-                    for ry in range(s):
-                        for rx in range(s):
-                            dW[o, (c * k + dy * s + ry) * k + dx * s + rx] = dWq[dy * q + dx, o, m]
-                            m += 1
+    """The adjoint of s2d_weights: dW (OC, C*k*k) OVERWRITTEN from dWq."""
+    _s2d_permute(dW, dWq, C, k, s, False)
 
 
 @jit
