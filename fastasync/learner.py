@@ -74,7 +74,8 @@ class Learner:
         self.length = np.zeros(self.E, np.int64)
         self.updates = 0
         # running sums for the progress line: w*policy loss, w*value (or TD) loss, w*entropy,
-        # w, gradient norm before clipping, updates; the trainer reads and resets them
+        # w, gradient norm before clipping, updates; only ever added to (the trainer
+        # shows the difference since its last progress line)
         self.diag = np.zeros(6, np.float64)
         self.timings = None
         self._no_timings = dict.fromkeys(PHASES, 0.0)
