@@ -39,7 +39,7 @@ def parse_threads(text: str) -> list[int]:
     return out
 
 
-def bench_config(env, algo, threads, envs_per_thread, backend, run_dir) -> C.TrainConfig:
+def bench_config(env, algo, threads, envs_per_thread, backend, run_dir, pin_threads=True) -> C.TrainConfig:
     """The resolved TrainConfig the benchmark trains with: defaults plus the given layout."""
     cfg = C.build(
         dict(
@@ -50,6 +50,7 @@ def bench_config(env, algo, threads, envs_per_thread, backend, run_dir) -> C.Tra
             backend=backend,
             frames=HUGE_FRAMES,
             run_dir=run_dir,
+            pin_threads=pin_threads,
         )
     )
     cfg = dataclasses.replace(
@@ -62,7 +63,7 @@ def bench_config(env, algo, threads, envs_per_thread, backend, run_dir) -> C.Tra
     return cfg
 
 
-def make_batches(cfg: C.TrainConfig):
+def make_batches(cfg: C.TrainConfig, cpus):
     """One env batch per thread, exactly as the Trainer makes them (seeds aside)."""
     from .envs import make_env
 
@@ -77,6 +78,7 @@ def make_batches(cfg: C.TrainConfig):
             reward_clip=e.reward_clip,
             noop_max=e.noop_max,
             max_episode_frames=e.max_episode_frames,
+            cpu=None if cpus is None else cpus[i],
         )
         for i in range(r.threads)
     ]
@@ -86,7 +88,10 @@ def ceiling_fps(cfg: C.TrainConfig, seconds: float, warmup: float) -> float:
     """Env-only frames/s of ``cfg.run.threads`` threads stepping random actions."""
     import numpy as np
 
-    envs = make_batches(cfg)
+    from .placement import cpu_plan, pin_current_thread
+
+    cpus = cpu_plan(cfg.run.threads, cfg.run.pin_threads)  # the trainer's placement
+    envs = make_batches(cfg, cpus)
     info = envs[0].info
     E = cfg.env.envs_per_thread
     K = 1024
@@ -101,6 +106,8 @@ def ceiling_fps(cfg: C.TrainConfig, seconds: float, warmup: float) -> float:
 
     def loop(i):
         env, acts = envs[i], actions[i]
+        if cpus is not None:
+            pin_current_thread(cpus[i])
         try:
             env.reset()
             k = 0
@@ -192,14 +199,16 @@ def train_fps(cfg: C.TrainConfig, seconds: float, warmup: float) -> dict:
     return dict(train_fps=(f1 - f0) / (t1 - t0), rss_start_mb=rss0, rss_end_mb=rss1)
 
 
-def run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend, progress=None):
+def run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend, progress=None, pin_threads=True):
     """Rows (dicts) of the benchmark, one per thread count, and the resolved base config."""
+    from .placement import cpu_plan, describe
+
     progress = progress or (lambda msg: None)
     rows = []
     with tempfile.TemporaryDirectory(prefix="fastasync-bench-") as tmp:
         base = None
         for n in threads_list:
-            cfg = bench_config(env, algo, n, envs_per_thread, backend, f"{tmp}/t{n}")
+            cfg = bench_config(env, algo, n, envs_per_thread, backend, f"{tmp}/t{n}", pin_threads)
             base = base or cfg
             progress(f"{n} thread(s): env-only ceiling ({warmup:g}s warm-up + {seconds:g}s) ...")
             ceil = ceiling_fps(cfg, seconds, warmup)
@@ -220,6 +229,8 @@ def run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend
                     seconds=seconds,
                     warmup_s=warmup,
                     backend=cfg.env.backend,
+                    pinned_cpus=cpu_plan(n, cfg.run.pin_threads),
+                    placement=describe(cpu_plan(n, cfg.run.pin_threads)),
                 )
             )
     one = next((r for r in rows if r["threads"] == 1), None)

@@ -66,6 +66,10 @@ def main():
 @_opt("--seed", "run", "seed", type=int)
 @_opt("--run-dir", "run", "run_dir", type=str)
 @_opt("--backend", "env", "backend", type=click.Choice(["auto", "envpool", "gymnasium"]))
+@_opt("--value-coef", "algo", "value_coef", type=float)
+@_opt("--checkpoint-every-s", "run", "checkpoint_every_s", type=float)
+@_opt("--progress-every-s", "run", "progress_every_s", type=float)
+@_opt("--pin-threads/--no-pin-threads", "run", "pin_threads")
 @click.option("--resume", type=str, default=None, help="continue a run from its directory or checkpoint.npz")
 @click.option("--config", "config_file", type=str, default=None, help="TOML file of options (command-line options override it)")
 @click.pass_context
@@ -257,6 +261,7 @@ def _bench_options(threads_default, seconds_default, warmup_default, threads_hel
                 click.option("--warmup", type=float, default=warmup_default, show_default=True,
                              help="seconds run and discarded before measuring (after kernel compilation)"),
                 _opt("--backend", "env", "backend", type=click.Choice(["auto", "envpool", "gymnasium"])),
+                _opt("--pin-threads/--no-pin-threads", "run", "pin_threads"),
             ]
         ):
             f = opt(f)
@@ -275,7 +280,7 @@ def _check_window(seconds, warmup):
 @main.command(context_settings=CONTEXT)
 @_bench_options("1,2", 20.0, 5.0, "comma-separated learner-thread counts to measure, e.g. 1,2,4")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object per thread count, nothing else on stdout")
-def bench(env, algo, threads, envs_per_thread, seconds, warmup, backend, as_json):
+def bench(env, algo, threads, envs_per_thread, seconds, warmup, backend, pin_threads, as_json):
     """Training frames/s against the env-only ceiling (envpool, random actions), per thread count.
 
     For each thread count: the ceiling (the same env batches stepping random actions, no
@@ -297,7 +302,8 @@ def bench(env, algo, threads, envs_per_thread, seconds, warmup, backend, as_json
 
     (rows, cfg), settings = _measured(
         env, algo, threads_list[0], envs_per_thread, backend,
-        lambda progress: run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend, progress),
+        lambda progress: run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend, progress,
+                                   pin_threads),
     )
     if as_json:
         for r in rows:
@@ -314,6 +320,8 @@ def bench(env, algo, threads, envs_per_thread, seconds, warmup, backend, as_json
     click.echo("ratio = train / ceiling at the same thread count; efficiency = train(N) / (N x train(1))"
                + ("" if any(r["threads"] == 1 for r in rows) else " (n/a: 1 thread not measured)"))
     click.echo("RSS: this process's resident set at the start and end of the train window")
+    for r in rows:
+        click.echo(f"{r['threads']} thread(s): {r['placement']}")
     click.echo("")
     click.echo("thread settings (BLAS pinned to 1 thread, as in the learners):")
     click.echo(json.dumps(settings, indent=2))
@@ -323,7 +331,7 @@ def bench(env, algo, threads, envs_per_thread, seconds, warmup, backend, as_json
 
 @main.command(name="profile", context_settings=CONTEXT)
 @_bench_options("1", 10.0, 3.0, "learner threads (one number)")
-def profile_cmd(env, algo, threads, envs_per_thread, seconds, warmup, backend):
+def profile_cmd(env, algo, threads, envs_per_thread, seconds, warmup, backend, pin_threads):
     """Where one learner's time goes: ms per agent step and share per phase, kernel GFLOP/s.
 
     Phases: parameter snapshot, forward, action sampling, env step, Python glue, loss,
@@ -347,7 +355,8 @@ def profile_cmd(env, algo, threads, envs_per_thread, seconds, warmup, backend):
 
     res, s = _measured(
         env, algo, tl[0], envs_per_thread, backend,
-        lambda progress: run_profile(env, algo, tl[0], envs_per_thread, seconds, warmup, backend, progress),
+        lambda progress: run_profile(env, algo, tl[0], envs_per_thread, seconds, warmup, backend, progress,
+                                     pin_threads=pin_threads),
     )
     cfg = res["config"]
     click.echo(f"fastasync profile: {cfg.algo.algo} on {cfg.env.env} ({cfg.env.backend}), {cfg.run.threads} thread(s) x "

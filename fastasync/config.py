@@ -93,6 +93,8 @@ class RunConfig:
     """seconds between checkpoints (one is always written at the end)"""
     progress_every_s: float = 2.0
     """seconds between progress lines"""
+    pin_threads: bool = True
+    """pin each learner thread and its envpool worker to one CPU (Linux, threads <= CPUs)"""
 
 
 @dataclass(frozen=True)
@@ -235,7 +237,9 @@ def validate(cfg: TrainConfig) -> None:
         (r.seed >= 0, f"--seed must be >= 0, got {r.seed}"),
         (all(h >= 1 for h in a.hidden), f"hidden sizes must be >= 1, got {a.hidden}"),
         (a.lstm_size >= 1, f"lstm-size must be >= 1, got {a.lstm_size}"),
-        (r.checkpoint_every_s > 0, "checkpoint-every-s must be > 0"),
+        (r.checkpoint_every_s > 0, f"--checkpoint-every-s must be > 0, got {r.checkpoint_every_s}"),
+        (r.progress_every_s > 0, f"--progress-every-s must be > 0, got {r.progress_every_s}"),
+        (a.value_coef >= 0.0, f"--value-coef must be >= 0, got {a.value_coef}"),
     ]
     for ok, msg in checks:
         if not ok:

@@ -334,11 +334,15 @@ def make_env(
     noop_max: int = 30,
     max_episode_frames: int = 108_000,
     num_threads: int = 1,
+    cpu: int | None = None,
 ) -> EnvBatch:
     """Make a batch of ``num_envs`` envs; see the module docstring for semantics.
 
     ``episodic_life``, ``reward_clip``, ``noop_max`` and ``max_episode_frames``
-    apply to Atari only (classic control uses the env's own time limit).
+    apply to Atari only (classic control uses the env's own time limit). ``cpu``: pin
+    envpool's worker threads to CPUs ``cpu .. cpu + num_threads - 1`` (the learner that
+    steps this batch is pinned to ``cpu`` too; fastasync.placement); the Python backend
+    steps in the caller's thread and ignores it.
     """
     if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
         raise EnvError(f"num_envs must be an integer >= 1, got {num_envs!r}")
@@ -363,6 +367,8 @@ def make_env(
             env_type="gymnasium", num_envs=num_envs, batch_size=num_envs, seed=seed,
             num_threads=num_threads,
         )
+        if cpu is not None:
+            kwargs["thread_affinity_offset"] = int(cpu)
         if info.is_atari:
             kwargs.update(
                 episodic_life=bool(episodic_life), reward_clip=bool(reward_clip),

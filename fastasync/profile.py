@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import time
 
+from . import placement
+
 PHASE_LABELS = {
     "snapshot": "snapshot (theta' <- theta)",
     "forward": "forward (acting + bootstrap)",
@@ -67,7 +69,7 @@ def learner_figures(tm: dict, T: int, E: int, flops_per_sample: float, frame_ski
 
 
 def run_profile(env, algo, threads, envs_per_thread, seconds, warmup, backend, progress=None,
-                peak_seconds=1.0) -> dict:
+                peak_seconds=1.0, pin_threads=True) -> dict:
     """Train with per-phase clocks; returns figures for every learner plus the context."""
     import tempfile
 
@@ -79,7 +81,7 @@ def run_profile(env, algo, threads, envs_per_thread, seconds, warmup, backend, p
     progress("measuring one core's fp32 peak (single-threaded sgemm) ...")
     peak = fp32_peak_gflops(peak_seconds)
     with tempfile.TemporaryDirectory(prefix="fastasync-profile-") as tmp:
-        cfg = bench_config(env, algo, threads, envs_per_thread, backend, f"{tmp}/run")
+        cfg = bench_config(env, algo, threads, envs_per_thread, backend, f"{tmp}/run", pin_threads)
         trainer = make_trainer(cfg)
         for lr in trainer.learners:
             lr.enable_timing()
@@ -110,6 +112,7 @@ def run_profile(env, algo, threads, envs_per_thread, seconds, warmup, backend, p
         learners=per,
         T=T,
         E=E,
+        placement=placement.describe(trainer.cpus),
     )
 
 
@@ -159,4 +162,5 @@ def format_report(res: dict) -> str:
                  f"backward ~= 2 x forward x t_max/(t_max+1) (dW and dX GEMMs over {T} slots; approximation:")
     lines.append("  the first layer has no dX, and im2col/col2im, ReLU and bias work are not counted)")
     lines.append("shares are of the learner's time inside segments; compile and warm-up excluded")
+    lines.append(f"placement: {res['placement']}")
     return "\n".join(lines)

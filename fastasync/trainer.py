@@ -23,6 +23,7 @@ from collections import deque
 import numpy as np
 
 from . import checkpoint as ckpt
+from . import placement
 from .config import TrainConfig
 from .stats import EpisodeLog, ScoreWindow, learning_summary, progress_line, read_episodes
 
@@ -119,6 +120,7 @@ class Trainer:
         self.shared.wall_offset = wall
         self.games_before = games
         self.learners = []
+        self.cpus = placement.cpu_plan(r.threads, r.pin_threads)
         for i in range(r.threads):
             env = make_env(
                 e.env,
@@ -129,6 +131,7 @@ class Trainer:
                 reward_clip=e.reward_clip,
                 noop_max=e.noop_max,
                 max_episode_frames=e.max_episode_frames,
+                cpu=None if self.cpus is None else self.cpus[i],
             )
             algo = make_algorithm(a.algo, cfg, self.net, self.info)
             self.learners.append(Learner(i, self.shared, self.net, algo, env, cfg, rng[i]))
@@ -178,6 +181,7 @@ class Trainer:
         self.out("compiling kernels (cached after the first run) ...")
         self.learners[0].warmup()
         self.out(f"kernels ready in {time.monotonic() - t:.1f}s")
+        self.out(f"{len(self.learners)} learner thread(s): {placement.describe(self.cpus)}")
 
     def prepare_run_dir(self):
         """Create the run directory and write config.json (raises OSError on failure).
@@ -274,6 +278,8 @@ class Trainer:
         return summary
 
     def _thread_main(self, learner):
+        if self.cpus is not None:
+            placement.pin_current_thread(self.cpus[learner.index])
         try:
             learner.run()
         except BaseException as exc:  # noqa: BLE001 - reported to the main thread

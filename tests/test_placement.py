@@ -1,0 +1,77 @@
+"""Learner thread placement: each learner and its envpool worker pinned to one CPU."""
+
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from fastasync import placement
+from fastasync.cli import main
+
+linux_only = pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="thread affinity is Linux-only")
+
+
+def test_cpu_plan_pins_only_when_asked_and_when_every_learner_gets_a_cpu(monkeypatch):
+    monkeypatch.setattr(placement, "allowed_cpus", lambda: [2, 5, 7])
+    monkeypatch.setattr(os, "sched_setaffinity", lambda pid, cpus: None, raising=False)
+    assert placement.cpu_plan(2, True) == [2, 5]
+    assert placement.cpu_plan(3, True) == [2, 5, 7]
+    assert placement.cpu_plan(4, True) is None  # more learners than CPUs: the OS balances them
+    assert placement.cpu_plan(2, False) is None
+    assert placement.describe(None).startswith("not pinned")
+    assert placement.describe([2, 5]) == "learner i and its envpool worker pinned to CPU 0->2, 1->5"
+
+
+def test_no_affinity_call_means_no_pinning(monkeypatch):
+    monkeypatch.delattr(os, "sched_setaffinity", raising=False)
+    assert placement.cpu_plan(1, True) is None
+    assert placement.pin_current_thread(None) is False
+
+
+def _thread_cpus():
+    """{thread id: allowed CPUs} of every thread of this process (Linux /proc)."""
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/status") as fh:
+            for line in fh:
+                if line.startswith("Cpus_allowed_list:"):
+                    out[int(tid)] = line.split(":", 1)[1].strip()
+    return out
+
+
+def _cpu_list(cpus):
+    return ",".join(str(c) for c in sorted(cpus))
+
+
+@linux_only
+@pytest.mark.parametrize("pin", [True, False])
+def test_trainer_pins_each_learner_and_its_env_worker(tmp_path, monkeypatch, pin):
+    """With pinning, learner i runs on plan[i] and so does one envpool worker thread; without, nothing is pinned."""
+    from fastasync import learner as L
+
+    allowed = placement.allowed_cpus()
+    threads = min(2, len(allowed))
+    seen = {}
+    orig = L.Learner.segment
+
+    def spy(self):
+        if self.index not in seen:
+            seen[self.index] = (os.sched_getaffinity(0), _thread_cpus())
+        return orig(self)
+
+    monkeypatch.setattr(L.Learner, "segment", spy)
+    args = ["train", "--env", "CartPole-v1", "--backend", "envpool", "--threads", str(threads), "--frames", "4k",
+            "--run-dir", str(tmp_path / "run"), "--pin-threads" if pin else "--no-pin-threads"]
+    r = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert sorted(seen) == list(range(threads))
+    for i in range(threads):
+        mine, every = seen[i]
+        if pin:
+            assert mine == {allowed[i]}
+            assert "pinned to CPU 0->" in r.output
+            # the learner itself and at least one envpool worker thread are pinned to its CPU
+            assert sum(v == str(allowed[i]) for v in every.values()) >= 2, every
+        else:
+            assert mine == set(allowed)
+            assert "not pinned" in r.output
