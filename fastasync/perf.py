@@ -11,39 +11,44 @@ import time
 
 
 def _load_blas():
-    """Import NumPy's BLAS and SciPy's (the one Numba's np.dot calls) so threadpoolctl sees both.
+    """Load every BLAS in play so threadpoolctl sees (and can limit) them all.
 
-    threadpoolctl only limits libraries already loaded: without the SciPy import the limit
-    would silently miss the BLAS that the kernels use.
+    threadpoolctl only limits libraries already loaded: NumPy's, SciPy's, and the
+    scipy-openblas32 library whose sgemm the kernels call (fastasync/kernels/blas.py).
     """
     import numpy  # noqa: F401
     import scipy.linalg.cython_blas  # noqa: F401
+
+    from .kernels import blas  # noqa: F401
 
 
 def fp32_peak_gflops(seconds: float = 1.0, n: int = 1024) -> float:
     """One core's fp32 GEMM peak measured now: best-of-N single-threaded sgemm, GFLOP/s.
 
     Multiplies two ``n x n`` float32 matrices (``2 n^3`` FLOPs) repeatedly for about
-    ``seconds`` with every BLAS pool pinned to one thread, through both NumPy's BLAS and
-    SciPy's (``scipy.linalg.blas.sgemm``, the library Numba's ``np.dot`` uses), and returns
-    the best rate seen. Best-of, not mean, because other load only ever slows a run down.
+    ``seconds`` with every BLAS pool pinned to one thread, through NumPy's BLAS, SciPy's and
+    the kernels' own (``fastasync.kernels.blas.gemm``), and returns the best rate seen.
+    Best-of, not mean, because other load only ever slows a run down.
     """
     _load_blas()
     import numpy as np
     from scipy.linalg.blas import sgemm
     from threadpoolctl import threadpool_limits
 
+    from .kernels.blas import gemm
+
     rng = np.random.default_rng(0)
     a = np.asfortranarray(rng.standard_normal((n, n), dtype=np.float32))
     b = np.asfortranarray(rng.standard_normal((n, n), dtype=np.float32))
+    ac, bc = np.ascontiguousarray(a), np.ascontiguousarray(b)
     c = np.empty((n, n), np.float32)
     flops = 2.0 * n**3
     best = 0.0
     with threadpool_limits(limits=1):
-        np.matmul(a, b, out=c)
-        sgemm(1.0, a, b)
-        for fn in (lambda: np.matmul(a, b, out=c), lambda: sgemm(1.0, a, b)):
-            end = time.perf_counter() + max(seconds, 0.0) / 2
+        probes = (lambda: np.matmul(a, b, out=c), lambda: sgemm(1.0, a, b), lambda: gemm(ac, False, bc, False, c))
+        for fn in probes:
+            fn()
+            end = time.perf_counter() + max(seconds, 0.0) / len(probes)
             reps = 0
             while reps < 3 or time.perf_counter() < end:
                 t = time.perf_counter()

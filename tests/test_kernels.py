@@ -14,6 +14,7 @@ import pytest
 from scipy import stats as sstats
 
 import reference as ref
+from fastasync.kernels import blas as kblas
 from fastasync.kernels import conv as kconv
 from fastasync.kernels import dense as kdense
 from fastasync.kernels import heads as kheads
@@ -50,6 +51,42 @@ def away_from_zero(rng, shape, margin=0.05):
     """Normal values with |z| >= margin, so that finite differences never cross a ReLU kink."""
     z = rng.standard_normal(shape)
     return np.where(np.abs(z) < margin, np.sign(z + 1e-12) * margin, z)
+
+
+# --------------------------------------------------------------------------- GEMM
+
+
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("M,K,N", [(7, 13, 5), (1, 2592, 9), (40, 3, 1), (257, 64, 33)])
+def test_gemm_matches_float64_for_every_transpose(rng, trans_a, trans_b, M, K, N):
+    a = rng.standard_normal((K, M) if trans_a else (M, K)).astype(np.float32)
+    b = rng.standard_normal((N, K) if trans_b else (K, N)).astype(np.float32)
+    c = np.full((M, N), np.nan, np.float32)  # overwritten, never accumulated into
+    kblas.gemm(a, trans_a, b, trans_b, c)
+    expect = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b).astype(np.float64)
+    assert_close(c, expect, rtol=1e-4, atol_frac=1e-5)
+
+
+def test_gemm_reads_row_slices_with_their_row_stride(rng):
+    """Column blocks of a wider array (row stride > width) are valid operands and outputs."""
+    big_a = rng.standard_normal((9, 20)).astype(np.float32)
+    big_b = rng.standard_normal((6, 30)).astype(np.float32)
+    big_c = np.zeros((9, 40), np.float32)
+    a, b, c = big_a[:, 3:9], big_b[:, 5:12], big_c[:, 10:17]
+    kblas.gemm(a, False, b, False, c)
+    assert_close(c, a.astype(np.float64) @ b.astype(np.float64), rtol=1e-5)
+    assert not big_c[:, :10].any() and not big_c[:, 17:].any()  # nothing outside the block written
+
+
+def test_gemm_rejects_shapes_that_do_not_chain(rng):
+    a = np.zeros((4, 5), np.float32)
+    b = np.zeros((6, 3), np.float32)
+    c = np.zeros((4, 3), np.float32)
+    with pytest.raises(ValueError, match="do not chain"):
+        kblas.gemm(a, False, b, False, c)
+    with pytest.raises(ValueError, match="do not chain"):
+        kblas.gemm(a, False, np.zeros((5, 3), np.float32), False, np.zeros((4, 4), np.float32))
 
 
 # --------------------------------------------------------------------------- convolution

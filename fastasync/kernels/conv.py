@@ -19,6 +19,7 @@ then ``dx = col2im(dcols)``.
 import numpy as np
 
 from ._jit import jit
+from .blas import gemm
 
 
 def out_size(n, k, stride):
@@ -187,7 +188,7 @@ def conv_s2d_forward(S, Wq, ycat):
     ``s2d_combine`` then sums the shifted column blocks into the outputs."""
     M = ycat.shape[0]
     Q, OC, D = Wq.shape
-    np.dot(S[:M], Wq.reshape(Q * OC, D).T, ycat)
+    gemm(S[:M], False, Wq.reshape(Q * OC, D), True, ycat)
 
 
 @jit
@@ -243,4 +244,4 @@ def conv_s2d_backward(dy, S, R, B, Hs, Ws, OH, OW, q, dcat, dWq, db):
                     r += 1
     rows = n * R + (q - 1) * (Ws + 1)
     D = dWq.shape[2]
-    np.dot(dcat[:rows].T, S[:rows], dWq.reshape(Q * OC, D))
+    gemm(dcat[:rows], True, S[:rows], False, dWq.reshape(Q * OC, D))

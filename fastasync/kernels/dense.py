@@ -1,14 +1,15 @@
 """Fully connected layers and ReLU.
 
 Weights follow the ``(out, in)`` convention: ``y = x @ W.T + b``. The GEMM-shaped work is
-``np.dot(a, b, out)`` inside the jitted kernel, which Numba lowers to SciPy's BLAS sgemm
-(no allocation: the result goes into ``out``); bias, activations and reductions are loops.
+``gemm(a, trans_a, b, trans_b, out)`` inside the jitted kernel (kernels/blas.py: OpenBLAS's
+sgemm, no allocation: the result goes into ``out``); bias, activations and reductions are loops.
 Backward kernels OVERWRITE their gradient outputs.
 """
 
 import numpy as np
 
 from ._jit import jit
+from .blas import gemm
 
 
 @jit
@@ -17,7 +18,7 @@ def dense_forward(x, W, b, y):
 
     x: (N, I) float32, W: (O, I) float32, b: (O,) float32, y: (N, O) float32 (written).
     """
-    np.dot(x, W.T, y)
+    gemm(x, False, W, True, y)
     n, o = y.shape
     for i in range(n):
         for j in range(o):
@@ -31,7 +32,7 @@ def dense_backward(x, W, dy, dW, db, dx, need_dx):
     dW = dy.T @ x (O, I); db = sum_n dy (O,); dx = dy @ W (N, I) when ``need_dx``.
     All three are overwritten; ``dx`` is not touched when ``need_dx`` is False.
     """
-    np.dot(dy.T, x, dW)
+    gemm(dy, True, x, False, dW)
     n, o = dy.shape
     for j in range(o):
         db[j] = 0.0
@@ -39,7 +40,7 @@ def dense_backward(x, W, dy, dW, db, dx, need_dx):
         for j in range(o):
             db[j] += dy[i, j]
     if need_dx:
-        np.dot(dy, W, dx)
+        gemm(dy, False, W, False, dx)
 
 
 @jit

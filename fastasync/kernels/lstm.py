@@ -13,8 +13,8 @@ The state entering step 0 is ``(h0, c0)``; ``reset[t, b] != 0`` zeroes the state
 step ``t`` for env ``b`` (an episode boundary: the LSTM state resets for that env only), which
 also cuts the gradient flow back across the boundary.
 
-GEMM-shaped work is ``np.dot(a, b, out)`` (Numba lowers it to SciPy's BLAS sgemm, no
-allocation); activations and the recurrences are loops. The input projection of the whole
+GEMM-shaped work is ``gemm(a, trans_a, b, trans_b, out)`` (kernels/blas.py: OpenBLAS's
+sgemm, no allocation); activations and the recurrences are loops. The input projection of the whole
 sequence is one GEMM, and so are ``dWx``, ``dWh`` and ``dx`` in the backward pass. Kernels
 allocate nothing and check nothing: every buffer, scratch included, comes from the caller,
 and ``check_lstm_forward`` / ``check_lstm_step`` / ``check_lstm_backward`` check them once at
@@ -24,6 +24,7 @@ the Python boundary. All arrays are float32 and C-contiguous; ``reset`` is uint8
 import numpy as np
 
 from ._jit import jit
+from .blas import gemm
 
 _ONE = np.float32(1.0)
 _ZERO = np.float32(0.0)
@@ -64,7 +65,7 @@ def lstm_forward(x, h0, c0, reset, Wx, Wh, b, z, gates, c_seq, h_seq):
     """
     T, B, I = x.shape
     H = h0.shape[1]
-    np.dot(x.reshape(T * B, I), Wx.T, gates.reshape(T * B, 4 * H))
+    gemm(x.reshape(T * B, I), False, Wx, True, gates.reshape(T * B, 4 * H))
     for t in range(T):
         hs = h_seq[t]
         cs = c_seq[t]
@@ -81,7 +82,7 @@ def lstm_forward(x, h0, c0, reset, Wx, Wh, b, z, gates, c_seq, h_seq):
                 for k in range(H):
                     hs[e, k] = h_seq[t - 1, e, k]
                     cs[e, k] = c_seq[t - 1, e, k]
-        np.dot(hs, Wh.T, z)
+        gemm(hs, False, Wh, True, z)
         gt = gates[t]
         for e in range(B):
             for k in range(H):
@@ -122,8 +123,8 @@ def lstm_step(x, h, c, Wx, Wh, b, z, h_out, c_out):
     B, H = h.shape
     zx = z[0]
     zh = z[1]
-    np.dot(x, Wx.T, zx)
-    np.dot(h, Wh.T, zh)
+    gemm(x, False, Wx, True, zx)
+    gemm(h, False, Wh, True, zh)
     for e in range(B):
         for k in range(H):
             gi = _sigmoid(zx[e, k] + zh[e, k] + b[k])
@@ -199,7 +200,7 @@ def lstm_backward(x, h0, c0, reset, Wx, Wh, gates, c_seq, h_seq, dh_seq, dWx, dW
                 dzt[e, 3 * H + k] = dht * tc * go * (_ONE - go)
                 dc[e, k] = _ZERO if cut else dct * gf
         if t > 0:
-            np.dot(dzt, Wh, dh)
+            gemm(dzt, False, Wh, False, dh)
             for e in range(B):
                 if reset[t, e] != 0:
                     for k in range(H):
@@ -217,9 +218,9 @@ def lstm_backward(x, h0, c0, reset, Wx, Wh, gates, c_seq, h_seq, dh_seq, dWx, dW
                 for k in range(H):
                     hprev[t, e, k] = h_seq[t - 1, e, k]
     dz2 = dz.reshape(T * B, 4 * H)
-    np.dot(dz2.T, x.reshape(T * B, I), dWx)
-    np.dot(dz2.T, hprev.reshape(T * B, H), dWh)
-    np.dot(dz2, Wx, dx.reshape(T * B, I))
+    gemm(dz2, True, x.reshape(T * B, I), False, dWx)
+    gemm(dz2, True, hprev.reshape(T * B, H), False, dWh)
+    gemm(dz2, False, Wx, False, dx.reshape(T * B, I))
     for j in range(4 * H):
         db[j] = _ZERO
     for n in range(T * B):
