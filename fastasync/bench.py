@@ -199,8 +199,17 @@ def train_fps(cfg: C.TrainConfig, seconds: float, warmup: float) -> dict:
     return dict(train_fps=(f1 - f0) / (t1 - t0), rss_start_mb=rss0, rss_end_mb=rss1)
 
 
-def run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend, progress=None, pin_threads=True):
-    """Rows (dicts) of the benchmark, one per thread count, and the resolved base config."""
+def run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend, progress=None, pin_threads=True,
+              repeat=1):
+    """Rows (dicts) of the benchmark, one per thread count, and the resolved base config.
+
+    With ``repeat`` > 1 every thread count measures ceiling, train, ceiling, train, ... (a
+    fresh trainer each time) and reports the medians: on a shared machine a single pair of
+    windows can land in a slow and a fast moment. ``ratio`` is always
+    ``train_fps / ceiling_fps``; ``ratios`` lists each adjacent pair's ratio.
+    """
+    import statistics
+
     from .placement import cpu_plan, describe
 
     progress = progress or (lambda msg: None)
@@ -208,12 +217,17 @@ def run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend
     with tempfile.TemporaryDirectory(prefix="fastasync-bench-") as tmp:
         base = None
         for n in threads_list:
-            cfg = bench_config(env, algo, n, envs_per_thread, backend, f"{tmp}/t{n}", pin_threads)
-            base = base or cfg
-            progress(f"{n} thread(s): env-only ceiling ({warmup:g}s warm-up + {seconds:g}s) ...")
-            ceil = ceiling_fps(cfg, seconds, warmup)
-            progress(f"{n} thread(s): training (compile + first segment + {warmup:g}s warm-up + {seconds:g}s) ...")
-            tr = train_fps(cfg, seconds, warmup)
+            ceils, trains = [], []
+            for k in range(repeat):
+                cfg = bench_config(env, algo, n, envs_per_thread, backend, f"{tmp}/t{n}-{k}", pin_threads)
+                base = base or cfg
+                rep = f" (repeat {k + 1}/{repeat})" if repeat > 1 else ""
+                progress(f"{n} thread(s): env-only ceiling ({warmup:g}s warm-up + {seconds:g}s){rep} ...")
+                ceils.append(ceiling_fps(cfg, seconds, warmup))
+                progress(f"{n} thread(s): training (compile + first segment + {warmup:g}s warm-up + {seconds:g}s){rep} ...")
+                trains.append(train_fps(cfg, seconds, warmup))
+            ceil = statistics.median(ceils)
+            train = statistics.median(t["train_fps"] for t in trains)
             rows.append(
                 dict(
                     env=cfg.env.env,
@@ -221,14 +235,18 @@ def run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend
                     threads=n,
                     envs_per_thread=cfg.env.envs_per_thread,
                     ceiling_fps=ceil,
-                    train_fps=tr["train_fps"],
-                    ratio=tr["train_fps"] / ceil if ceil > 0 else float("nan"),
-                    train_fps_per_thread=tr["train_fps"] / n,
-                    rss_start_mb=tr["rss_start_mb"],
-                    rss_end_mb=tr["rss_end_mb"],
+                    train_fps=train,
+                    ratio=train / ceil if ceil > 0 else float("nan"),
+                    train_fps_per_thread=train / n,
+                    rss_start_mb=trains[0]["rss_start_mb"],
+                    rss_end_mb=trains[-1]["rss_end_mb"],
                     seconds=seconds,
                     warmup_s=warmup,
                     backend=cfg.env.backend,
+                    repeat=repeat,
+                    ceiling_fps_each=ceils,
+                    train_fps_each=[t["train_fps"] for t in trains],
+                    ratios=[t["train_fps"] / c if c > 0 else float("nan") for t, c in zip(trains, ceils)],
                     pinned_cpus=cpu_plan(n, cfg.run.pin_threads),
                     placement=describe(cpu_plan(n, cfg.run.pin_threads)),
                 )

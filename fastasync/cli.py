@@ -279,8 +279,10 @@ def _check_window(seconds, warmup):
 
 @main.command(context_settings=CONTEXT)
 @_bench_options("1,2", 20.0, 5.0, "comma-separated learner-thread counts to measure, e.g. 1,2,4")
+@click.option("--repeat", type=int, default=1, show_default=True,
+              help="measure ceiling and training this many times per thread count, alternating; report medians")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object per thread count, nothing else on stdout")
-def bench(env, algo, threads, envs_per_thread, seconds, warmup, backend, pin_threads, as_json):
+def bench(env, algo, threads, envs_per_thread, seconds, warmup, backend, pin_threads, repeat, as_json):
     """Training frames/s against the env-only ceiling (envpool, random actions), per thread count.
 
     For each thread count: the ceiling (the same env batches stepping random actions, no
@@ -293,6 +295,8 @@ def bench(env, algo, threads, envs_per_thread, seconds, warmup, backend, pin_thr
     from .bench import parse_threads
 
     _check_window(seconds, warmup)
+    if repeat < 1:
+        fail(f"--repeat must be >= 1, got {repeat}")
     try:
         threads_list = parse_threads(threads)
     except C.ConfigError as exc:
@@ -303,7 +307,7 @@ def bench(env, algo, threads, envs_per_thread, seconds, warmup, backend, pin_thr
     (rows, cfg), settings = _measured(
         env, algo, threads_list[0], envs_per_thread, backend,
         lambda progress: run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend, progress,
-                                   pin_threads),
+                                   pin_threads, repeat),
     )
     if as_json:
         for r in rows:
@@ -319,7 +323,12 @@ def bench(env, algo, threads, envs_per_thread, seconds, warmup, backend, pin_thr
     click.echo("")
     click.echo("ratio = train / ceiling at the same thread count; efficiency = train(N) / (N x train(1))"
                + ("" if any(r["threads"] == 1 for r in rows) else " (n/a: 1 thread not measured)"))
-    click.echo("RSS: this process's resident set at the start and end of the train window")
+    click.echo("RSS: this process's resident set at the start and end of the train window"
+               + (" (first and last)" if repeat > 1 else ""))
+    if repeat > 1:
+        click.echo(f"each figure is the median of {repeat} alternating ceiling/train windows; each pair's ratio:")
+        for r in rows:
+            click.echo(f"  {r['threads']} thread(s): " + ", ".join(f"{x:.2f}" for x in r["ratios"]))
     for r in rows:
         click.echo(f"{r['threads']} thread(s): {r['placement']}")
     click.echo("")

@@ -7,6 +7,7 @@ thresholds in unit tests: timings on a shared machine are noise.
 import json
 import re
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -64,3 +65,23 @@ def test_unknown_env_exit_2():
     r = CliRunner().invoke(main, ["bench", "--env", "NoSuchGame-v5", "--seconds", "1", "--warmup", "0"])
     assert r.exit_code == 2, r.output
     assert r.output.strip().splitlines()[-1].startswith("Error: ")
+
+
+def test_bench_repeat_alternates_windows_and_reports_medians():
+    r = invoke(["bench", "--env", "CartPole-v1", "--threads", "1", "--seconds", "0.5", "--warmup", "0.2",
+                "--envs-per-thread", "2", "--repeat", "3", "--json"])
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.stdout.strip())
+    assert row["repeat"] == 3
+    assert len(row["ceiling_fps_each"]) == len(row["train_fps_each"]) == len(row["ratios"]) == 3
+    assert row["ceiling_fps"] == pytest.approx(float(np.median(row["ceiling_fps_each"])))
+    assert row["train_fps"] == pytest.approx(float(np.median(row["train_fps_each"])))
+    assert row["ratio"] == pytest.approx(row["train_fps"] / row["ceiling_fps"])
+    for t, c, q in zip(row["train_fps_each"], row["ceiling_fps_each"], row["ratios"]):
+        assert q == pytest.approx(t / c)
+
+
+def test_bench_repeat_must_be_positive():
+    r = CliRunner().invoke(main, ["bench", "--env", "CartPole-v1", "--repeat", "0"])
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith("Error: --repeat must be >= 1")
