@@ -7,6 +7,8 @@ paper (and Hogwild, Recht et al. 2011) shows is harmless for these sparse-ish up
 
 import math
 
+import numpy as np
+
 from ._jit import jit
 
 
@@ -42,13 +44,19 @@ def rmsprop_apply(theta, g, grad, lr, alpha, eps):
         g     <- alpha * g + (1 - alpha) * grad^2
         theta <- theta - lr * grad / sqrt(g + eps)
 
-    theta, g, grad: (P,) float32; lr, alpha, eps: floats.
+    theta, g, grad: (P,) float32; lr, alpha, eps: floats. The arithmetic is float32, like the
+    stored state (3.3x faster than promoting every element to float64: 0.85 -> 0.26 ms for the
+    Atari net's 678k parameters; one step differs by ~1 ulp).
     """
+    a = np.float32(alpha)
+    b = np.float32(1.0 - alpha)
+    step = np.float32(lr)
+    e = np.float32(eps)
     for i in range(theta.size):
         d = grad[i]
-        gi = alpha * g[i] + (1.0 - alpha) * d * d
+        gi = a * g[i] + b * d * d
         g[i] = gi
-        theta[i] -= lr * d / math.sqrt(gi + eps)
+        theta[i] -= step * d / np.sqrt(gi + e)
 
 
 @jit
