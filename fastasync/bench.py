@@ -4,8 +4,8 @@ For each thread count N, in one process and one after the other:
 
 1. **ceiling**: N Python threads, each stepping its own env batch (made by
    :func:`fastasync.envs.make_env` with the trainer's layout: E envs, the TrainConfig env
-   defaults, envpool's default worker threads per batch) with precomputed random actions
-   and nothing else. frames/s = agent steps x E x frame skip, summed over threads.
+   defaults, envpool's default worker threads per batch, pinned to CPUs as the trainer pins
+   them) with precomputed random actions and nothing else. frames/s = agent steps x E x frame skip, summed over threads.
 2. **train**: the real :class:`~fastasync.trainer.Trainer` with N learner threads (huge
    frame budget, temporary run dir, no progress or periodic checkpoints), run in a
    background thread; after kernel compilation, the first segment and ``warmup`` more
@@ -228,6 +228,7 @@ def run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend
                 trains.append(train_fps(cfg, seconds, warmup))
             ceil = statistics.median(ceils)
             train = statistics.median(t["train_fps"] for t in trains)
+            cpus = cpu_plan(n, cfg.run.pin_threads)
             rows.append(
                 dict(
                     env=cfg.env.env,
@@ -247,8 +248,8 @@ def run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend
                     ceiling_fps_each=ceils,
                     train_fps_each=[t["train_fps"] for t in trains],
                     ratios=[t["train_fps"] / c if c > 0 else float("nan") for t, c in zip(trains, ceils)],
-                    pinned_cpus=cpu_plan(n, cfg.run.pin_threads),
-                    placement=describe(cpu_plan(n, cfg.run.pin_threads)),
+                    pinned_cpus=cpus,
+                    placement=describe(cpus),
                 )
             )
     one = next((r for r in rows if r["threads"] == 1), None)

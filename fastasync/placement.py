@@ -53,6 +53,6 @@ def describe(plan: list[int] | None) -> str:
     """One line for reports: where the learners run."""
     if plan is None:
         return "not pinned (the OS schedules learner and env worker threads)"
-    return "learner i and its envpool worker pinned to CPU " + ", ".join(
+    return "learner i (with its envpool worker) pinned to CPU " + ", ".join(
         f"{i}->{c}" for i, c in enumerate(plan)
     )

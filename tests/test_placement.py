@@ -19,7 +19,7 @@ def test_cpu_plan_pins_only_when_asked_and_when_every_learner_gets_a_cpu(monkeyp
     assert placement.cpu_plan(4, True) is None  # more learners than CPUs: the OS balances them
     assert placement.cpu_plan(2, False) is None
     assert placement.describe(None).startswith("not pinned")
-    assert placement.describe([2, 5]) == "learner i and its envpool worker pinned to CPU 0->2, 1->5"
+    assert placement.describe([2, 5]) == "learner i (with its envpool worker) pinned to CPU 0->2, 1->5"
 
 
 def test_no_affinity_call_means_no_pinning(monkeypatch):
