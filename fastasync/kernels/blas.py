@@ -36,6 +36,8 @@ def _library():
     """The loaded scipy-openblas32 library (a ctypes CDLL), set to one thread."""
     import scipy_openblas32
 
+    if scipy_openblas32.dll is None:  # the package loads it on import; this loads it if not
+        scipy_openblas32.get_openblas_config()
     lib = scipy_openblas32.dll
     lib.scipy_openblas_set_num_threads(ctypes.c_int(1))
     return lib
