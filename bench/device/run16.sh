@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The 16-core scaling run of issue 5, on the device machine (see make_bundle.sh):
+#   run(command="bash bench/device/run16.sh", carry=[".devsite"], timeout_s=540)
+# Writes $OUT/bench16.txt (the bench report) and $OUT/machine.txt. THREADS / SECONDS_PER
+# override the thread counts and window for a local dry run.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export PYTHONPATH="$PWD/.devsite:$PWD" PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
+OUT=${OUT:-$(mktemp -d)}
+PY=${PY:-python3}
+THREADS=${THREADS:-1,2,4,8,16}
+SECONDS_PER=${SECONDS_PER:-10}
+{ nproc; lscpu | head -25; $PY -c "import numba, numpy, scipy; print('numba', numba.__version__, 'numpy', numpy.__version__, 'scipy', scipy.__version__)"; } > "$OUT/machine.txt" 2>&1 || true
+# thread pinning may be refused in a sandboxed kernel: then measure unpinned, and say so
+pin=--pin-threads
+$PY -c "import os; os.sched_setaffinity(0, {0}); assert os.sched_getaffinity(0) == {0}" 2>/dev/null || pin=--no-pin-threads
+echo "placement flag: $pin" | tee -a "$OUT/machine.txt"
+$PY -m fastasync.cli bench --env Pong-v5 --threads "$THREADS" --seconds "$SECONDS_PER" --warmup 3 $pin 2>&1 \
+  | tee "$OUT/bench16.txt"
