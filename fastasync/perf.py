@@ -92,7 +92,8 @@ def thread_settings() -> dict:
 
     numba: configured threading layer, the one in use (only known once a parallel kernel
     ran; fastasync never runs one), NUMBA_NUM_THREADS; blas: every pool threadpoolctl sees
-    (library, num_threads, arch); envpool: worker threads per env batch (``make_env``'s
+    (library, num_threads, arch); kernels_gemm: the BLAS whose sgemm the kernels call;
+    envpool: worker threads per env batch (``make_env``'s
     default, which the trainer uses); the OMP/OpenBLAS/MKL environment variables.
     """
     import inspect
@@ -102,6 +103,7 @@ def thread_settings() -> dict:
     from threadpoolctl import threadpool_info
 
     from .envs import make_env
+    from .kernels.blas import library_info
 
     try:
         layer_in_use = numba.threading_layer()
@@ -143,6 +145,7 @@ def thread_settings() -> dict:
             num_threads=numba.config.NUMBA_NUM_THREADS,
         ),
         blas=blas,
+        kernels_gemm=library_info(),
         envpool=dict(
             version=envpool_version,
             num_threads_per_batch=inspect.signature(make_env).parameters["num_threads"].default,

@@ -47,7 +47,8 @@ def library_info() -> dict:
     """What ``gemm`` calls, for benchmark reports."""
     import scipy_openblas32
 
-    info = dict(library="scipy-openblas32", file=scipy_openblas32.get_library())
+    info = dict(library="scipy-openblas32", version=getattr(scipy_openblas32, "__version__", None),
+                file=scipy_openblas32.get_library(fullname=True))
     try:
         info["config"] = scipy_openblas32.get_openblas_config()
     except Exception:  # noqa: BLE001 - informational only
