@@ -75,3 +75,13 @@ def test_trainer_pins_each_learner_and_its_env_worker(tmp_path, monkeypatch, pin
         else:
             assert mine == set(allowed)
             assert "not pinned" in r.output
+
+
+def test_default_threads_are_the_cpus_this_process_may_use(monkeypatch):
+    """threads 0 resolves to the allowed CPUs (taskset/cpuset), not every core of the host."""
+    from fastasync import config as C
+
+    monkeypatch.setattr(placement, "allowed_cpus", lambda: [3, 4, 5])
+    cfg = C.resolve(C.build(dict(env="CartPole-v1", run_dir="unused")))
+    assert cfg.run.threads == 3
+    assert C.resolve(C.build(dict(env="CartPole-v1", threads=2, run_dir="unused"))).run.threads == 2
