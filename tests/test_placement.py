@@ -39,10 +39,6 @@ def _thread_cpus():
     return out
 
 
-def _cpu_list(cpus):
-    return ",".join(str(c) for c in sorted(cpus))
-
-
 @linux_only
 @pytest.mark.parametrize("pin", [True, False])
 def test_trainer_pins_each_learner_and_its_env_worker(tmp_path, monkeypatch, pin):
