@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The 16-core scaling run of issue 5, on the device machine (see make_bundle.sh):
 #   run(command="bash bench/device/run16.sh", carry=[".devsite"], timeout_s=540)
-# Writes $OUT/bench16.txt (the bench report) and $OUT/machine.txt. THREADS / SECONDS_PER
-# override the thread counts and window for a local dry run.
+# Writes $OUT/bench16.txt (the scaling table, first, so a timeout keeps it), then
+# $OUT/profile1.txt (one learner's time per phase on an unshared core) and $OUT/ratio2.txt
+# (1 and 2 threads, ceiling/train alternated --repeat 3 times), and $OUT/machine.txt.
+# THREADS / SECONDS_PER / EXTRAS=0 shorten it for a local dry run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PYTHONPATH="$PWD/.devsite:$PWD" PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
@@ -17,3 +19,8 @@ $PY -c "import os; os.sched_setaffinity(0, {0}); assert os.sched_getaffinity(0) 
 echo "placement flag: $pin" | tee -a "$OUT/machine.txt"
 $PY -m fastasync.cli bench --env Pong-v5 --threads "$THREADS" --seconds "$SECONDS_PER" --warmup 3 $pin 2>&1 \
   | tee "$OUT/bench16.txt"
+[ "${EXTRAS:-1}" = 1 ] || exit 0
+$PY -m fastasync.cli profile --env Pong-v5 --threads 1 --seconds 8 --warmup 3 $pin 2>&1 \
+  | tee "$OUT/profile1.txt"
+$PY -m fastasync.cli bench --env Pong-v5 --threads 1,2 --seconds 10 --warmup 3 --repeat 3 $pin 2>&1 \
+  | tee "$OUT/ratio2.txt"
