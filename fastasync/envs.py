@@ -309,7 +309,9 @@ class EnvBatch:
             a = np.ascontiguousarray(actions, dtype=np.int32)
             if a.shape != (self.num_envs,):
                 raise EnvError(f"actions must have shape ({self.num_envs},), got {a.shape}")
-            if a.size and (a.min() < 0 or a.max() >= self.info.num_actions):
+            # one C-level reduction (no ndarray.min/max Python wrappers: this runs every step
+            # with the GIL held): as uint32, negative actions are huge
+            if a.size and np.maximum.reduce(a.view(np.uint32)) >= self.info.num_actions:
                 raise EnvError(
                     f"actions must be in [0, {self.info.num_actions}), got {a.min()}..{a.max()}"
                 )
@@ -400,11 +402,47 @@ def make_env(
 
 
 class _EnvpoolBatch(EnvBatch):
-    def __init__(self, env, info: EnvInfo, num_envs: int):
+    """envpool's batch, stepped through its C++ ``_send``/``_recv`` when it can be.
+
+    envpool's public ``send``/``recv`` wrap the C++ calls in Python that rebuilds a config
+    dict, flattens and unflattens the state tree and recomputes ``terminated`` on every
+    step: 0.25-0.35 ms of held GIL per step on the development machine, which N learner
+    threads must share (``bench/gil_share.py``; bench/RESULTS.md, session 4). The direct
+    path passes the same three action arrays envpool's ``send`` builds (``env_id``,
+    ``players.env_id`` = ``env_id`` for one player, ``action``) and reads the flat state list
+    by the state keys' positions, computing what envpool's gymnasium wrapper computes
+    (``terminated = done & ~trunc``). It is used only when envpool's private API has exactly
+    that layout (checked once here; envpool 1.2.x); otherwise the public calls are used.
+    ``tests/test_envs.py`` steps both paths side by side and compares every field.
+    """
+
+    _STATE = ("obs", "reward", "done", "trunc")
+    _ATARI_STATE = ("info:terminated", "info:reward")
+
+    def __init__(self, env, info: EnvInfo, num_envs: int, direct: bool = True):
         self._env = env
         self.info = info
         self.num_envs = num_envs
         self._pending = False
+        self._direct = self._direct_layout(env, info, num_envs) if direct else None
+
+    @classmethod
+    def _direct_layout(cls, env, info: EnvInfo, num_envs: int):
+        """(env ids, action dtype, state indices) for the direct path, or None."""
+        try:
+            action_keys = list(env._spec._action_keys)
+            action_dtype = np.dtype(env._spec._action_spec[-1][0])
+            state_keys = list(env._state_keys)
+            one_player = env.config.get("max_num_players", 1) == 1
+            callable_ = callable(env._send) and callable(env._recv)
+        except Exception:  # noqa: BLE001 - any other envpool: the public path
+            return None
+        wanted = cls._STATE + (cls._ATARI_STATE if info.is_atari else ())
+        if (action_keys != ["env_id", "players.env_id", "action"] or not one_player or not callable_
+                or any(k not in state_keys for k in wanted)):
+            return None
+        ids = np.arange(num_envs, dtype=np.int32)
+        return ids, action_dtype, tuple(state_keys.index(k) for k in wanted)
 
     def reset(self) -> np.ndarray:
         obs, _ = self._env.reset()
@@ -416,12 +454,34 @@ class _EnvpoolBatch(EnvBatch):
     def send(self, actions) -> None:
         if self._pending:
             raise EnvError("send() called twice without recv()")
-        self._env.send(self._actions(actions))
+        a = self._actions(actions)
+        if self._direct is None:
+            self._env.send(a)
+        else:
+            ids, dtype, _ = self._direct
+            self._env._send([ids, ids, a if a.dtype == dtype else a.astype(dtype)])
         self._pending = True
 
     def recv(self) -> Step:
         if not self._pending:
             raise EnvError("recv() called without send()")
+        if self._direct is None:
+            return self._recv_public()
+        state = self._env._recv()
+        self._pending = False
+        idx = self._direct[2]
+        obs, rew, done, trunc = (state[i] for i in idx[:4])
+        term = done & ~trunc
+        rew = np.asarray(rew, dtype=np.float32)
+        if self.info.is_atari:
+            game_over = (state[idx[4]].astype(bool) & term) | trunc
+            raw = np.asarray(state[idx[5]], dtype=np.float32)
+        else:
+            game_over = term | trunc
+            raw = rew.copy()
+        return Step(self._obs(obs), rew, term, trunc, game_over, raw)
+
+    def _recv_public(self) -> Step:
         obs, rew, term, trunc, info = self._env.recv()
         self._pending = False
         term = np.asarray(term, dtype=bool)

@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from .kernels import optim
+from .kernels import segment as ksegment
 
 
 PHASES = ("snapshot", "forward", "act", "env_step", "glue", "loss", "backward", "apply", "total", "segments")
@@ -72,6 +73,7 @@ class Learner:
         self.new_episode = np.zeros(self.E, np.uint8)  # recurrent nets: a new episode starts at the next slot
         self.score = np.zeros(self.E, np.float64)
         self.length = np.zeros(self.E, np.int64)
+        self.ended = np.zeros(self.E, np.int64)  # record_step: envs whose game just ended
         self.updates = 0
         # running sums for the progress line: w*policy loss, w*value (or TD) loss, w*entropy,
         # w, gradient norm before clipping, updates; only ever added to (the trainer
@@ -187,18 +189,14 @@ class Learner:
 
     def _record(self, t, step):
         seg = self.seg
-        reset = seg.reset[t]
-        reset[:] = self.prev_done  # this step follows a done: envpool's auto-reset step
-        seg.rewards[t] = step.reward
-        seg.terminated[t] = step.terminated
-        seg.truncated[t] = step.truncated
-        self.new_episode[:] = reset  # after an auto-reset step the next slot starts a new episode
-        np.logical_or(step.terminated, step.truncated, out=self.prev_done)
-        self.score += step.raw_reward
-        self.length += 1 - reset
-        if step.game_over.any():
+        n = ksegment.record_step(
+            step.reward, step.terminated, step.truncated, step.raw_reward, step.game_over,
+            self.prev_done, seg.reset[t], seg.rewards[t], seg.terminated[t], seg.truncated[t],
+            self.new_episode, self.score, self.length, self.ended,
+        )
+        if n:
             wall = time.monotonic()
-            for e in np.flatnonzero(step.game_over):
+            for e in self.ended[:n]:
                 self.shared.report_game(self.index, float(self.score[e]), int(self.length[e]), wall)
                 self.score[e] = 0.0
                 self.length[e] = 0
@@ -218,6 +216,10 @@ class Learner:
             self.algo.act(out, seg.actions[t], self.rng_state.copy(), 0)
             self.algo.observe(dummy_obs, t + 1, True)
         self.net.forward(self.ws, dummy_obs, self.T)
+        f32, no = np.zeros(self.E, np.float32), np.zeros(self.E, bool)  # a Step's dtypes (envs.Step)
+        ksegment.record_step(f32, no, no, f32, no, self.prev_done.copy(), seg.reset[0].copy(), seg.rewards[0].copy(),
+                             seg.terminated[0].copy(), seg.truncated[0].copy(), self.new_episode.copy(),
+                             self.score.copy(), self.length.copy(), self.ended.copy())
         self.algo.loss(self.ws, seg)
         self.net.backward(self.ws, self.T)
         scratch = self.net.layout.zeros()

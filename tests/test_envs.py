@@ -276,6 +276,43 @@ def test_backends_agree_step_by_step_through_life_losses():
     assert n_over >= 1 and n_term > n_over
 
 
+@pytest.mark.skipif(not HAVE_ENVPOOL, reason="envpool not installed")
+@pytest.mark.parametrize(
+    "env_id, kw, steps",
+    [
+        ("Breakout-v5", dict(episodic_life=True), 700),  # life losses, a game over, rewards
+        ("SpaceInvaders-v5", dict(max_episode_frames=800), 450),  # raw != clipped, truncation
+        ("CartPole-v1", {}, 300),
+        ("Pendulum-v1", {}, 220),  # continuous actions, time-limit truncation
+    ],
+)
+def test_envpool_direct_path_matches_public_api(env_id, kw, steps):
+    # the batch steps envpool through its C++ _send/_recv (less GIL per step); twin batches,
+    # one forced onto envpool's public send/recv, must give identical steps
+    fast = envs.make_env(env_id, 3, 5, "envpool", **kw)
+    slow = envs.make_env(env_id, 3, 5, "envpool", **kw)
+    assert fast._direct is not None, "envpool's private API changed: the direct path is off"
+    slow._direct = None
+    info = fast.info
+    assert np.array_equal(fast.reset(), slow.reset())
+    rng = np.random.default_rng(0)
+    ends = 0
+    for _ in range(steps):
+        if info.discrete:
+            act = rng.integers(0, info.num_actions, 3).astype(np.int32)
+        else:
+            act = rng.uniform(-2, 2, (3, *info.action_shape)).astype(np.float32)
+        a, b = fast.step(act), slow.step(act)
+        _check_step_types(a, 3, info)
+        assert np.array_equal(a.obs, b.obs)
+        for x, y in zip(_fields(a), _fields(b)):
+            assert np.array_equal(x, y)
+        ends += int((a.terminated | a.truncated).sum())
+    assert ends >= 1
+    fast.close()
+    slow.close()
+
+
 # --------------------------------------------------------------------------- misc
 
 

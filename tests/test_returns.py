@@ -173,3 +173,53 @@ def test_shared_frame_counter_is_exact_under_threads():
     [t.start() for t in th]
     [t.join() for t in th]
     assert s.frames == 80000
+
+
+def _record_reference(steps, E):
+    """The learner's per-step bookkeeping written with NumPy (what record_step replaced)."""
+    prev_done = np.zeros(E, bool)
+    score, length = np.zeros(E), np.zeros(E, np.int64)
+    rows, games = [], []
+    for reward, term, trunc, raw, over in steps:
+        reset = prev_done.astype(np.uint8)
+        rows.append((reset, reward.copy(), term.astype(np.uint8), trunc.astype(np.uint8), reset.copy()))
+        prev_done = term | trunc
+        score += raw
+        length += 1 - reset
+        for e in np.flatnonzero(over):
+            games.append((e, score[e], length[e]))
+            score[e], length[e] = 0.0, 0
+    return rows, games
+
+
+def test_record_step_matches_numpy_bookkeeping():
+    from fastasync.kernels.segment import record_step
+
+    E, rng = 5, np.random.default_rng(3)
+    steps = []
+    for _ in range(300):
+        term = rng.random(E) < 0.08
+        trunc = ~term & (rng.random(E) < 0.03)
+        over = (term & (rng.random(E) < 0.5)) | trunc  # life losses and real game ends
+        raw = rng.choice([0.0, 0.0, 1.0, -1.0, 25.0], E).astype(np.float32)
+        steps.append((np.sign(raw).astype(np.float32), term, trunc, raw, over))
+    want_rows, want_games = _record_reference(steps, E)
+    prev_done = np.zeros(E, bool)
+    new_episode = np.zeros(E, np.uint8)
+    score, length, ended = np.zeros(E), np.zeros(E, np.int64), np.zeros(E, np.int64)
+    games = []
+    for (reward, term, trunc, raw, over), want in zip(steps, want_rows):
+        reset, rewards = np.full(E, 7, np.uint8), np.full(E, np.nan, np.float32)
+        t_row, tr_row = np.full(E, 7, np.uint8), np.full(E, 7, np.uint8)
+        n = record_step(reward, term, trunc, raw, over, prev_done, reset, rewards, t_row, tr_row,
+                        new_episode, score, length, ended)
+        for got, exp in zip((reset, rewards, t_row, tr_row, new_episode), want):
+            assert np.array_equal(got, exp)
+        assert list(ended[:n]) == list(np.flatnonzero(over))
+        for e in ended[:n]:
+            games.append((e, score[e], length[e]))
+            score[e], length[e] = 0.0, 0
+    assert len(games) == len(want_games) > 10
+    for (e, s, n), (we, ws, wn) in zip(games, want_games):
+        assert (e, n) == (we, wn) and s == pytest.approx(ws)
+    assert any(s > 1 for _, s, _ in games)  # unclipped scores are summed, not signs
