@@ -5,6 +5,8 @@
 # Python 3.12, trimmed to fit the device tool's 64 MiB: envpool's core + its atari module,
 # envpool-assets' Atari ROMs only, gymnasium, dm-env, dm-tree, optree, scipy-openblas32.
 #
+# Also py-spy's static binary (.devsite/bin/py-spy, 8 MB) for bench/gil_share.py.
+#
 #   bash bench/device/make_bundle.sh          # here, where PyPI is reachable (~1 min)
 #   then: run(command="bash bench/device/run16.sh", carry=[".devsite"], timeout_s=540)
 set -euo pipefail
@@ -13,9 +15,10 @@ dl=$(mktemp -d)
 trap 'rm -rf "$dl"' EXIT
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64 \
-  --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d "$dl" \
+  --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_5_x86_64 \
+  --platform manylinux1_x86_64 -d "$dl" \
   envpool==1.2.5 envpool-assets==0.3.0 gymnasium dm-env dm-tree optree farama-notifications \
-  scipy-openblas32 2>&1 | grep -v "is ignored" || true
+  scipy-openblas32 py-spy 2>&1 | grep -v "is ignored" || true
 rm -rf .devsite && mkdir .devsite
 for w in "$dl"/*.whl; do python3 -m zipfile -e "$w" .devsite; done
 cd .devsite
@@ -29,6 +32,7 @@ for d in envpool_assets/*/; do
   case "$(basename "$d")" in atari) ;; *) rm -rf "$d" ;; esac
 done
 rm -rf scipy_openblas32/include scipy_openblas32/lib/cmake scipy_openblas32/lib/pkgconfig
+mkdir -p bin && mv py_spy-*.data/scripts/py-spy bin/ && chmod +x bin/py-spy && rm -rf py_spy-*
 find . -name "__pycache__" -prune -exec rm -rf {} +
 cd ..
 du -sh .devsite

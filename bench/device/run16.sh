@@ -2,12 +2,13 @@
 # The 16-core scaling run of issue 5, on the device machine (see make_bundle.sh):
 #   run(command="bash bench/device/run16.sh", carry=[".devsite"], timeout_s=540)
 # Writes $OUT/bench16.txt (the scaling table, first, so a timeout keeps it), then
-# $OUT/profile1.txt (one learner's time per phase on an unshared core) and $OUT/ratio2.txt
-# (1 and 2 threads, ceiling/train alternated --repeat 3 times), and $OUT/machine.txt.
-# THREADS / SECONDS_PER / EXTRAS=0 shorten it for a local dry run.
+# $OUT/gil.txt (bench/gil_share.py: the GIL share of one env-only thread and of one learner),
+# $OUT/profile16.txt (where 16 learners' time goes: which phase grows from 1 to 16 threads)
+# and $OUT/profile1.txt, and $OUT/machine.txt. About 6 minutes.
+# THREADS / SECONDS_PER / PROFILE_THREADS / EXTRAS=0 shorten it for a local dry run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export PYTHONPATH="$PWD/.devsite:$PWD" PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
+export PYTHONPATH="$PWD/.devsite:$PWD" PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore PATH="$PWD/.devsite/bin:$PATH"
 OUT=${OUT:-$(mktemp -d)}
 PY=${PY:-python3}
 THREADS=${THREADS:-1,2,4,8,16}
@@ -20,7 +21,10 @@ echo "placement flag: $pin" | tee -a "$OUT/machine.txt"
 $PY -m fastasync.cli bench --env Pong-v5 --threads "$THREADS" --seconds "$SECONDS_PER" --warmup 3 $pin 2>&1 \
   | tee "$OUT/bench16.txt"
 [ "${EXTRAS:-1}" = 1 ] || exit 0
+for mode in ceiling train; do
+  $PY bench/gil_share.py --mode $mode --seconds 6 --warmup 4 2>&1 | tee -a "$OUT/gil.txt" || true
+done
+$PY -m fastasync.cli profile --env Pong-v5 --threads "${PROFILE_THREADS:-16}" --seconds 8 --warmup 3 $pin 2>&1 \
+  | tee "$OUT/profile16.txt" || true
 $PY -m fastasync.cli profile --env Pong-v5 --threads 1 --seconds 8 --warmup 3 $pin 2>&1 \
   | tee "$OUT/profile1.txt"
-$PY -m fastasync.cli bench --env Pong-v5 --threads 1,2 --seconds 10 --warmup 3 --repeat 3 $pin 2>&1 \
-  | tee "$OUT/ratio2.txt"
