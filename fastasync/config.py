@@ -84,7 +84,7 @@ class RunConfig:
     frames: int = 40_000_000
     """emulator frames to train for (agent steps x frame skip), e.g. 10M, 500k"""
     threads: int = 0
-    """actor-learner threads  [default: all CPUs this process may use]"""
+    """actor-learner threads  [default: the CPUs this process may use (affinity, CPU quota)]"""
     seed: int = 0
     """run seed (params, envs, per-thread generators)"""
     run_dir: str = ""
@@ -247,13 +247,13 @@ def validate(cfg: TrainConfig) -> None:
 
 
 def resolve(cfg: TrainConfig) -> TrainConfig:
-    """Fill derived values: threads (0 -> the CPUs this process may use), backend (auto ->
+    """Fill derived values: threads (0 -> the CPUs this process may use, within a CPU quota), backend (auto ->
     installed), run dir name."""
     from .envs import default_backend
 
-    from .placement import allowed_cpus
+    from .placement import default_threads
 
-    threads = cfg.run.threads or len(allowed_cpus())  # the CPUs this process may use (taskset, cpuset)
+    threads = cfg.run.threads or default_threads()  # the CPUs this process may use (affinity, CPU quota)
     backend = default_backend() if cfg.env.backend == "auto" else cfg.env.backend
     run_dir = cfg.run.run_dir or os.path.join(
         "runs", f"{cfg.env.env.replace('/', '_')}-{cfg.algo.algo}-{time.strftime('%Y%m%d-%H%M%S')}"

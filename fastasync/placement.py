@@ -28,6 +28,65 @@ def allowed_cpus() -> list[int]:
     return list(range(os.cpu_count() or 1))
 
 
+def cpu_quota(root: str = "/sys/fs/cgroup", proc_cgroup: str = "/proc/self/cgroup") -> float | None:
+    """CPUs' worth of time the cgroup quota grants this process (docker ``--cpus``), or None.
+
+    cgroup v2: ``cpu.max`` = ``"<quota> <period>"`` or ``"max <period>"``; cgroup v1:
+    ``cpu/cpu.cfs_quota_us`` (-1: none) over ``cpu.cfs_period_us``. Read in the process's own
+    cgroup and in the hierarchy's root (what a container sees); the smallest quota wins.
+    """
+    v2, v1 = [], []
+    try:
+        with open(proc_cgroup) as fh:
+            for line in fh:
+                parts = line.strip().split(":", 2)
+                if len(parts) != 3:
+                    continue
+                path = parts[2].lstrip("/")
+                if parts[0] == "0" and parts[1] == "":
+                    v2.append(os.path.join(root, path))
+                elif "cpu" in parts[1].split(","):
+                    v1.append(os.path.join(root, "cpu", path))
+    except OSError:
+        pass
+    quotas = []
+    for d in dict.fromkeys([*v2, root]):
+        q = _read_quota(os.path.join(d, "cpu.max"), None)
+        if q is not None:
+            quotas.append(q)
+    for d in dict.fromkeys([*v1, os.path.join(root, "cpu")]):
+        q = _read_quota(os.path.join(d, "cpu.cfs_quota_us"), os.path.join(d, "cpu.cfs_period_us"))
+        if q is not None:
+            quotas.append(q)
+    return min(quotas) if quotas else None
+
+
+def _read_quota(quota_file: str, period_file: str | None) -> float | None:
+    try:
+        with open(quota_file) as fh:
+            fields = fh.read().split()
+        if period_file is not None:
+            with open(period_file) as fh:
+                fields = fields[:1] + fh.read().split()[:1]
+        quota, period = fields[0], fields[1]
+        if quota in ("max", "-1"):
+            return None
+        q, p = float(quota), float(period)
+    except (OSError, IndexError, ValueError):
+        return None
+    return q / p if q > 0 and p > 0 else None
+
+
+def default_threads() -> int:
+    """Learner threads when --threads is not given: the CPUs this process may use
+    (affinity), but no more than a CPU quota lets run flat out (floor, at least 1)."""
+    n = len(allowed_cpus())
+    quota = cpu_quota()
+    if quota is not None:
+        n = min(n, max(1, int(quota)))
+    return n
+
+
 def cpu_plan(threads: int, pin: bool) -> list[int] | None:
     """The CPU of learner i (``plan[i]``), or None when threads are not pinned."""
     if not pin or not hasattr(os, "sched_setaffinity"):

@@ -81,3 +81,52 @@ def test_default_threads_are_the_cpus_this_process_may_use(monkeypatch):
     cfg = C.resolve(C.build(dict(env="CartPole-v1", run_dir="unused")))
     assert cfg.run.threads == 3
     assert C.resolve(C.build(dict(env="CartPole-v1", threads=2, run_dir="unused"))).run.threads == 2
+
+
+def _cgroup(tmp_path, proc_lines, files):
+    root = tmp_path / "cg"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    proc = tmp_path / "proc_cgroup"
+    proc.write_text("".join(f"{line}\n" for line in proc_lines))
+    return str(root), str(proc)
+
+
+def test_cpu_quota_reads_cgroup_v2_and_v1(tmp_path):
+    # v2 (docker --cpus=2.5 seen from inside the container: the namespace root)
+    root, proc = _cgroup(tmp_path / "a", ["0::/"], {"cpu.max": "250000 100000\n"})
+    assert placement.cpu_quota(root, proc) == 2.5
+    # v2, no limit; and a limit on the process's own cgroup below the root
+    root, proc = _cgroup(tmp_path / "b", ["0::/app"], {"cpu.max": "max 100000\n", "app/cpu.max": "50000 100000\n"})
+    assert placement.cpu_quota(root, proc) == 0.5
+    root, proc = _cgroup(tmp_path / "c", ["0::/"], {"cpu.max": "max 100000\n"})
+    assert placement.cpu_quota(root, proc) is None
+    # v1: quota over period, -1 = none
+    root, proc = _cgroup(tmp_path / "d", ["4:memory:/x", "1:cpu,cpuacct:/"],
+                         {"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"})
+    assert placement.cpu_quota(root, proc) == 3.0
+    root, proc = _cgroup(tmp_path / "e", ["1:cpu:/"], {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"})
+    assert placement.cpu_quota(root, proc) is None
+    # nothing readable, or garbage: no quota
+    assert placement.cpu_quota(str(tmp_path / "none"), str(tmp_path / "none.txt")) is None
+    root, proc = _cgroup(tmp_path / "f", ["0::/"], {"cpu.max": "lots\n"})
+    assert placement.cpu_quota(root, proc) is None
+
+
+def test_default_threads_respects_affinity_and_quota(monkeypatch):
+    from fastasync import config as C
+
+    monkeypatch.setattr(placement, "allowed_cpus", lambda: list(range(8)))
+    monkeypatch.setattr(placement, "cpu_quota", lambda: None)
+    assert placement.default_threads() == 8
+    monkeypatch.setattr(placement, "cpu_quota", lambda: 2.5)  # docker --cpus=2.5 on an 8-CPU host
+    assert placement.default_threads() == 2
+    monkeypatch.setattr(placement, "cpu_quota", lambda: 0.5)
+    assert placement.default_threads() == 1
+    monkeypatch.setattr(placement, "cpu_quota", lambda: 32.0)  # a quota above the CPUs allowed
+    assert placement.default_threads() == 8
+    cfg = C.resolve(C.build(dict(env="CartPole-v1", backend="gymnasium")))
+    assert cfg.run.threads == 8
+    cfg = C.resolve(C.build(dict(env="CartPole-v1", backend="gymnasium", threads=3)))
+    assert cfg.run.threads == 3
