@@ -180,19 +180,21 @@ def test_lstm_state_is_carried_across_segments_and_reset_per_env():
 Q_OPTS = ["--frames", "400k", "--lr", "1e-3", "--rms-eps", "0.1", "--eps-anneal-frames", "100k",
           "--target-update-frames", "10k"]
 LEARNING = {
-    # algo: (extra options, threshold, criterion)
-    "a3c-lstm": (["--frames", "300k", "--lr", "2e-3", "--rms-eps", "0.1"], 195, "last"),
-    "nstep-q": (Q_OPTS, 150, "reach"),
-    "onestep-q": (Q_OPTS, 150, "reach"),
-    "onestep-sarsa": (Q_OPTS, 150, "reach"),
+    # algo: (extra options, threshold, criterion, threads). "last" is asserted with one
+    # learner thread, whose run is reproducible: with two Hogwild threads an actor-critic
+    # can solve CartPole and fall back before the end (see test_train.py).
+    "a3c-lstm": (["--frames", "300k", "--lr", "2e-3", "--rms-eps", "0.1"], 195, "last", 1),
+    "nstep-q": (Q_OPTS, 150, "reach", 2),
+    "onestep-q": (Q_OPTS, 150, "reach", 2),
+    "onestep-sarsa": (Q_OPTS, 150, "reach", 2),
 }
 
 
 @pytest.mark.parametrize("algo", list(LEARNING))
 def test_learns_cartpole(algo, tmp_path):
-    extra, threshold, criterion = LEARNING[algo]
+    extra, threshold, criterion, threads = LEARNING[algo]
     run = tmp_path / algo
-    r = CliRunner().invoke(main, ["train", "--env", "CartPole-v1", "--algo", algo, "--threads", "2", "--seed", "1",
+    r = CliRunner().invoke(main, ["train", "--env", "CartPole-v1", "--algo", algo, "--threads", str(threads), "--seed", "1",
                                   "--run-dir", str(run), *extra])
     assert r.exit_code == 0, r.output
     scores = np.array(read_episodes(run / "episodes.csv")["score"])
