@@ -84,8 +84,10 @@ def make_batches(cfg: C.TrainConfig, cpus):
     ]
 
 
-def ceiling_fps(cfg: C.TrainConfig, seconds: float, warmup: float) -> float:
-    """Env-only frames/s of ``cfg.run.threads`` threads stepping random actions."""
+def ceiling_fps(cfg: C.TrainConfig, seconds: float, warmup: float, refused: list | None = None) -> float:
+    """Env-only frames/s of ``cfg.run.threads`` threads stepping random actions.
+
+    ``refused``: the indices of stepping threads whose pinning the OS refused are appended."""
     import numpy as np
 
     from .placement import cpu_plan, pin_current_thread
@@ -106,8 +108,8 @@ def ceiling_fps(cfg: C.TrainConfig, seconds: float, warmup: float) -> float:
 
     def loop(i):
         env, acts = envs[i], actions[i]
-        if cpus is not None:
-            pin_current_thread(cpus[i])
+        if cpus is not None and not pin_current_thread(cpus[i]) and refused is not None:
+            refused.append(i)
         try:
             env.reset()
             k = 0
@@ -196,7 +198,8 @@ def train_fps(cfg: C.TrainConfig, seconds: float, warmup: float) -> dict:
         f1, t1, rss1 = s.frames, time.monotonic(), rss_mb()
     finally:
         tt.stop()
-    return dict(train_fps=(f1 - f0) / (t1 - t0), rss_start_mb=rss0, rss_end_mb=rss1)
+    return dict(train_fps=(f1 - f0) / (t1 - t0), rss_start_mb=rss0, rss_end_mb=rss1,
+                pin_refused=list(tt.trainer.pin_refused))
 
 
 def run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend, progress=None, pin_threads=True,
@@ -217,13 +220,13 @@ def run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend
     with tempfile.TemporaryDirectory(prefix="fastasync-bench-") as tmp:
         base = None
         for n in threads_list:
-            ceils, trains = [], []
+            ceils, trains, refused = [], [], []
             for k in range(repeat):
                 cfg = bench_config(env, algo, n, envs_per_thread, backend, f"{tmp}/t{n}-{k}", pin_threads)
                 base = base or cfg
                 rep = f" (repeat {k + 1}/{repeat})" if repeat > 1 else ""
                 progress(f"{n} thread(s): env-only ceiling ({warmup:g}s warm-up + {seconds:g}s){rep} ...")
-                ceils.append(ceiling_fps(cfg, seconds, warmup))
+                ceils.append(ceiling_fps(cfg, seconds, warmup, refused))
                 progress(f"{n} thread(s): training (compile + first segment + {warmup:g}s warm-up + {seconds:g}s){rep} ...")
                 trains.append(train_fps(cfg, seconds, warmup))
             ceil = statistics.median(ceils)
@@ -249,7 +252,7 @@ def run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend
                     train_fps_each=[t["train_fps"] for t in trains],
                     ratios=[t["train_fps"] / c if c > 0 else float("nan") for t, c in zip(trains, ceils)],
                     pinned_cpus=cpus,
-                    placement=describe(cpus),
+                    placement=describe(cpus, refused + [i for t in trains for i in t["pin_refused"]]),
                 )
             )
     one = next((r for r in rows if r["threads"] == 1), None)

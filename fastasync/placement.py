@@ -108,10 +108,12 @@ def pin_current_thread(cpu: int | None) -> bool:
     return True
 
 
-def describe(plan: list[int] | None) -> str:
-    """One line for reports: where the learners run."""
+def describe(plan: list[int] | None, refused=()) -> str:
+    """One line for reports: where the learners run. ``refused``: the learners (or
+    stepping threads) whose pinning the OS refused; they ran unpinned, and the line says so."""
     if plan is None:
         return "not pinned (the OS schedules learner and env worker threads)"
-    return "learner i (with its envpool worker) pinned to CPU " + ", ".join(
-        f"{i}->{c}" for i, c in enumerate(plan)
-    )
+    line = "learner i (with its envpool worker) pinned to CPU " + ", ".join(f"{i}->{c}" for i, c in enumerate(plan))
+    if refused:
+        line += f"; the OS REFUSED it for thread(s) {', '.join(map(str, sorted(set(refused))))}, which ran unpinned"
+    return line

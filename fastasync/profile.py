@@ -112,7 +112,7 @@ def run_profile(env, algo, threads, envs_per_thread, seconds, warmup, backend, p
         learners=per,
         T=T,
         E=E,
-        placement=placement.describe(trainer.cpus),
+        placement=placement.describe(trainer.cpus, trainer.pin_refused),
     )
 
 

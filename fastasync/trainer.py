@@ -121,6 +121,7 @@ class Trainer:
         self.games_before = games
         self.learners = []
         self.cpus = placement.cpu_plan(r.threads, r.pin_threads)
+        self.pin_refused = []  # learners whose pinning the OS refused (reports say so)
         for i in range(r.threads):
             env = make_env(
                 e.env,
@@ -278,8 +279,10 @@ class Trainer:
         return summary
 
     def _thread_main(self, learner):
-        if self.cpus is not None:
-            placement.pin_current_thread(self.cpus[learner.index])
+        if self.cpus is not None and not placement.pin_current_thread(self.cpus[learner.index]):
+            self.pin_refused.append(learner.index)  # list.append: safe across threads
+            self.out(f"learner {learner.index}: the OS refused to pin it to CPU {self.cpus[learner.index]}; "
+                     "it runs unpinned")
         try:
             learner.run()
         except BaseException as exc:  # noqa: BLE001 - reported to the main thread

@@ -78,6 +78,7 @@ def test_default_threads_are_the_cpus_this_process_may_use(monkeypatch):
     from fastasync import config as C
 
     monkeypatch.setattr(placement, "allowed_cpus", lambda: [3, 4, 5])
+    monkeypatch.setattr(placement, "cpu_quota", lambda: None)  # whatever quota the test machine has
     cfg = C.resolve(C.build(dict(env="CartPole-v1", run_dir="unused")))
     assert cfg.run.threads == 3
     assert C.resolve(C.build(dict(env="CartPole-v1", threads=2, run_dir="unused"))).run.threads == 2
@@ -130,3 +131,18 @@ def test_default_threads_respects_affinity_and_quota(monkeypatch):
     assert cfg.run.threads == 8
     cfg = C.resolve(C.build(dict(env="CartPole-v1", backend="gymnasium", threads=3)))
     assert cfg.run.threads == 3
+
+
+@linux_only
+def test_refused_pinning_is_reported_not_hidden(tmp_path, monkeypatch):
+    """If the OS refuses an affinity call (a sandbox, a cpuset change), the run goes on unpinned
+    and says so: the trainer prints it and the reports' placement line names the threads."""
+    monkeypatch.setattr(placement, "pin_current_thread", lambda cpu: False)
+    args = ["train", "--env", "CartPole-v1", "--backend", "envpool", "--threads", "1", "--frames", "2k",
+            "--run-dir", str(tmp_path / "run"), "--pin-threads"]
+    r = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "learner 0: the OS refused to pin it to CPU" in r.output
+    line = placement.describe([4, 6], refused=[1, 1])
+    assert line.endswith("the OS REFUSED it for thread(s) 1, which ran unpinned")
+    assert "REFUSED" not in placement.describe([4, 6], refused=[])
