@@ -119,10 +119,10 @@ class Learner:
             c = clock()
             step = self.env.step(seg.actions[t])
             d = clock()
-            self._record(t, step)
+            truncated_any = self._record(t, step)
             self.obs = step.obs
             e = clock()
-            algo.observe(self.obs, t + 1, seg.truncated[t].any())
+            algo.observe(self.obs, t + 1, truncated_any)
             f = clock()
             tm["forward"] += b - a + f - e
             tm["act"] += c - b
@@ -188,8 +188,9 @@ class Learner:
         self.diag[5] += 1
 
     def _record(self, t, step):
+        """Record the step at slot t; returns whether any env was truncated (algo.observe)."""
         seg = self.seg
-        n = ksegment.record_step(
+        n, truncated_any = ksegment.record_step(
             step.reward, step.terminated, step.truncated, step.raw_reward, step.game_over,
             self.prev_done, seg.reset[t], seg.rewards[t], seg.terminated[t], seg.truncated[t],
             self.new_episode, self.score, self.length, self.ended,
@@ -200,6 +201,7 @@ class Learner:
                 self.shared.report_game(self.index, float(self.score[e]), int(self.length[e]), wall)
                 self.score[e] = 0.0
                 self.length[e] = 0
+        return truncated_any
 
     # -- compilation ----------------------------------------------------------------------
 

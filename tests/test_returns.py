@@ -211,8 +211,9 @@ def test_record_step_matches_numpy_bookkeeping():
     for (reward, term, trunc, raw, over), want in zip(steps, want_rows):
         reset, rewards = np.full(E, 7, np.uint8), np.full(E, np.nan, np.float32)
         t_row, tr_row = np.full(E, 7, np.uint8), np.full(E, 7, np.uint8)
-        n = record_step(reward, term, trunc, raw, over, prev_done, reset, rewards, t_row, tr_row,
-                        new_episode, score, length, ended)
+        n, any_trunc = record_step(reward, term, trunc, raw, over, prev_done, reset, rewards, t_row, tr_row,
+                                   new_episode, score, length, ended)
+        assert any_trunc == bool(trunc.any())
         for got, exp in zip((reset, rewards, t_row, tr_row, new_episode), want):
             assert np.array_equal(got, exp)
         assert list(ended[:n]) == list(np.flatnonzero(over))

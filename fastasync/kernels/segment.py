@@ -11,7 +11,7 @@ from ._jit import jit
 @jit
 def record_step(reward, terminated, truncated, raw_reward, game_over,
                 prev_done, reset, rewards, term, trunc, new_episode, score, length, ended):
-    """Record one env step of E envs at a segment slot; returns how many games ended.
+    """Record one env step of E envs at a segment slot; returns (games ended, any truncated).
 
     Inputs (E,): reward, raw_reward float32; terminated, truncated, game_over bool.
     Carried state (E,), updated in place: prev_done bool (the previous step was a done, so
@@ -22,6 +22,7 @@ def record_step(reward, terminated, truncated, raw_reward, game_over,
     score and length are left for the caller to report and zero.
     """
     n = 0
+    any_trunc = False
     for e in range(reward.shape[0]):
         was_done = prev_done[e]
         reset[e] = was_done
@@ -29,6 +30,7 @@ def record_step(reward, terminated, truncated, raw_reward, game_over,
         rewards[e] = reward[e]
         term[e] = terminated[e]
         trunc[e] = truncated[e]
+        any_trunc = any_trunc or truncated[e]
         prev_done[e] = terminated[e] or truncated[e]
         score[e] += raw_reward[e]
         if not was_done:
@@ -36,4 +38,4 @@ def record_step(reward, terminated, truncated, raw_reward, game_over,
         if game_over[e]:
             ended[n] = e
             n += 1
-    return n
+    return n, any_trunc
