@@ -193,10 +193,10 @@ def kernel_breakdown(step):
         ),
         ("bwd conv2 col2im", lambda: kconv.col2im_nhwc(b2["dcols"][: rows * p2], c2.k, c2.k, c2.stride, dy1.reshape(x1.shape))),
         (
-            "bwd conv1 dW,db (shifted dy, one GEMM)",
+            "bwd conv1 dW,db (shifted dy, one GEMM per slot)",
             lambda: (
-                kconv.conv_s2d_backward(dy1, b1["S"], b1["R"], E, c1.hs, c1.ws, c1.oh, c1.ow, c1.q, b1["dcat"], b1["dWq"],
-                                        g["conv1.b"]),
+                kconv.conv_s2d_backward(dy1, b1["S"], b1["R"], E, c1.hs, c1.ws, c1.oh, c1.ow, c1.q, b1["dcat"], b1["dparts"],
+                                        b1["dWq"], g["conv1.b"]),
                 kconv.s2d_weights_backward(b1["dWq"], c1.c_in, c1.k, c1.stride, g["conv1.W"]),
             ),
         ),

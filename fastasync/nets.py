@@ -108,7 +108,8 @@ class Conv:
             Wq=np.zeros((self.q * self.q, self.oc, self.depth), np.float32),
             dWq=np.zeros((self.q * self.q, self.oc, self.depth), np.float32),
             ycat=np.zeros((R, self.q * self.q * self.oc), np.float32),
-            dcat=np.zeros((slots * R + pad, self.q * self.q * self.oc), np.float32),  # see conv_s2d_backward
+            dcat=np.zeros((n, self.q * self.q * self.oc), np.float32),  # one slot's; see conv_s2d_backward
+            dparts=np.zeros((slots, self.q * self.q * self.oc, self.depth), np.float32),
         )
 
     def _forward_s2d(self, w, buf, x, t):
@@ -127,7 +128,7 @@ class Conv:
         y, dy = buf["y"][: rows * p], buf["dy"][: rows * p]
         kdense.relu_backward(y, dy)
         kconv.conv_s2d_backward(dy, buf["S"], buf["R"], buf["E"], self.hs, self.ws, self.oh, self.ow, self.q,
-                                buf["dcat"], buf["dWq"], g[self.kb])
+                                buf["dcat"], buf["dparts"], buf["dWq"], g[self.kb])
         kconv.s2d_weights_backward(buf["dWq"], self.c_in, self.k, self.stride, g[self.kW])
 
     def forward(self, w, buf, x, t):

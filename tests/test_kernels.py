@@ -256,11 +256,12 @@ def test_space_to_depth_conv_matches_reference_over_slots(rng, B, C, H, W, OC, k
     assert_close(y.reshape(expect.shape), expect)
 
     G = rng.standard_normal(y.shape).astype(np.float32)
-    dcat = np.zeros((slots * R + pad, q * q * OC), np.float32)
+    dcat = np.zeros((N, q * q * OC), np.float32)  # one slot's scratch
+    dparts = np.full((slots, q * q * OC, D), np.nan, np.float32)
     dWq = np.full((q * q, OC, D), np.nan, np.float32)
     db = np.full(OC, np.nan, np.float32)
-    kconv.conv_s2d_backward(G, S, R, B, Hs, Ws, OH, OW, q, dcat, dWq, db)
-    kconv.conv_s2d_backward(G, S, R, B, Hs, Ws, OH, OW, q, dcat, dWq, db)  # twice: nothing accumulates
+    kconv.conv_s2d_backward(G, S, R, B, Hs, Ws, OH, OW, q, dcat, dparts, dWq, db)
+    kconv.conv_s2d_backward(G, S, R, B, Hs, Ws, OH, OW, q, dcat, dparts, dWq, db)  # twice: nothing accumulates
     dW = np.full(Wt.shape, np.nan, np.float32)
     kconv.s2d_weights_backward(dWq, C, k, s, dW)
     rW, rb = ref.conv_nchw_backward_ref(xs, Wt, G.reshape(slots * B, OH, OW, OC), k, s, scale=1 / 255)
