@@ -188,10 +188,11 @@ def kernel_breakdown(step):
         ("bwd head dW,db,dx", lambda: kdense.dense_backward(yf, w["head.W"], dyh, g["head.W"], g["head.b"], dyf, True)),
         ("bwd fc dW,db,dx", lambda: kdense.dense_backward(xf, w["fc.W"], dyf, g["fc.W"], g["fc.b"], xf.copy(), True)),
         (
-            "bwd conv2 dW,db,dcols",
-            lambda: kdense.dense_backward(cols2, w["conv2.W"], dy2, g["conv2.W"], g["conv2.b"], b2["dcols"][: rows * p2], True),
+            "bwd conv2 dW,db",
+            lambda: kdense.dense_backward(cols2, w["conv2.W"], dy2, g["conv2.W"], g["conv2.b"], b2["dcols"], False),
         ),
-        ("bwd conv2 col2im", lambda: kconv.col2im_nhwc(b2["dcols"][: rows * p2], c2.k, c2.k, c2.stride, dy1.reshape(x1.shape))),
+        ("bwd conv2 dx (dcols GEMM + col2im, slot by slot)",
+         lambda: kconv.conv_backward_dx(dy2, w["conv2.W"], E, c2.k, c2.k, c2.stride, b2["dcols"], dy1.reshape(x1.shape))),
         (
             "bwd conv1 dW,db (shifted dy, one GEMM per slot)",
             lambda: (

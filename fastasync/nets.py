@@ -87,7 +87,8 @@ class Conv:
             cols=cols,
             y=y,
             dy=np.zeros_like(y),
-            dcols=np.zeros_like(cols) if need_dx else np.zeros((1, 1), np.float32),
+            dcols=np.zeros((E * p, self.K), np.float32) if need_dx else np.zeros((1, 1), np.float32),  # one slot's
+            E=E,
             cols_t=[cols[t * E * p : (t + 1) * E * p] for t in range(slots)],
             y_t=[y[t * E * p : (t + 1) * E * p] for t in range(slots)],
         )
@@ -160,11 +161,9 @@ class Conv:
         p = self.oh * self.ow
         y, dy, cols = buf["y"][: rows * p], buf["dy"][: rows * p], buf["cols"][: rows * p]
         kdense.relu_backward(y, dy)
-        need_dx = dx is not None
-        dcols = buf["dcols"][: rows * p] if need_dx else buf["dcols"]
-        kdense.dense_backward(cols, w[self.kW], dy, g[self.kW], g[self.kb], dcols, need_dx)
-        if need_dx:
-            kconv.col2im_nhwc(dcols, self.k, self.k, self.stride, dx)
+        kdense.dense_backward(cols, w[self.kW], dy, g[self.kW], g[self.kb], buf["dcols"], False)
+        if dx is not None:
+            kconv.conv_backward_dx(dy, w[self.kW], buf["E"], self.k, self.k, self.stride, buf["dcols"], dx)
 
 
 class Dense:

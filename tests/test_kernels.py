@@ -146,6 +146,21 @@ def test_im2col_col2im_nhwc_match_reference(rng, case):
     assert math.isclose(lhs, rhs, rel_tol=1e-5, abs_tol=1e-4)
 
 
+@pytest.mark.parametrize("case", NHWC_CASES)
+def test_conv_backward_dx_slot_by_slot_matches_reference(rng, case):
+    # dx = col2im(dy @ W) for 3 slots of B samples, through a one-slot scratch
+    B, H, W, C, OC, k, s = case
+    slots = 3
+    OH, OW = (H - k) // s + 1, (W - k) // s + 1
+    dy = rng.standard_normal((slots * B * OH * OW, OC)).astype(np.float32)
+    Wt = rng.standard_normal((OC, k * k * C)).astype(np.float32)
+    dcols = np.full((B * OH * OW, k * k * C), np.nan, np.float32)
+    dx = np.full((slots * B, H, W, C), np.nan, np.float32)
+    kconv.conv_backward_dx(dy, Wt, B, k, k, s, dcols, dx)
+    expect = ref.col2im_nhwc_ref(dy.astype(np.float64) @ Wt.astype(np.float64), dx.shape, k, s)
+    assert_close(dx, expect, rtol=1e-4)
+
+
 @pytest.mark.parametrize("case", NCHW_CASES)
 def test_conv_nchw_forward_matches_reference(rng, case):
     B, C, H, W, OC, k, s = case

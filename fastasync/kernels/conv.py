@@ -116,6 +116,23 @@ def col2im_nhwc(dcols, kh, kw, stride, dx):
                 r += 1
 
 
+@jit
+def conv_backward_dx(dy, W, B, kh, kw, stride, dcols, dx):
+    """Input gradient of an im2col convolution, one slot of B samples at a time.
+
+    dy: (n*B*OH*OW, OC) output gradient (ReLU mask applied); W: (OC, KH*KW*C);
+    dcols: (>= B*OH*OW, KH*KW*C) scratch for ONE slot (the segment-sized one, 4 MB for conv2
+    of 8 Atari envs, made the learners' working sets spill further out of L3);
+    dx: (n*B, H, W, C), OVERWRITTEN: dx = col2im(dy @ W), slot by slot.
+    """
+    per = dy.shape[0] * B // dx.shape[0]  # rows of one slot
+    n = dx.shape[0] // B
+    d = dcols[:per]
+    for t in range(n):
+        gemm(dy[t * per : (t + 1) * per], False, W, False, d)
+        col2im_nhwc(d, kh, kw, stride, dx[t * B : (t + 1) * B])
+
+
 # -- first layer by space-to-depth ------------------------------------------------------------
 #
 # A k x k convolution with stride s, k = q*s (the paper's 8x8 stride 4: q = 2), equals a q x q
