@@ -466,31 +466,26 @@ class _EnvpoolBatch(EnvBatch):
         if not self._pending:
             raise EnvError("recv() called without send()")
         if self._direct is None:
-            return self._recv_public()
-        state = self._env._recv()
-        self._pending = False
-        idx = self._direct[2]
-        obs, rew, done, trunc = (state[i] for i in idx[:4])
-        term = done & ~trunc
-        rew = np.asarray(rew, dtype=np.float32)
-        if self.info.is_atari:
-            game_over = (state[idx[4]].astype(bool) & term) | trunc
-            raw = np.asarray(state[idx[5]], dtype=np.float32)
+            obs, rew, term, trunc, info = self._env.recv()
+            atari = (info["terminated"], info["reward"]) if self.info.is_atari else None
         else:
-            game_over = term | trunc
-            raw = rew.copy()
-        return Step(self._obs(obs), rew, term, trunc, game_over, raw)
-
-    def _recv_public(self) -> Step:
-        obs, rew, term, trunc, info = self._env.recv()
+            state = self._env._recv()
+            idx = self._direct[2]
+            obs, rew, done, trunc = (state[i] for i in idx[:4])
+            term = done & ~trunc  # what envpool's gymnasium wrapper computes
+            atari = (state[idx[4]], state[idx[5]]) if self.info.is_atari else None
         self._pending = False
+        return self._step(obs, rew, term, trunc, atari)
+
+    def _step(self, obs, rew, term, trunc, atari) -> Step:
+        """A Step from envpool's arrays; ``atari``: (info terminated, info reward) or None."""
         term = np.asarray(term, dtype=bool)
         trunc = np.asarray(trunc, dtype=bool)
         rew = np.asarray(rew, dtype=np.float32)
-        if self.info.is_atari:
-            real_end = np.asarray(info["terminated"], dtype=bool)
+        if atari is not None:
+            real_end = np.asarray(atari[0], dtype=bool)
             game_over = (real_end & term) | trunc
-            raw = np.asarray(info["reward"], dtype=np.float32)
+            raw = np.asarray(atari[1], dtype=np.float32)
         else:
             game_over = term | trunc
             raw = rew.copy()
