@@ -64,24 +64,10 @@ def bench_config(env, algo, threads, envs_per_thread, backend, run_dir, pin_thre
 
 
 def make_batches(cfg: C.TrainConfig, cpus):
-    """One env batch per thread, exactly as the Trainer makes them (seeds aside)."""
-    from .envs import make_env
+    """One env batch per thread, exactly as a fresh Trainer makes them."""
+    from .trainer import learner_env
 
-    e, r = cfg.env, cfg.run
-    return [
-        make_env(
-            e.env,
-            e.envs_per_thread,
-            seed=r.seed * 10_007 + i * 1_009,
-            backend=e.backend,
-            episodic_life=e.episodic_life,
-            reward_clip=e.reward_clip,
-            noop_max=e.noop_max,
-            max_episode_frames=e.max_episode_frames,
-            cpu=None if cpus is None else cpus[i],
-        )
-        for i in range(r.threads)
-    ]
+    return [learner_env(cfg, i, cpus) for i in range(cfg.run.threads)]
 
 
 def ceiling_fps(cfg: C.TrainConfig, seconds: float, warmup: float, refused: list | None = None) -> float:

@@ -419,12 +419,12 @@ class _EnvpoolBatch(EnvBatch):
     _STATE = ("obs", "reward", "done", "trunc")
     _ATARI_STATE = ("info:terminated", "info:reward")
 
-    def __init__(self, env, info: EnvInfo, num_envs: int, direct: bool = True):
+    def __init__(self, env, info: EnvInfo, num_envs: int):
         self._env = env
         self.info = info
         self.num_envs = num_envs
         self._pending = False
-        self._direct = self._direct_layout(env, info, num_envs) if direct else None
+        self._direct = self._direct_layout(env, info, num_envs)  # None: envpool's public calls
 
     @classmethod
     def _direct_layout(cls, env, info: EnvInfo, num_envs: int):

@@ -87,12 +87,31 @@ def seed_states(seed, n, start=0):
     return [seed_state(seed * 1_000_003 + 7919 * (i + 1)) for i in range(start, n)]
 
 
+def learner_env(cfg: TrainConfig, i: int, cpus, frames: int = 0):
+    """Learner i's env batch: its own seeds (moved on by ``frames`` when a run resumes, so a
+    resumed run does not replay its first games) and, when ``cpus`` is a plan, its CPU."""
+    from .envs import make_env
+
+    e, r = cfg.env, cfg.run
+    return make_env(
+        e.env,
+        e.envs_per_thread,
+        seed=(r.seed * 10_007 + i * 1_009 + frames) % ENV_SEED_MOD,
+        backend=e.backend,
+        episodic_life=e.episodic_life,
+        reward_clip=e.reward_clip,
+        noop_max=e.noop_max,
+        max_episode_frames=e.max_episode_frames,
+        cpu=None if cpus is None else cpus[i],
+    )
+
+
 class Trainer:
     """One training run. ``cfg`` must be resolved (threads, backend, run_dir filled in)."""
 
     def __init__(self, cfg: TrainConfig, resume: dict | None = None, out=None):
         from .algorithms import build_net, head_for, make_algorithm
-        from .envs import env_info, make_env
+        from .envs import env_info
         from .learner import Learner
         self.cfg = cfg
         self.out = out or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -123,17 +142,7 @@ class Trainer:
         self.cpus = placement.cpu_plan(r.threads, r.pin_threads)
         self.pin_refused = []  # learners whose pinning the OS refused (reports say so)
         for i in range(r.threads):
-            env = make_env(
-                e.env,
-                e.envs_per_thread,
-                seed=(r.seed * 10_007 + i * 1_009 + frames) % ENV_SEED_MOD,
-                backend=e.backend,
-                episodic_life=e.episodic_life,
-                reward_clip=e.reward_clip,
-                noop_max=e.noop_max,
-                max_episode_frames=e.max_episode_frames,
-                cpu=None if self.cpus is None else self.cpus[i],
-            )
+            env = learner_env(cfg, i, self.cpus, frames)
             algo = make_algorithm(a.algo, cfg, self.net, self.info)
             self.learners.append(Learner(i, self.shared, self.net, algo, env, cfg, rng[i]))
         eps = resume["extra"].get("final_epsilon") if resume is not None else None
