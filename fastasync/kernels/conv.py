@@ -94,25 +94,27 @@ def col2im_nhwc(dcols, kh, kw, stride, dx):
     """Scatter-add patch gradients back to a channels-last input: the adjoint of im2col_nhwc.
 
     dcols: (B*OH*OW, KH*KW*C); dx: (B, H, W, C), OVERWRITTEN (zeroed, then accumulated).
+    For each kernel row ky the KW*C values are contiguous in dcols and in dx: one vectorised
+    add over two row views (the element-indexed 4-D loop it replaced did not vectorise:
+    conv2's 8-env slot 166 -> 25 us).
     """
     B, H, W, C = dx.shape
     OH = (H - kh) // stride + 1
     OW = (W - kw) // stride + 1
+    L = kw * C
     flat = dx.reshape(-1)
-    for i in range(flat.size):
-        flat[i] = 0.0
+    flat[:] = 0.0
     r = 0
     for b in range(B):
         for oy in range(OH):
             for ox in range(OW):
-                k = 0
+                row = dcols[r]
                 for ky in range(kh):
-                    for kx in range(kw):
-                        iy = oy * stride + ky
-                        ix = ox * stride + kx
-                        for c in range(C):
-                            dx[b, iy, ix, c] += dcols[r, k]
-                            k += 1
+                    s = ((b * H + oy * stride + ky) * W + ox * stride) * C
+                    dst = flat[s : s + L]
+                    src = row[ky * L : (ky + 1) * L]
+                    for k in range(L):
+                        dst[k] += src[k]
                 r += 1
 
 
@@ -149,12 +151,25 @@ def space_to_depth(x, s, scale, S):
     """x: (B, C, H, W) C-contiguous (uint8 or float); S: (B*Hs*Ws, C*s*s) float32, written:
     S[(b*Hs + i)*Ws + j, (c*s + ry)*s + rx] = x[b, c, i*s + ry, j*s + rx] * scale, Hs = H//s.
 
-    One input row segment (c, i*s + ry) at a time, read in order; the paper's stride 4
-    unrolled (1.5x faster than a loop over S's rows and columns)."""
+    The paper's stride 4 goes one S row at a time, its 4-wide pieces through views with a
+    constant trip count (1.5x faster than flat indexing, whose possibly negative indices keep
+    LLVM from vectorising); any other stride, one input row segment at a time."""
     B, C, H, W = x.shape
     Hs, Ws = H // s, W // s
-    D = C * s * s
     sc = np.float32(scale)
+    if s == 4:
+        for b in range(B):
+            for i in range(Hs):
+                for j in range(Ws):
+                    Sr = S[(b * Hs + i) * Ws + j]
+                    for c in range(C):
+                        for ry in range(4):
+                            xr = x[b, c, i * 4 + ry, j * 4 : j * 4 + 4]
+                            d = Sr[c * 16 + ry * 4 : c * 16 + ry * 4 + 4]
+                            for rx in range(4):
+                                d[rx] = np.float32(xr[rx]) * sc
+        return
+    D = C * s * s
     xf = x.reshape(-1)
     Sf = S.reshape(-1)
     for b in range(B):
@@ -163,20 +178,11 @@ def space_to_depth(x, s, scale, S):
                 for ry in range(s):
                     src = ((b * C + c) * H + i * s + ry) * W
                     dst = (b * Hs + i) * Ws * D + (c * s + ry) * s
-                    if s == 4:
-                        for j in range(Ws):
-                            Sf[dst] = np.float32(xf[src]) * sc
-                            Sf[dst + 1] = np.float32(xf[src + 1]) * sc
-                            Sf[dst + 2] = np.float32(xf[src + 2]) * sc
-                            Sf[dst + 3] = np.float32(xf[src + 3]) * sc
-                            dst += D
-                            src += 4
-                    else:
-                        for j in range(Ws):
-                            for rx in range(s):
-                                Sf[dst + rx] = np.float32(xf[src + rx]) * sc
-                            dst += D
-                            src += s
+                    for j in range(Ws):
+                        for rx in range(s):
+                            Sf[dst + rx] = np.float32(xf[src + rx]) * sc
+                        dst += D
+                        src += s
 
 
 @jit
@@ -226,22 +232,33 @@ def conv_s2d_forward(S, Wq, ycat):
 @jit
 def s2d_combine(ycat, b, q, B, Hs, Ws, OH, OW, y):
     """y[(bb*OH + i)*OW + j, o] = max(b[o] + sum_d ycat[(bb*Hs + i)*Ws + j + off_d, d*OC + o], 0),
-    off_d = (d // q)*Ws + d % q: the valid outputs, bias and ReLU."""
+    off_d = (d // q)*Ws + d % q: the valid outputs, bias and ReLU.
+
+    Row views, so the channel loops vectorise; the paper's q = 2 sums its four shifts in one
+    pass (226 -> 50 us for 8 Atari envs)."""
     OC = y.shape[1]
     r = 0
     for bb in range(B):
         for i in range(OH):
             src = (bb * Hs + i) * Ws
             for j in range(OW):
-                for o in range(OC):
-                    y[r, o] = b[o]
-                for d in range(q * q):
-                    row = src + j + (d // q) * Ws + d % q
-                    for o in range(OC):  # contiguous: vectorises
-                        y[r, o] += ycat[row, d * OC + o]
-                for o in range(OC):
-                    if y[r, o] < 0.0:
-                        y[r, o] = 0.0
+                yr = y[r]
+                if q == 2:
+                    c0 = ycat[src + j, 0:OC]
+                    c1 = ycat[src + j + 1, OC : 2 * OC]
+                    c2 = ycat[src + j + Ws, 2 * OC : 3 * OC]
+                    c3 = ycat[src + j + Ws + 1, 3 * OC : 4 * OC]
+                    for o in range(OC):
+                        yr[o] = max(b[o] + c0[o] + c1[o] + c2[o] + c3[o], np.float32(0.0))
+                else:
+                    for o in range(OC):
+                        yr[o] = b[o]
+                    for d in range(q * q):
+                        c = ycat[src + j + (d // q) * Ws + d % q, d * OC : (d + 1) * OC]
+                        for o in range(OC):
+                            yr[o] += c[o]
+                    for o in range(OC):
+                        yr[o] = max(yr[o], np.float32(0.0))
                 r += 1
 
 
@@ -272,12 +289,13 @@ def conv_s2d_backward(dy, S, R, B, Hs, Ws, OH, OW, q, dcat, dparts, dWq, db):
             for i in range(OH):
                 dst = (bb * Hs + i) * Ws
                 for j in range(OW):
+                    dyr = dy[r]
                     for o in range(OC):
-                        db[o] += dy[r, o]
-                    for d in range(Q):
-                        row = dst + j + (d // q) * Ws + d % q
-                        for o in range(OC):  # contiguous: vectorises
-                            dcat[row, d * OC + o] = dy[r, o]
+                        db[o] += dyr[o]
+                    for d in range(Q):  # row views: the channel loops vectorise
+                        c = dcat[dst + j + (d // q) * Ws + d % q, d * OC : (d + 1) * OC]
+                        for o in range(OC):
+                            c[o] = dyr[o]
                     r += 1
         gemm(dcat[:rows], True, S[t * R : t * R + rows], False, dparts[t])
     out = dWq.reshape(Q * OC, D)
