@@ -287,7 +287,9 @@ def test_space_to_depth_conv_matches_reference_over_slots(rng, B, C, H, W, OC, k
 # --------------------------------------------------------------------------- dense, relu
 
 
-@pytest.mark.parametrize("N,I,O", [(3, 13, 7), (7, 37, 5), (1, 2592, 256)])
+# N <= kdense.SMALL_ROWS go through the dot-product kernel (4x2 blocks, odd O, leftover
+# rows); (8, 2592, 256) is the acting fc; 13 rows and more, through the sgemm
+@pytest.mark.parametrize("N,I,O", [(3, 13, 7), (7, 37, 5), (1, 2592, 256), (8, 2592, 256), (13, 40, 9)])
 def test_dense_forward_backward(rng, N, I, O):
     x = rng.standard_normal((N, I)).astype(np.float32)
     W = (rng.standard_normal((O, I)) / math.sqrt(I)).astype(np.float32)
@@ -594,3 +596,8 @@ def test_check_array_message():
 def test_check_array_rejects(arr):
     with pytest.raises(ValueError, match=r"^im2col: cols "):
         check_array("im2col: cols", arr, (16, 3), np.float32)
+
+
+def test_dense_forward_cases_cover_both_paths():
+    """The cases of test_dense_forward_backward take both of dense_forward's paths."""
+    assert 8 <= kdense.SMALL_ROWS < 13

@@ -12,14 +12,72 @@ from ._jit import jit
 from .blas import gemm
 
 
+# Up to this many rows, dense_forward uses its own dot-product kernel instead of the sgemm: a
+# GEMM packs all of W for every call, which for the acting forward's 8 rows costs more than the
+# products (fc 8 x 2592 x 256: 0.36 -> 0.21 ms, batch 1: 0.32 -> 0.06 ms; at 16 rows they tie).
+SMALL_ROWS = 12
+
+
+@jit
+def _dot_rows(x, W, b, y):
+    """y = x @ W.T + b by dot products: 4 rows of x x 2 rows of W per pass over I (8 vector
+    accumulators, each loaded element used 2 or 4 times), then the leftover rows one by one."""
+    n, K = x.shape
+    O = W.shape[0]
+    i = 0
+    while i + 4 <= n:
+        x0, x1, x2, x3 = x[i], x[i + 1], x[i + 2], x[i + 3]
+        j = 0
+        while j + 2 <= O:
+            w0, w1 = W[j], W[j + 1]
+            a00 = a01 = a10 = a11 = a20 = a21 = a30 = a31 = np.float32(0.0)
+            for k in range(K):
+                u, v = w0[k], w1[k]
+                a00 += x0[k] * u
+                a01 += x0[k] * v
+                a10 += x1[k] * u
+                a11 += x1[k] * v
+                a20 += x2[k] * u
+                a21 += x2[k] * v
+                a30 += x3[k] * u
+                a31 += x3[k] * v
+            y[i, j], y[i, j + 1] = a00 + b[j], a01 + b[j + 1]
+            y[i + 1, j], y[i + 1, j + 1] = a10 + b[j], a11 + b[j + 1]
+            y[i + 2, j], y[i + 2, j + 1] = a20 + b[j], a21 + b[j + 1]
+            y[i + 3, j], y[i + 3, j + 1] = a30 + b[j], a31 + b[j + 1]
+            j += 2
+        if j < O:  # odd O: the last row of W
+            _dot_one(x[i : i + 4], W[j], b[j], y[i : i + 4, j])
+        i += 4
+    for j in range(O):  # the last n % 4 rows of x
+        _dot_one(x[i:], W[j], b[j], y[i:, j])
+
+
+@jit
+def _dot_one(x, w, bj, out):
+    """out[r] = x[r] @ w + bj for every row r of x."""
+    for r in range(x.shape[0]):
+        xr = x[r]
+        a = np.float32(0.0)
+        for k in range(w.shape[0]):
+            a += xr[k] * w[k]
+        out[r] = a + bj
+
+
 @jit
 def dense_forward(x, W, b, y):
     """y = x @ W.T + b.
 
     x: (N, I) float32, W: (O, I) float32, b: (O,) float32, y: (N, O) float32 (written).
+    x, W and y need contiguous rows (any row stride), as for ``gemm``.
     """
-    gemm(x, False, W, True, y)
     n, o = y.shape
+    if n <= SMALL_ROWS:
+        if x.shape[0] != n or W.shape[0] != o or x.shape[1] != W.shape[1] or b.shape[0] != o:
+            raise ValueError("dense_forward: shapes do not chain: x (N, I), W (O, I), b (O,), y (N, O)")
+        _dot_rows(x, W, b, y)
+        return
+    gemm(x, False, W, True, y)
     for i in range(n):
         for j in range(o):
             y[i, j] += b[j]
