@@ -163,41 +163,44 @@ def kernel_breakdown(step):
     rows = step.T * step.E
     p1, p2 = c1.oh * c1.ow, c2.oh * c2.ow
     y1, y2 = b1["y"][: rows * p1], b2["y"][: rows * p2]
-    cols2 = b2["cols"][: rows * p2]
     T, E = step.T, step.E
     N1 = E * c1.hs * c1.ws  # conv1 (space-to-depth) runs per slot, as in the net
     x1 = y1.reshape(rows, c1.oh, c1.ow, c1.oc)
     xf = y2.reshape(rows, fc.n_in)
     yf, yh = bf["y"][:rows], bh["y"][:rows]
     dyh, dyf, dy2, dy1 = bh["dy"][:rows], bf["dy"][:rows], b2["dy"][: rows * p2], b1["dy"][: rows * p1]
+    cols2 = b2["cols"][: E * p2]  # one slot's, as in the net
     step.forward_backward()  # fills every buffer with real values
+
+    def slots(fn):
+        return lambda: [fn(t) for t in range(T)]
+
     items = [
         ("fwd conv1 space-to-depth (uint8, scaled) x T",
-         lambda: [kconv.space_to_depth(step.obs[t], c1.stride, c1.scale, b1["S_t"][t][:N1]) for t in range(T)]),
+         slots(lambda t: kconv.space_to_depth(b1["x_t"][t], c1.stride, c1.scale, b1["S"][:N1]))),
         ("fwd conv1 weights to blocks x T",
-         lambda: [kconv.s2d_weights(w["conv1.W"], c1.c_in, c1.k, c1.stride, b1["Wq"]) for t in range(T)]),
-        ("fwd conv1 GEMM x T", lambda: [kconv.conv_s2d_forward(b1["S_t"][t], b1["Wq"], b1["ycat"]) for t in range(T)]),
+         slots(lambda t: kconv.s2d_weights(w["conv1.W"], c1.c_in, c1.k, c1.stride, b1["Wq"]))),
+        ("fwd conv1 GEMM x T", slots(lambda t: kconv.conv_s2d_forward(b1["S"], b1["Wq"], b1["ycat"]))),
         ("fwd conv1 shifts+bias+relu x T",
-         lambda: [kconv.s2d_combine(b1["ycat"], w["conv1.b"], c1.q, E, c1.hs, c1.ws, c1.oh, c1.ow, b1["y_t"][t])
-                  for t in range(T)]),
-        ("fwd conv2 im2col", lambda: kconv.im2col_nhwc(x1, c2.k, c2.k, c2.stride, cols2)),
-        ("fwd conv2 GEMM+bias", lambda: kdense.dense_forward(cols2, w["conv2.W"], w["conv2.b"], y2)),
-        ("fwd fc GEMM+bias", lambda: kdense.dense_forward(xf, w["fc.W"], w["fc.b"], yf)),
-        ("fwd head GEMM+bias", lambda: kdense.dense_forward(yf, w["head.W"], w["head.b"], yh)),
+         slots(lambda t: kconv.s2d_combine(b1["ycat"], w["conv1.b"], c1.q, E, c1.hs, c1.ws, c1.oh, c1.ow, b1["y_t"][t]))),
+        ("fwd conv2 im2col x T", slots(lambda t: kconv.im2col_nhwc(x1[t * E : (t + 1) * E], c2.k, c2.k, c2.stride, cols2))),
+        ("fwd conv2 GEMM+bias x T",
+         slots(lambda t: kdense.dense_forward(cols2, w["conv2.W"], w["conv2.b"], b2["y_t"][t]))),
+        ("fwd fc dot products+bias x T",
+         slots(lambda t: kdense.dense_forward(xf[t * E : (t + 1) * E], w["fc.W"], w["fc.b"], yf[t * E : (t + 1) * E]))),
+        ("fwd head dot products+bias x T",
+         slots(lambda t: kdense.dense_forward(yf[t * E : (t + 1) * E], w["head.W"], w["head.b"], yh[t * E : (t + 1) * E]))),
         ("fwd relu x2 (conv1's is fused)", lambda: (kdense.relu_forward(y2), kdense.relu_forward(yf))),
         ("bwd head dW,db,dx", lambda: kdense.dense_backward(yf, w["head.W"], dyh, g["head.W"], g["head.b"], dyf, True)),
         ("bwd fc dW,db,dx", lambda: kdense.dense_backward(xf, w["fc.W"], dyf, g["fc.W"], g["fc.b"], xf.copy(), True)),
+        ("bwd conv2 dW,db,dx (im2col again + 2 GEMMs + col2im, slot by slot)",
+         lambda: kconv.conv_backward(x1, False, 1.0, dy2, w["conv2.W"], E, c2.k, c2.k, c2.stride, b2["cols"],
+                                     b2["dcols"], g["conv2.W"], g["conv2.b"], dy1.reshape(x1.shape), True)),
         (
-            "bwd conv2 dW,db",
-            lambda: kdense.dense_backward(cols2, w["conv2.W"], dy2, g["conv2.W"], g["conv2.b"], b2["dcols"], False),
-        ),
-        ("bwd conv2 dx (dcols GEMM + col2im, slot by slot)",
-         lambda: kconv.conv_backward_dx(dy2, w["conv2.W"], E, c2.k, c2.k, c2.stride, b2["dcols"], dy1.reshape(x1.shape))),
-        (
-            "bwd conv1 dW,db (shifted dy, one GEMM per slot)",
+            "bwd conv1 dW,db (space-to-depth again + shifted dy + one GEMM, slot by slot)",
             lambda: (
-                kconv.conv_s2d_backward(dy1, b1["S"], b1["R"], E, c1.hs, c1.ws, c1.oh, c1.ow, c1.q, b1["dcat"], b1["dparts"],
-                                        b1["dWq"], g["conv1.b"]),
+                kconv.conv_s2d_backward(dy1, b1["x"][:rows], c1.stride, c1.scale, E, c1.oh, c1.ow, c1.q, b1["S"],
+                                        b1["dcat"], b1["dWq"], g["conv1.b"]),
                 kconv.s2d_weights_backward(b1["dWq"], c1.c_in, c1.k, c1.stride, g["conv1.W"]),
             ),
         ),

@@ -78,48 +78,39 @@ class Conv:
         return 2 * self.oh * self.ow * self.K * self.oc
 
     def alloc(self, slots, E, need_dx):
-        if self.s2d:
-            return self._alloc_s2d(slots, E)
+        """Buffers of one learner. Columns (and the first layer's space-to-depth blocks) are one
+        slot's, gathered again in the backward; what the backward needs of every slot is the
+        layer's input: the first layer keeps a copy of its frames (uint8), a later layer reads
+        the previous layer's outputs."""
         p = self.oh * self.ow
-        cols = np.zeros((slots * E * p, self.K), np.float32)
         y = np.zeros((slots * E * p, self.oc), np.float32)
-        buf = dict(
-            cols=cols,
-            y=y,
-            dy=np.zeros_like(y),
-            dcols=np.zeros((E * p, self.K), np.float32) if need_dx else np.zeros((1, 1), np.float32),  # one slot's
-            E=E,
-            cols_t=[cols[t * E * p : (t + 1) * E * p] for t in range(slots)],
-            y_t=[y[t * E * p : (t + 1) * E * p] for t in range(slots)],
+        buf = dict(y=y, dy=np.zeros_like(y), E=E, y_t=[y[t * E * p : (t + 1) * E * p] for t in range(slots)])
+        if self.first:
+            x = np.zeros((slots * E, *self.in_shape), np.uint8)
+            buf.update(x=x, x_t=[x[t * E : (t + 1) * E] for t in range(slots)])
+        if self.s2d:
+            n = E * self.hs * self.ws
+            R = n + (self.q - 1) * (self.ws + 1)  # the block rows + zero rows for the largest shift
+            buf.update(
+                S=np.zeros((R, self.depth), np.float32),
+                Wq=np.zeros((self.q * self.q, self.oc, self.depth), np.float32),
+                dWq=np.zeros((self.q * self.q, self.oc, self.depth), np.float32),
+                ycat=np.zeros((R, self.q * self.q * self.oc), np.float32),
+                dcat=np.zeros((n, self.q * self.q * self.oc), np.float32),  # see conv_s2d_backward
+            )
+            return buf
+        buf.update(
+            cols=np.zeros((E * p, self.K), np.float32),
+            dcols=np.zeros((E * p, self.K), np.float32) if need_dx else np.zeros((1, 1), np.float32),
+            no_dx=np.zeros((1, 1, 1, 1), np.float32),  # typed stand-in for dx when there is none
         )
         return buf
 
-    def _alloc_s2d(self, slots, E):
-        p, n = self.oh * self.ow, E * self.hs * self.ws
-        pad = (self.q - 1) * (self.ws + 1)  # the largest row shift
-        R = n + pad  # rows per slot: the block rows + zero padding
-        y = np.zeros((slots * E * p, self.oc), np.float32)
-        S = np.zeros((slots * R + pad, self.depth), np.float32)  # the backward reads shifted by <= pad
-        return dict(
-            y=y,
-            dy=np.zeros_like(y),
-            y_t=[y[t * E * p : (t + 1) * E * p] for t in range(slots)],
-            S=S, R=R, E=E,
-            S_t=[S[t * R : (t + 1) * R] for t in range(slots)],
-            Wq=np.zeros((self.q * self.q, self.oc, self.depth), np.float32),
-            dWq=np.zeros((self.q * self.q, self.oc, self.depth), np.float32),
-            ycat=np.zeros((R, self.q * self.q * self.oc), np.float32),
-            dcat=np.zeros((n, self.q * self.q * self.oc), np.float32),  # one slot's; see conv_s2d_backward
-            dparts=np.zeros((slots, self.q * self.q * self.oc, self.depth), np.float32),
-        )
-
     def _forward_s2d(self, w, buf, x, t):
-        if not x.flags.c_contiguous:
-            x = np.ascontiguousarray(x)
-        St, E = buf["S_t"][t], buf["E"]
-        kconv.space_to_depth(x, self.stride, self.scale, St[: E * self.hs * self.ws])
+        S, E = buf["S"], buf["E"]
+        kconv.space_to_depth(x, self.stride, self.scale, S[: E * self.hs * self.ws])
         kconv.s2d_weights(w[self.kW], self.c_in, self.k, self.stride, buf["Wq"])
-        kconv.conv_s2d_forward(St, buf["Wq"], buf["ycat"])
+        kconv.conv_s2d_forward(S, buf["Wq"], buf["ycat"])
         y = buf["y_t"][t]
         kconv.s2d_combine(buf["ycat"], w[self.kb], self.q, E, self.hs, self.ws, self.oh, self.ow, y)
         return y
@@ -128,17 +119,19 @@ class Conv:
         p = self.oh * self.ow
         y, dy = buf["y"][: rows * p], buf["dy"][: rows * p]
         kdense.relu_backward(y, dy)
-        kconv.conv_s2d_backward(dy, buf["S"], buf["R"], buf["E"], self.hs, self.ws, self.oh, self.ow, self.q,
-                                buf["dcat"], buf["dparts"], buf["dWq"], g[self.kb])
+        kconv.conv_s2d_backward(dy, buf["x"][:rows], self.stride, self.scale, buf["E"], self.oh, self.ow, self.q,
+                                buf["S"], buf["dcat"], buf["dWq"], g[self.kb])
         kconv.s2d_weights_backward(buf["dWq"], self.c_in, self.k, self.stride, g[self.kW])
 
     def forward(self, w, buf, x, t):
+        if self.first:  # keep the frames for the backward (and read them contiguous)
+            xt = buf["x_t"][t]
+            xt[...] = x
+            x = xt
         if self.s2d:
             return self._forward_s2d(w, buf, x, t)
-        cols = buf["cols_t"][t]
+        cols = buf["cols"]
         if self.first:
-            if not x.flags.c_contiguous:
-                x = np.ascontiguousarray(x)
             kconv.im2col_nchw(x, self.k, self.k, self.stride, self.scale, cols)
         else:
             kconv.im2col_nhwc(x, self.k, self.k, self.stride, cols)
@@ -155,15 +148,17 @@ class Conv:
         return prev_dy.reshape(rows, *self.in_shape)
 
     def backward(self, w, g, buf, rows, x_all, dx):
-        """``rows`` = T*E samples; dx: the previous layer's dy viewed (T*E, H, W, C), or None."""
+        """``rows`` = T*E samples; x_all: the previous layer's outputs for them (None for the
+        first layer); dx: the previous layer's dy viewed (T*E, H, W, C), or None."""
         if self.s2d:  # only ever the first layer: no input gradient
             return self._backward_s2d(g, buf, rows)
         p = self.oh * self.ow
-        y, dy, cols = buf["y"][: rows * p], buf["dy"][: rows * p], buf["cols"][: rows * p]
+        y, dy = buf["y"][: rows * p], buf["dy"][: rows * p]
         kdense.relu_backward(y, dy)
-        kdense.dense_backward(cols, w[self.kW], dy, g[self.kW], g[self.kb], buf["dcols"], False)
-        if dx is not None:
-            kconv.conv_backward_dx(dy, w[self.kW], buf["E"], self.k, self.k, self.stride, buf["dcols"], dx)
+        x = buf["x"][:rows] if self.first else x_all.reshape(rows, *self.in_shape)
+        need_dx = dx is not None
+        kconv.conv_backward(x, self.first, self.scale, dy, w[self.kW], buf["E"], self.k, self.k, self.stride,
+                            buf["cols"], buf["dcols"], g[self.kW], g[self.kb], dx if need_dx else buf["no_dx"], need_dx)
 
 
 class Dense:

@@ -147,18 +147,44 @@ def test_im2col_col2im_nhwc_match_reference(rng, case):
 
 
 @pytest.mark.parametrize("case", NHWC_CASES)
-def test_conv_backward_dx_slot_by_slot_matches_reference(rng, case):
-    # dx = col2im(dy @ W) for 3 slots of B samples, through a one-slot scratch
+def test_conv_backward_slot_by_slot_matches_reference(rng, case):
+    """dW, db, dx = col2im(dy @ W) over 3 slots of B samples, each slot's columns gathered
+    again into a one-slot scratch; run twice: nothing accumulates across calls."""
     B, H, W, C, OC, k, s = case
     slots = 3
     OH, OW = (H - k) // s + 1, (W - k) // s + 1
+    x = rng.standard_normal((slots * B, H, W, C)).astype(np.float32)
     dy = rng.standard_normal((slots * B * OH * OW, OC)).astype(np.float32)
     Wt = rng.standard_normal((OC, k * k * C)).astype(np.float32)
-    dcols = np.full((B * OH * OW, k * k * C), np.nan, np.float32)
-    dx = np.full((slots * B, H, W, C), np.nan, np.float32)
-    kconv.conv_backward_dx(dy, Wt, B, k, k, s, dcols, dx)
-    expect = ref.col2im_nhwc_ref(dy.astype(np.float64) @ Wt.astype(np.float64), dx.shape, k, s)
-    assert_close(dx, expect, rtol=1e-4)
+    cols, dcols = (np.full((B * OH * OW, k * k * C), np.nan, np.float32) for _ in range(2))
+    dW, db = np.full(Wt.shape, np.nan, np.float32), np.full(OC, np.nan, np.float32)
+    dx = np.full(x.shape, np.nan, np.float32)
+    for _ in range(2):
+        kconv.conv_backward(x, False, 1.0, dy, Wt, B, k, k, s, cols, dcols, dW, db, dx, True)
+    rW, rb, rx = ref.conv_nhwc_backward_ref(x, Wt, dy.reshape(slots * B, OH, OW, OC), k, s)
+    assert_close(dW, rW, rtol=1e-4)
+    assert_close(db, rb, rtol=1e-4)
+    assert_close(dx, rx, rtol=1e-4)
+
+
+@pytest.mark.parametrize("case", NCHW_CASES)
+def test_conv_backward_first_layer_slot_by_slot_matches_reference(rng, case):
+    """The im2col first layer (uint8 frames, scaled; no input gradient), over 2 slots."""
+    B, C, H, W, OC, k, s = case
+    slots = 2
+    OH, OW = (H - k) // s + 1, (W - k) // s + 1
+    x = rng.integers(0, 256, (slots * B, C, H, W), dtype=np.uint8)
+    dy = rng.standard_normal((slots * B * OH * OW, OC)).astype(np.float32)
+    Wt = rng.standard_normal((OC, C * k * k)).astype(np.float32)
+    cols = np.full((B * OH * OW, C * k * k), np.nan, np.float32)
+    dW, db = np.full(Wt.shape, np.nan, np.float32), np.full(OC, np.nan, np.float32)
+    no_dx = np.zeros((1, 1, 1, 1), np.float32)
+    for _ in range(2):
+        kconv.conv_backward(x, True, 1 / 255, dy, Wt, B, k, k, s, cols, np.zeros((1, 1), np.float32), dW, db,
+                            no_dx, False)
+    rW, rb = ref.conv_nchw_backward_ref(x, Wt, dy.reshape(slots * B, OH, OW, OC), k, s, scale=1 / 255)
+    assert_close(dW, rW, rtol=1e-4)
+    assert_close(db, rb, rtol=1e-4)
 
 
 @pytest.mark.parametrize("case", NCHW_CASES)
@@ -247,7 +273,8 @@ def test_conv_nchw_backward_matches_fd(rng, case):
 @pytest.mark.parametrize("B,C,H,W,OC,k,s", [(3, 4, 20, 24, 5, 8, 4), (2, 2, 10, 8, 3, 4, 2), (2, 3, 12, 12, 4, 6, 2)])
 def test_space_to_depth_conv_matches_reference_over_slots(rng, B, C, H, W, OC, k, s):
     """The first layer by space-to-depth (the net's path for 8x8/4): forward of each slot,
-    then dW, db over all slots at once, against the float64 reference convolution."""
+    then dW, db over all slots (blocks rebuilt slot by slot from the frames), against the
+    float64 reference convolution."""
     q, Hs, Ws = k // s, H // s, W // s
     OH, OW = (H - k) // s + 1, (W - k) // s + 1
     D, N = C * s * s, B * Hs * Ws
@@ -256,15 +283,15 @@ def test_space_to_depth_conv_matches_reference_over_slots(rng, B, C, H, W, OC, k
     x = rng.integers(0, 256, (slots, B, C, H, W), dtype=np.uint8)
     Wt = (rng.standard_normal((OC, C * k * k)) / math.sqrt(C * k * k)).astype(np.float32)
     b = rng.standard_normal(OC).astype(np.float32)
-    S = np.zeros((slots * R + pad, D), np.float32)
+    S = np.zeros((R, D), np.float32)  # one slot's blocks + zero rows, as the net keeps it
     Wq = np.full((q * q, OC, D), np.nan, np.float32)
     kconv.s2d_weights(Wt, C, k, s, Wq)
     ycat = np.zeros((R, q * q * OC), np.float32)
     y = np.full((slots * B * OH * OW, OC), np.nan, np.float32)
     per = B * OH * OW
     for t in range(slots):
-        kconv.space_to_depth(x[t], s, 1 / 255, S[t * R : t * R + N])
-        kconv.conv_s2d_forward(S[t * R : (t + 1) * R], Wq, ycat)
+        kconv.space_to_depth(x[t], s, 1 / 255, S[:N])
+        kconv.conv_s2d_forward(S, Wq, ycat)
         kconv.s2d_combine(ycat, b, q, B, Hs, Ws, OH, OW, y[t * per : (t + 1) * per])
     xs = x.reshape(slots * B, C, H, W)
     expect = np.maximum(ref.conv_nchw_ref(xs, Wt, b, k, s, scale=1 / 255), 0)
@@ -272,11 +299,11 @@ def test_space_to_depth_conv_matches_reference_over_slots(rng, B, C, H, W, OC, k
 
     G = rng.standard_normal(y.shape).astype(np.float32)
     dcat = np.zeros((N, q * q * OC), np.float32)  # one slot's scratch
-    dparts = np.full((slots, q * q * OC, D), np.nan, np.float32)
     dWq = np.full((q * q, OC, D), np.nan, np.float32)
     db = np.full(OC, np.nan, np.float32)
-    kconv.conv_s2d_backward(G, S, R, B, Hs, Ws, OH, OW, q, dcat, dparts, dWq, db)
-    kconv.conv_s2d_backward(G, S, R, B, Hs, Ws, OH, OW, q, dcat, dparts, dWq, db)  # twice: nothing accumulates
+    S[:N] = np.nan  # the backward rebuilds each slot's blocks from the frames
+    for _ in range(2):  # twice: nothing accumulates across calls
+        kconv.conv_s2d_backward(G, xs, s, 1 / 255, B, OH, OW, q, S, dcat, dWq, db)
     dW = np.full(Wt.shape, np.nan, np.float32)
     kconv.s2d_weights_backward(dWq, C, k, s, dW)
     rW, rb = ref.conv_nchw_backward_ref(xs, Wt, G.reshape(slots * B, OH, OW, OC), k, s, scale=1 / 255)

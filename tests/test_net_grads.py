@@ -22,7 +22,8 @@ MAX_TOL, MEAN_TOL = 1e-3, 1e-4  # measured: max ~5e-6, mean ~5e-7
 
 # (obs_shape, num_actions, T slots, E envs)
 CASES = {
-    "atari44": ((4, 44, 44), 5, 3, 3),
+    "atari44": ((4, 44, 44), 5, 3, 3),  # conv1 by space-to-depth (44 is a multiple of the stride)
+    "atari42": ((4, 42, 42), 4, 2, 3),  # conv1 by im2col
     "mlp": ((5,), 3, 3, 7),
 }
 
@@ -156,3 +157,8 @@ def test_init_keeps_activation_scale_through_the_atari_torso():
     h3 = ref.relu_ref(ref.dense_ref(h2.reshape(8, -1), p["fc.W"], p["fc.b"]))
     rms = [float(np.sqrt((h**2).mean())) for h in (h1, h2, h3)]
     assert rms[2] > 0.5 * rms[0], f"activation rms conv1/conv2/fc = {rms}"
+
+
+def test_cases_take_both_first_layer_paths():
+    nets = {name: make_net(CASES[name][0], CASES[name][1]) for name in ("atari44", "atari42")}
+    assert nets["atari44"].layers[0].s2d and not nets["atari42"].layers[0].s2d

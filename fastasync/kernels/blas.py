@@ -81,6 +81,11 @@ if numba.config.DISABLE_JIT:
         _inner_dim(a, trans_a, b, trans_b, c)
         np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=c)
 
+    def gemm_acc(a, trans_a, b, trans_b, c):
+        """c += op(a) @ op(b) (NumPy's matmul)."""
+        _inner_dim(a, trans_a, b, trans_b, c)
+        c += np.matmul(a.T if trans_a else a, b.T if trans_b else b)
+
 else:
     import llvmlite.binding as _llvm
     from numba.core import types as _t
@@ -94,6 +99,25 @@ else:
     )
 
     @jit
+    def _sgemm(a, trans_a, b, trans_b, beta, c):
+        """c = op(a) @ op(b) + beta * c; see gemm."""
+        M, N = c.shape
+        K = _inner_dim(a, trans_a, b, trans_b, c)
+        if M == 0 or N == 0:
+            return
+        if K == 0:
+            if beta == 0.0:
+                c[:, :] = 0.0
+            return
+        _cblas_sgemm(
+            _ROW_MAJOR, _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS,
+            M, N, K, np.float32(1.0),
+            a.ctypes.data, max(a.strides[0] // 4, a.shape[1], 1),
+            b.ctypes.data, max(b.strides[0] // 4, b.shape[1], 1),
+            np.float32(beta), c.ctypes.data, max(c.strides[0] // 4, N, 1),
+        )
+
+    @jit
     def gemm(a, trans_a, b, trans_b, c):
         """c = op(a) @ op(b), op(x) = x.T if trans_x else x; c overwritten.
 
@@ -101,17 +125,9 @@ else:
         array are fine). Shapes that do not chain raise ValueError instead of reading past
         an array.
         """
-        M, N = c.shape
-        K = _inner_dim(a, trans_a, b, trans_b, c)
-        if M == 0 or N == 0:
-            return
-        if K == 0:
-            c[:, :] = 0.0
-            return
-        _cblas_sgemm(
-            _ROW_MAJOR, _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS,
-            M, N, K, np.float32(1.0),
-            a.ctypes.data, max(a.strides[0] // 4, a.shape[1], 1),
-            b.ctypes.data, max(b.strides[0] // 4, b.shape[1], 1),
-            np.float32(0.0), c.ctypes.data, max(c.strides[0] // 4, N, 1),
-        )
+        _sgemm(a, trans_a, b, trans_b, 0.0, c)
+
+    @jit
+    def gemm_acc(a, trans_a, b, trans_b, c):
+        """c += op(a) @ op(b): accumulates (sums over slots without a scratch per slot)."""
+        _sgemm(a, trans_a, b, trans_b, 1.0, c)

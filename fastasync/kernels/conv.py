@@ -12,14 +12,15 @@ Layouts, chosen so that every GEMM is one call over the whole batch:
   channels-last: the next layer reads it without a copy.
 
 Forward: ``cols = im2col(x)``; ``y = cols @ W.T + b`` (``dense_forward``).
-Backward: ``dW = dy.T @ cols``, ``db = sum dy``, ``dcols = dy @ W`` (``dense_backward``),
-then ``dx = col2im(dcols)``.
+Backward (``conv_backward``), slot by slot: the slot's columns gathered again (the forward's
+are not kept: less memory for the learners to share in cache), ``dW += dy.T @ cols``,
+``db += sum dy``, ``dcols = dy @ W``, ``dx = col2im(dcols)``.
 """
 
 import numpy as np
 
 from ._jit import jit
-from .blas import gemm
+from .blas import gemm, gemm_acc
 
 
 def out_size(n, k, stride):
@@ -119,20 +120,42 @@ def col2im_nhwc(dcols, kh, kw, stride, dx):
 
 
 @jit
-def conv_backward_dx(dy, W, B, kh, kw, stride, dcols, dx):
-    """Input gradient of an im2col convolution, one slot of B samples at a time.
+def conv_backward(x, nchw, scale, dy, W, B, kh, kw, stride, cols, dcols, dW, db, dx, need_dx):
+    """Gradients of an im2col convolution, one slot of B samples at a time.
 
-    dy: (n*B*OH*OW, OC) output gradient (ReLU mask applied); W: (OC, KH*KW*C);
-    dcols: (>= B*OH*OW, KH*KW*C) scratch for ONE slot (the segment-sized one, 4 MB for conv2
-    of 8 Atari envs, made the learners' working sets spill further out of L3);
-    dx: (n*B, H, W, C), OVERWRITTEN: dx = col2im(dy @ W), slot by slot.
+    x: the layer's input over n slots, (n*B, H, W, C) channels-last float32, or, when
+    ``nchw``, the first layer's (n*B, C, H, W) frames (scaled by ``scale`` as in the forward);
+    dy: (n*B*OH*OW, OC) output gradient (ReLU mask applied); W: (OC, K).
+    cols, dcols: (>= B*OH*OW, K) scratch for ONE slot: each slot's columns are gathered again
+    here instead of being kept from the forward (conv2's columns of a 5-slot segment of 8
+    Atari envs were 4 MB, and the learners' working sets spill out of the shared L3).
+    dW (OC, K), db (OC,) OVERWRITTEN; dx (n*B, ...) like x, OVERWRITTEN when ``need_dx``
+    (= col2im(dy @ W), channels-last only: the first layer has no input gradient).
     """
-    per = dy.shape[0] * B // dx.shape[0]  # rows of one slot
-    n = dx.shape[0] // B
-    d = dcols[:per]
+    n = x.shape[0] // B
+    per = dy.shape[0] // n  # rows of one slot
+    c, d = cols[:per], dcols[:per]
+    OC = dy.shape[1]
+    for o in range(OC):
+        db[o] = 0.0
     for t in range(n):
-        gemm(dy[t * per : (t + 1) * per], False, W, False, d)
-        col2im_nhwc(d, kh, kw, stride, dx[t * B : (t + 1) * B])
+        xt = x[t * B : (t + 1) * B]
+        if nchw:
+            im2col_nchw(xt, kh, kw, stride, scale, c)
+        else:
+            im2col_nhwc(xt, kh, kw, stride, c)
+        dyt = dy[t * per : (t + 1) * per]
+        if t == 0:
+            gemm(dyt, True, c, False, dW)
+        else:
+            gemm_acc(dyt, True, c, False, dW)
+        for r in range(per):
+            row = dyt[r]
+            for o in range(OC):
+                db[o] += row[o]
+        if need_dx:
+            gemm(dyt, False, W, False, d)
+            col2im_nhwc(d, kh, kw, stride, dx[t * B : (t + 1) * B])
 
 
 # -- first layer by space-to-depth ------------------------------------------------------------
@@ -142,8 +165,9 @@ def conv_backward_dx(dy, W, B, kh, kw, stride, dcols, dx):
 # S[b, i, j, (c, ry, rx)] = x[b, c, i*s + ry, j*s + rx]. Stored as rows (b*Hs + i)*Ws + j,
 # the rows of S shifted by dy*Ws + dx line up with the output rows, so the convolution is q*q
 # sgemms on contiguous views: no im2col. S holds every input pixel once (im2col of the
-# 84x84 frames holds each four times) and is what the backward pass keeps. Each output row
-# is computed for all Ws columns j (j >= OW are junk and dropped) over the whole batch.
+# 84x84 frames holds each four times); it is built for one slot at a time, in the forward and
+# again in the backward from the kept frames. Each output row is computed for all Ws columns
+# j (j >= OW are junk and dropped) over the whole batch.
 
 
 @jit
@@ -263,28 +287,30 @@ def s2d_combine(ycat, b, q, B, Hs, Ws, OH, OW, y):
 
 
 @jit
-def conv_s2d_backward(dy, S, R, B, Hs, Ws, OH, OW, q, dcat, dparts, dWq, db):
+def conv_s2d_backward(dy, x, s, scale, B, OH, OW, q, S, dcat, dWq, db):
     """Weight and bias gradients of the space-to-depth convolution over n = rows/(B*OH*OW) slots.
 
-    dy: (n*B*OH*OW, OC) gradient at the outputs (ReLU mask applied); S: the slots' blocks,
-    slot t at rows [t*R, t*R + B*Hs*Ws), then zero rows. dcat: (>= B*Hs*Ws, q*q*OC) scratch
+    dy: (n*B*OH*OW, OC) gradient at the outputs (ReLU mask applied); x: the slots' frames
+    (n*B, C, H, W), as the forward read them; S: (>= B*Hs*Ws, C*s*s) scratch for ONE slot's
+    blocks, rebuilt here from x slot by slot (the forward's blocks are not kept: 5.5 MB for a
+    segment of 8 Atari envs, in the learners' shared L3). dcat: (>= B*Hs*Ws, q*q*OC) scratch
     for ONE slot, 0 except where this kernel writes (the same places every slot and call):
-    column block d holds the slot's dy shifted down by off_d, so one sgemm dcat.T @ S_t gives
-    every shift's weight gradient of slot t. Slot by slot (the scratch is one slot's, 0.9 MB
-    for 8 Atari envs, instead of the segment's 5.5 MB: less for the learners to share in
-    cache); dparts (>= n, q*q*OC, C*s*s) holds each slot's product, summed at the end.
+    column block d holds the slot's dy shifted down by off_d, so one sgemm dcat.T @ S gives
+    every shift's weight gradient of the slot, accumulated over the slots.
     dWq (q*q, OC, C*s*s) and db (OC,) OVERWRITTEN.
     """
     OC = dy.shape[1]
     per_slot = B * OH * OW
     n = dy.shape[0] // per_slot
     Q = q * q
+    Hs, Ws = x.shape[2] // s, x.shape[3] // s
     rows = B * Hs * Ws  # every written dcat row is below this (the largest shift stays in the slot's block)
-    D = dWq.shape[2]
+    dW = dWq.reshape(Q * OC, dWq.shape[2])
     for o in range(OC):
         db[o] = 0.0
     r = 0
     for t in range(n):
+        space_to_depth(x[t * B : (t + 1) * B], s, scale, S[:rows])
         for bb in range(B):
             for i in range(OH):
                 dst = (bb * Hs + i) * Ws
@@ -297,11 +323,7 @@ def conv_s2d_backward(dy, S, R, B, Hs, Ws, OH, OW, q, dcat, dparts, dWq, db):
                         for o in range(OC):
                             c[o] = dyr[o]
                     r += 1
-        gemm(dcat[:rows], True, S[t * R : t * R + rows], False, dparts[t])
-    out = dWq.reshape(Q * OC, D)
-    for k in range(Q * OC):
-        for m in range(D):
-            acc = np.float32(0.0)
-            for t in range(n):
-                acc += dparts[t, k, m]
-            out[k, m] = acc
+        if t == 0:
+            gemm(dcat[:rows], True, S[:rows], False, dW)
+        else:
+            gemm_acc(dcat[:rows], True, S[:rows], False, dW)
