@@ -164,7 +164,6 @@ def kernel_breakdown(step):
     p1, p2 = c1.oh * c1.ow, c2.oh * c2.ow
     y1, y2 = b1["y"][: rows * p1], b2["y"][: rows * p2]
     T, E = step.T, step.E
-    N1 = E * c1.hs * c1.ws  # conv1 (space-to-depth) runs per slot, as in the net
     x1 = y1.reshape(rows, c1.oh, c1.ow, c1.oc)
     xf = y2.reshape(rows, fc.n_in)
     yf, yh = bf["y"][:rows], bh["y"][:rows]
@@ -176,13 +175,11 @@ def kernel_breakdown(step):
         return lambda: [fn(t) for t in range(T)]
 
     items = [
-        ("fwd conv1 space-to-depth (uint8, scaled) x T",
-         slots(lambda t: kconv.space_to_depth(b1["x_t"][t], c1.stride, c1.scale, b1["S"][:N1]))),
         ("fwd conv1 weights to blocks x T",
          slots(lambda t: kconv.s2d_weights(w["conv1.W"], c1.c_in, c1.k, c1.stride, b1["Wq"]))),
-        ("fwd conv1 GEMM x T", slots(lambda t: kconv.conv_s2d_forward(b1["S"], b1["Wq"], b1["ycat"]))),
-        ("fwd conv1 shifts+bias+relu x T",
-         slots(lambda t: kconv.s2d_combine(b1["ycat"], w["conv1.b"], c1.q, E, c1.hs, c1.ws, c1.oh, c1.ow, b1["y_t"][t]))),
+        ("fwd conv1 space-to-depth + GEMM + shifts+bias+relu (sample by sample) x T",
+         slots(lambda t: kconv.conv_s2d_forward(b1["x_t"][t], c1.stride, c1.scale, b1["Wq"], w["conv1.b"], c1.q, c1.oh,
+                                                c1.ow, b1["S1"], b1["ycat"], b1["y_t"][t]))),
         ("fwd conv2 im2col x T", slots(lambda t: kconv.im2col_nhwc(x1[t * E : (t + 1) * E], c2.k, c2.k, c2.stride, cols2))),
         ("fwd conv2 GEMM+bias x T",
          slots(lambda t: kdense.dense_forward(cols2, w["conv2.W"], w["conv2.b"], b2["y_t"][t]))),

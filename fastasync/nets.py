@@ -89,14 +89,14 @@ class Conv:
             x = np.zeros((slots * E, *self.in_shape), np.uint8)
             buf.update(x=x, x_t=[x[t * E : (t + 1) * E] for t in range(slots)])
         if self.s2d:
-            n = E * self.hs * self.ws
-            R = n + (self.q - 1) * (self.ws + 1)  # the block rows + zero rows for the largest shift
+            n, qq = self.hs * self.ws, self.q * self.q
             buf.update(
-                S=np.zeros((R, self.depth), np.float32),
-                Wq=np.zeros((self.q * self.q, self.oc, self.depth), np.float32),
-                dWq=np.zeros((self.q * self.q, self.oc, self.depth), np.float32),
-                ycat=np.zeros((R, self.q * self.q * self.oc), np.float32),
-                dcat=np.zeros((n, self.q * self.q * self.oc), np.float32),  # see conv_s2d_backward
+                S1=np.zeros((n, self.depth), np.float32),  # one sample's blocks (forward)
+                ycat=np.zeros((n, qq * self.oc), np.float32),  # and products
+                S=np.zeros((E * n, self.depth), np.float32),  # one slot's blocks (backward)
+                dcat=np.zeros((E * n, qq * self.oc), np.float32),  # see conv_s2d_backward
+                Wq=np.zeros((qq, self.oc, self.depth), np.float32),
+                dWq=np.zeros((qq, self.oc, self.depth), np.float32),
             )
             return buf
         buf.update(
@@ -107,12 +107,10 @@ class Conv:
         return buf
 
     def _forward_s2d(self, w, buf, x, t):
-        S, E = buf["S"], buf["E"]
-        kconv.space_to_depth(x, self.stride, self.scale, S[: E * self.hs * self.ws])
         kconv.s2d_weights(w[self.kW], self.c_in, self.k, self.stride, buf["Wq"])
-        kconv.conv_s2d_forward(S, buf["Wq"], buf["ycat"])
         y = buf["y_t"][t]
-        kconv.s2d_combine(buf["ycat"], w[self.kb], self.q, E, self.hs, self.ws, self.oh, self.ow, y)
+        kconv.conv_s2d_forward(x, self.stride, self.scale, buf["Wq"], w[self.kb], self.q, self.oh, self.ow,
+                               buf["S1"], buf["ycat"], y)
         return y
 
     def _backward_s2d(self, g, buf, rows):

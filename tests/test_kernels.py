@@ -278,21 +278,18 @@ def test_space_to_depth_conv_matches_reference_over_slots(rng, B, C, H, W, OC, k
     q, Hs, Ws = k // s, H // s, W // s
     OH, OW = (H - k) // s + 1, (W - k) // s + 1
     D, N = C * s * s, B * Hs * Ws
-    pad = (q - 1) * (Ws + 1)
-    R, slots = N + pad, 2
+    slots = 2
     x = rng.integers(0, 256, (slots, B, C, H, W), dtype=np.uint8)
     Wt = (rng.standard_normal((OC, C * k * k)) / math.sqrt(C * k * k)).astype(np.float32)
     b = rng.standard_normal(OC).astype(np.float32)
-    S = np.zeros((R, D), np.float32)  # one slot's blocks + zero rows, as the net keeps it
     Wq = np.full((q * q, OC, D), np.nan, np.float32)
     kconv.s2d_weights(Wt, C, k, s, Wq)
-    ycat = np.zeros((R, q * q * OC), np.float32)
+    S1 = np.full((Hs * Ws, D), np.nan, np.float32)  # one sample's scratch
+    ycat = np.full((Hs * Ws, q * q * OC), np.nan, np.float32)
     y = np.full((slots * B * OH * OW, OC), np.nan, np.float32)
     per = B * OH * OW
     for t in range(slots):
-        kconv.space_to_depth(x[t], s, 1 / 255, S[:N])
-        kconv.conv_s2d_forward(S, Wq, ycat)
-        kconv.s2d_combine(ycat, b, q, B, Hs, Ws, OH, OW, y[t * per : (t + 1) * per])
+        kconv.conv_s2d_forward(x[t], s, 1 / 255, Wq, b, q, OH, OW, S1, ycat, y[t * per : (t + 1) * per])
     xs = x.reshape(slots * B, C, H, W)
     expect = np.maximum(ref.conv_nchw_ref(xs, Wt, b, k, s, scale=1 / 255), 0)
     assert_close(y.reshape(expect.shape), expect)
@@ -301,7 +298,7 @@ def test_space_to_depth_conv_matches_reference_over_slots(rng, B, C, H, W, OC, k
     dcat = np.zeros((N, q * q * OC), np.float32)  # one slot's scratch
     dWq = np.full((q * q, OC, D), np.nan, np.float32)
     db = np.full(OC, np.nan, np.float32)
-    S[:N] = np.nan  # the backward rebuilds each slot's blocks from the frames
+    S = np.full((N, D), np.nan, np.float32)  # one slot's scratch: the blocks are rebuilt from the frames
     for _ in range(2):  # twice: nothing accumulates across calls
         kconv.conv_s2d_backward(G, xs, s, 1 / 255, B, OH, OW, q, S, dcat, dWq, db)
     dW = np.full(Wt.shape, np.nan, np.float32)
