@@ -179,7 +179,7 @@ def kernel_breakdown(step):
          slots(lambda t: kconv.s2d_weights(w["conv1.W"], c1.c_in, c1.k, c1.stride, b1["Wq"]))),
         ("fwd conv1 space-to-depth + GEMM + shifts+bias+relu (sample by sample) x T",
          slots(lambda t: kconv.conv_s2d_forward(b1["x_t"][t], c1.stride, c1.scale, b1["Wq"], w["conv1.b"], c1.q, c1.oh,
-                                                c1.ow, b1["S1"], b1["ycat"], b1["y_t"][t]))),
+                                                c1.ow, b1["S"], b1["ycat"], b1["y_t"][t]))),
         ("fwd conv2 im2col x T", slots(lambda t: kconv.im2col_nhwc(x1[t * E : (t + 1) * E], c2.k, c2.k, c2.stride, cols2))),
         ("fwd conv2 GEMM+bias x T",
          slots(lambda t: kdense.dense_forward(cols2, w["conv2.W"], w["conv2.b"], b2["y_t"][t]))),
@@ -194,9 +194,9 @@ def kernel_breakdown(step):
          lambda: kconv.conv_backward(x1, False, 1.0, dy2, w["conv2.W"], E, c2.k, c2.k, c2.stride, b2["cols"],
                                      b2["dcols"], g["conv2.W"], g["conv2.b"], dy1.reshape(x1.shape), True)),
         (
-            "bwd conv1 dW,db (space-to-depth again + shifted dy + one GEMM, slot by slot)",
+            "bwd conv1 dW,db (space-to-depth again + shifted dy + one GEMM, sample by sample)",
             lambda: (
-                kconv.conv_s2d_backward(dy1, b1["x"][:rows], c1.stride, c1.scale, E, c1.oh, c1.ow, c1.q, b1["S"],
+                kconv.conv_s2d_backward(dy1, b1["x"][:rows], c1.stride, c1.scale, c1.oh, c1.ow, c1.q, b1["S"],
                                         b1["dcat"], b1["dWq"], g["conv1.b"]),
                 kconv.s2d_weights_backward(b1["dWq"], c1.c_in, c1.k, c1.stride, g["conv1.W"]),
             ),

@@ -90,11 +90,10 @@ class Conv:
             buf.update(x=x, x_t=[x[t * E : (t + 1) * E] for t in range(slots)])
         if self.s2d:
             n, qq = self.hs * self.ws, self.q * self.q
-            buf.update(
-                S1=np.zeros((n, self.depth), np.float32),  # one sample's blocks (forward)
-                ycat=np.zeros((n, qq * self.oc), np.float32),  # and products
-                S=np.zeros((E * n, self.depth), np.float32),  # one slot's blocks (backward)
-                dcat=np.zeros((E * n, qq * self.oc), np.float32),  # see conv_s2d_backward
+            buf.update(  # one sample's scratch: see conv_s2d_forward, conv_s2d_backward
+                S=np.zeros((n, self.depth), np.float32),
+                ycat=np.zeros((n, qq * self.oc), np.float32),
+                dcat=np.zeros((n, qq * self.oc), np.float32),
                 Wq=np.zeros((qq, self.oc, self.depth), np.float32),
                 dWq=np.zeros((qq, self.oc, self.depth), np.float32),
             )
@@ -110,14 +109,14 @@ class Conv:
         kconv.s2d_weights(w[self.kW], self.c_in, self.k, self.stride, buf["Wq"])
         y = buf["y_t"][t]
         kconv.conv_s2d_forward(x, self.stride, self.scale, buf["Wq"], w[self.kb], self.q, self.oh, self.ow,
-                               buf["S1"], buf["ycat"], y)
+                               buf["S"], buf["ycat"], y)
         return y
 
     def _backward_s2d(self, g, buf, rows):
         p = self.oh * self.ow
         y, dy = buf["y"][: rows * p], buf["dy"][: rows * p]
         kdense.relu_backward(y, dy)
-        kconv.conv_s2d_backward(dy, buf["x"][:rows], self.stride, self.scale, buf["E"], self.oh, self.ow, self.q,
+        kconv.conv_s2d_backward(dy, buf["x"][:rows], self.stride, self.scale, self.oh, self.ow, self.q,
                                 buf["S"], buf["dcat"], buf["dWq"], g[self.kb])
         kconv.s2d_weights_backward(buf["dWq"], self.c_in, self.k, self.stride, g[self.kW])
 

@@ -273,11 +273,11 @@ def test_conv_nchw_backward_matches_fd(rng, case):
 @pytest.mark.parametrize("B,C,H,W,OC,k,s", [(3, 4, 20, 24, 5, 8, 4), (2, 2, 10, 8, 3, 4, 2), (2, 3, 12, 12, 4, 6, 2)])
 def test_space_to_depth_conv_matches_reference_over_slots(rng, B, C, H, W, OC, k, s):
     """The first layer by space-to-depth (the net's path for 8x8/4): forward of each slot,
-    then dW, db over all slots (blocks rebuilt slot by slot from the frames), against the
+    then dW, db over all slots (blocks rebuilt sample by sample from the frames), against the
     float64 reference convolution."""
     q, Hs, Ws = k // s, H // s, W // s
     OH, OW = (H - k) // s + 1, (W - k) // s + 1
-    D, N = C * s * s, B * Hs * Ws
+    D = C * s * s
     slots = 2
     x = rng.integers(0, 256, (slots, B, C, H, W), dtype=np.uint8)
     Wt = (rng.standard_normal((OC, C * k * k)) / math.sqrt(C * k * k)).astype(np.float32)
@@ -295,12 +295,12 @@ def test_space_to_depth_conv_matches_reference_over_slots(rng, B, C, H, W, OC, k
     assert_close(y.reshape(expect.shape), expect)
 
     G = rng.standard_normal(y.shape).astype(np.float32)
-    dcat = np.zeros((N, q * q * OC), np.float32)  # one slot's scratch
+    dcat = np.zeros((Hs * Ws, q * q * OC), np.float32)  # one sample's scratch
     dWq = np.full((q * q, OC, D), np.nan, np.float32)
     db = np.full(OC, np.nan, np.float32)
-    S = np.full((N, D), np.nan, np.float32)  # one slot's scratch: the blocks are rebuilt from the frames
+    S1[...] = np.nan  # the backward rebuilds each sample's blocks from the frames
     for _ in range(2):  # twice: nothing accumulates across calls
-        kconv.conv_s2d_backward(G, xs, s, 1 / 255, B, OH, OW, q, S, dcat, dWq, db)
+        kconv.conv_s2d_backward(G, xs, s, 1 / 255, OH, OW, q, S1, dcat, dWq, db)
     dW = np.full(Wt.shape, np.nan, np.float32)
     kconv.s2d_weights_backward(dWq, C, k, s, dW)
     rW, rb = ref.conv_nchw_backward_ref(xs, Wt, G.reshape(slots * B, OH, OW, OC), k, s, scale=1 / 255)

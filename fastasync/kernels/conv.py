@@ -300,43 +300,40 @@ def s2d_combine(ycat, b, q, B, Hs, Ws, OH, OW, y):
 
 
 @jit
-def conv_s2d_backward(dy, x, s, scale, B, OH, OW, q, S, dcat, dWq, db):
-    """Weight and bias gradients of the space-to-depth convolution over n = rows/(B*OH*OW) slots.
+def conv_s2d_backward(dy, x, s, scale, OH, OW, q, S, dcat, dWq, db):
+    """Weight and bias gradients of the space-to-depth convolution, one sample at a time.
 
-    dy: (n*B*OH*OW, OC) gradient at the outputs (ReLU mask applied); x: the slots' frames
-    (n*B, C, H, W), as the forward read them; S: (>= B*Hs*Ws, C*s*s) scratch for ONE slot's
-    blocks, rebuilt here from x slot by slot (the forward's blocks are not kept: 5.5 MB for a
-    segment of 8 Atari envs, in the learners' shared L3). dcat: (>= B*Hs*Ws, q*q*OC) scratch
-    for ONE slot, 0 except where this kernel writes (the same places every slot and call):
-    column block d holds the slot's dy shifted down by off_d, so one sgemm dcat.T @ S gives
-    every shift's weight gradient of the slot, accumulated over the slots.
+    dy: (N*OH*OW, OC) gradient at the outputs of N samples (ReLU mask applied); x: their
+    frames (N, C, H, W), as the forward read them; S: (Hs*Ws, C*s*s) scratch for ONE
+    sample's blocks, rebuilt here from x (the forward does not keep them). dcat: (Hs*Ws,
+    q*q*OC) scratch for ONE sample, 0 except where this kernel writes (the same places every
+    sample and call): column block d holds the sample's dy shifted down by off_d, so one
+    sgemm dcat.T @ S gives every shift's weight gradient of the sample, accumulated over the
+    samples. Sample by sample, both scratches stay in the core's L2 (113 KB each for the
+    Atari frames; a slot's were 0.9 MB), and the K = 441 sgemm runs faster than a slot's.
     dWq (q*q, OC, C*s*s) and db (OC,) OVERWRITTEN.
     """
     OC = dy.shape[1]
-    per_slot = B * OH * OW
-    n = dy.shape[0] // per_slot
+    p = OH * OW
     Q = q * q
-    Hs, Ws = x.shape[2] // s, x.shape[3] // s
-    rows = B * Hs * Ws  # every written dcat row is below this (the largest shift stays in the slot's block)
+    Ws = x.shape[3] // s
     dW = dWq.reshape(Q * OC, dWq.shape[2])
     for o in range(OC):
         db[o] = 0.0
-    r = 0
-    for t in range(n):
-        space_to_depth(x[t * B : (t + 1) * B], s, scale, S[:rows])
-        for bb in range(B):
-            for i in range(OH):
-                dst = (bb * Hs + i) * Ws
-                for j in range(OW):
-                    dyr = dy[r]
+    for m in range(x.shape[0]):
+        space_to_depth(x[m : m + 1], s, scale, S)
+        r = m * p
+        for i in range(OH):
+            for j in range(OW):
+                dyr = dy[r]
+                for o in range(OC):
+                    db[o] += dyr[o]
+                for d in range(Q):  # row views: the channel loops vectorise
+                    c = dcat[i * Ws + j + (d // q) * Ws + d % q, d * OC : (d + 1) * OC]
                     for o in range(OC):
-                        db[o] += dyr[o]
-                    for d in range(Q):  # row views: the channel loops vectorise
-                        c = dcat[dst + j + (d // q) * Ws + d % q, d * OC : (d + 1) * OC]
-                        for o in range(OC):
-                            c[o] = dyr[o]
-                    r += 1
-        if t == 0:
-            gemm(dcat[:rows], True, S[:rows], False, dW)
+                        c[o] = dyr[o]
+                r += 1
+        if m == 0:
+            gemm(dcat, True, S, False, dW)
         else:
-            gemm_acc(dcat[:rows], True, S[:rows], False, dW)
+            gemm_acc(dcat, True, S, False, dW)
