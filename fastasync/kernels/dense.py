@@ -20,16 +20,18 @@ SMALL_ROWS = 12
 
 @jit
 def _dot_rows(x, W, b, y):
-    """y = x @ W.T + b by dot products: 4 rows of x x 2 rows of W per pass over I (8 vector
-    accumulators, each loaded element used 2 or 4 times), then the leftover rows one by one."""
+    """y = x @ W.T + b by dot products: 2 rows of W x 4 rows of x per pass over I (8 vector
+    accumulators, each loaded element used 2 or 4 times). W is read once, pair by pair, each
+    pair (in L1) against every row of x (in L2); leftover rows and an odd last row of W go
+    one dot product at a time."""
     n, K = x.shape
     O = W.shape[0]
-    i = 0
-    while i + 4 <= n:
-        x0, x1, x2, x3 = x[i], x[i + 1], x[i + 2], x[i + 3]
-        j = 0
-        while j + 2 <= O:
-            w0, w1 = W[j], W[j + 1]
+    j = 0
+    while j + 2 <= O:
+        w0, w1 = W[j], W[j + 1]
+        i = 0
+        while i + 4 <= n:
+            x0, x1, x2, x3 = x[i], x[i + 1], x[i + 2], x[i + 3]
             a00 = a01 = a10 = a11 = a20 = a21 = a30 = a31 = np.float32(0.0)
             for k in range(K):
                 u, v = w0[k], w1[k]
@@ -45,12 +47,13 @@ def _dot_rows(x, W, b, y):
             y[i + 1, j], y[i + 1, j + 1] = a10 + b[j], a11 + b[j + 1]
             y[i + 2, j], y[i + 2, j + 1] = a20 + b[j], a21 + b[j + 1]
             y[i + 3, j], y[i + 3, j + 1] = a30 + b[j], a31 + b[j + 1]
-            j += 2
-        if j < O:  # odd O: the last row of W
-            _dot_one(x[i : i + 4], W[j], b[j], y[i : i + 4, j])
-        i += 4
-    for j in range(O):  # the last n % 4 rows of x
-        _dot_one(x[i:], W[j], b[j], y[i:, j])
+            i += 4
+        if i < n:  # the last n % 4 rows of x
+            _dot_one(x[i:], w0, b[j], y[i:, j])
+            _dot_one(x[i:], w1, b[j + 1], y[i:, j + 1])
+        j += 2
+    if j < O:  # odd O: the last row of W
+        _dot_one(x, W[j], b[j], y[:, j])
 
 
 @jit
