@@ -90,10 +90,10 @@ def gemm_probe():
     rs = np.random.default_rng(0)
     shapes = [
         ("1024x1024x1024 (square)", 1024, 1024, 1024),
-        ("40x2592x256 (fc, batch 40)", 40, 2592, 256),
-        ("16000x256x16 (conv1 by im2col, batch 40)", 16000, 256, 16),
-        ("3550x64x64 (conv1 by space-to-depth, one slot of 8)", 3550, 64, 64),
-        ("3240x256x32 (conv2, batch 40)", 3240, 256, 32),
+        ("40x2592x256 (fc, batch 40: the backward's rows)", 40, 2592, 256),
+        ("16000x256x16 (conv1 by im2col, batch 40; not used)", 16000, 256, 16),
+        ("441x64x64 (conv1 by space-to-depth, one sample)", 441, 64, 64),
+        ("648x256x32 (conv2, one slot of 8)", 648, 256, 32),
     ]
     rows = []
     for label, M, K, N in shapes:

@@ -1,14 +1,17 @@
 """Network specs built from kernel layers, and per-learner workspaces.
 
 A :class:`Net` is a stack of layers over one :class:`~fastasync.params.Layout`. It owns no
-arrays: a learner asks it for a :class:`Workspace` once (every activation, column and
-gradient buffer for ``slots`` time steps of ``E`` envs, allocated up front), then calls
+arrays: a learner asks it for a :class:`Workspace` once (every activation and gradient
+buffer for ``slots`` time steps of ``E`` envs, and the scratch of one slot or one sample,
+allocated up front), then calls
 
 * ``net.forward(ws, obs, t)`` while acting: the forward pass for the E envs at time slot
   ``t``; every activation is kept in the workspace, so the backward pass reuses them
   instead of running a second forward;
 * ``net.backward(ws, dout)`` after a segment: gradients of the whole segment (slots
-  ``0..T-1``, ``T*E`` rows in one GEMM per layer) into ``ws.grad``.
+  ``0..T-1``: the dense layers' ``T*E`` rows in one GEMM each, conv2 slot by slot and conv1
+  sample by sample, their columns / blocks gathered again from the kept inputs) into
+  ``ws.grad``.
 
 Weights are read from ``ws.theta`` (the learner's snapshot of the shared parameters), and
 gradients go to ``ws.grad``; both are flat arrays in the net's layout.
@@ -78,10 +81,10 @@ class Conv:
         return 2 * self.oh * self.ow * self.K * self.oc
 
     def alloc(self, slots, E, need_dx):
-        """Buffers of one learner. Columns (and the first layer's space-to-depth blocks) are one
-        slot's, gathered again in the backward; what the backward needs of every slot is the
-        layer's input: the first layer keeps a copy of its frames (uint8), a later layer reads
-        the previous layer's outputs."""
+        """Buffers of one learner. Columns are one slot's and the first layer's space-to-depth
+        blocks one sample's, gathered again in the backward; what the backward needs of every
+        slot is the layer's input: the first layer keeps a copy of its frames (uint8), a later
+        layer reads the previous layer's outputs."""
         p = self.oh * self.ow
         y = np.zeros((slots * E * p, self.oc), np.float32)
         buf = dict(y=y, dy=np.zeros_like(y), E=E, y_t=[y[t * E * p : (t + 1) * E * p] for t in range(slots)])

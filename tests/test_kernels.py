@@ -79,6 +79,26 @@ def test_gemm_reads_row_slices_with_their_row_stride(rng):
     assert not big_c[:, :10].any() and not big_c[:, 17:].any()  # nothing outside the block written
 
 
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)])
+def test_gemm_acc_adds_into_row_slices(rng, trans_a, trans_b):
+    """c += op(a) @ op(b) on a column block of a wider array; K = 0 leaves c as it was."""
+    M, K, N = 7, 11, 5
+    a = rng.standard_normal((K, M) if trans_a else (M, K)).astype(np.float32)
+    b = rng.standard_normal((N, K) if trans_b else (K, N)).astype(np.float32)
+    big_c = rng.standard_normal((M, 20)).astype(np.float32)
+    before = big_c.copy()
+    c = big_c[:, 4 : 4 + N]
+    kblas.gemm_acc(a, trans_a, b, trans_b, c)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    expect = before[:, 4 : 4 + N] + (a64.T if trans_a else a64) @ (b64.T if trans_b else b64)
+    assert_close(c, expect, rtol=1e-5)
+    np.testing.assert_array_equal(big_c[:, :4], before[:, :4])
+    np.testing.assert_array_equal(big_c[:, 4 + N :], before[:, 4 + N :])
+    empty_a, empty_b = np.zeros((M, 1), np.float32)[:, :0], np.zeros((1, N), np.float32)[:0]  # K = 0, unit column stride
+    kblas.gemm_acc(empty_a, False, empty_b, False, c)
+    assert_close(c, expect, rtol=1e-5)
+
+
 def test_gemm_rejects_shapes_that_do_not_chain(rng):
     a = np.zeros((4, 5), np.float32)
     b = np.zeros((6, 3), np.float32)
@@ -165,6 +185,26 @@ def test_conv_backward_slot_by_slot_matches_reference(rng, case):
     assert_close(dW, rW, rtol=1e-4)
     assert_close(db, rb, rtol=1e-4)
     assert_close(dx, rx, rtol=1e-4)
+
+
+def test_conv_backward_rejects_what_it_cannot_do():
+    """No slot (or a ragged one) and an input gradient for channels-first frames are errors,
+    not a silently stale dW."""
+    B, H, W, C, OC, k, s = NHWC_CASES[0]
+    OH, OW = (H - k) // s + 1, (W - k) // s + 1
+    x = np.zeros((2 * B, H, W, C), np.float32)
+    dy = np.zeros((2 * B * OH * OW, OC), np.float32)
+    Wt = np.zeros((OC, k * k * C), np.float32)
+    cols = np.zeros((B * OH * OW, k * k * C), np.float32)
+    dW, db, dx = np.zeros_like(Wt), np.zeros(OC, np.float32), np.zeros_like(x)
+    with pytest.raises(ValueError, match="slots of B samples"):
+        kconv.conv_backward(x[: B - 1], False, 1.0, dy[:0], Wt, B, k, k, s, cols, cols, dW, db, dx, True)
+    with pytest.raises(ValueError, match="slots of B samples"):
+        kconv.conv_backward(x[: B + 1], False, 1.0, dy, Wt, B, k, k, s, cols, cols, dW, db, dx, True)
+    frames = np.zeros((B, C, H, W), np.uint8)
+    with pytest.raises(ValueError, match="channels-first"):
+        kconv.conv_backward(frames, True, 1.0, dy[: B * OH * OW], Wt, B, k, k, s, cols, cols, dW, db,
+                            np.zeros((1, 1, 1, 1), np.float32), True)
 
 
 @pytest.mark.parametrize("case", NCHW_CASES)
@@ -312,8 +352,9 @@ def test_space_to_depth_conv_matches_reference_over_slots(rng, B, C, H, W, OC, k
 
 
 # N <= kdense.SMALL_ROWS go through the dot-product kernel (4x2 blocks, odd O, leftover
-# rows); (8, 2592, 256) is the acting fc; 13 rows and more, through the sgemm
-@pytest.mark.parametrize("N,I,O", [(3, 13, 7), (7, 37, 5), (1, 2592, 256), (8, 2592, 256), (13, 40, 9)])
+# rows); (8, 2592, 256) is the acting fc; more rows, through the sgemm
+@pytest.mark.parametrize("N,I,O", [(3, 13, 7), (7, 37, 5), (1, 2592, 256), (8, 2592, 256),
+                                   (kdense.SMALL_ROWS, 40, 9), (kdense.SMALL_ROWS + 1, 40, 9)])
 def test_dense_forward_backward(rng, N, I, O):
     x = rng.standard_normal((N, I)).astype(np.float32)
     W = (rng.standard_normal((O, I)) / math.sqrt(I)).astype(np.float32)
@@ -621,7 +662,3 @@ def test_check_array_rejects(arr):
     with pytest.raises(ValueError, match=r"^im2col: cols "):
         check_array("im2col: cols", arr, (16, 3), np.float32)
 
-
-def test_dense_forward_cases_cover_both_paths():
-    """The cases of test_dense_forward_backward take both of dense_forward's paths."""
-    assert 8 <= kdense.SMALL_ROWS < 13

@@ -52,10 +52,13 @@ def make_case(name, head, seed=0):
 def fast_grad(net, theta, obs, actions, targets, weight, head):
     T, E = obs.shape[:2]
     grad = np.full(net.num_params, np.nan, np.float32)  # backward must overwrite every entry
-    ws = net.workspace(T, E, theta, grad)
+    ws = net.workspace(T + 1, E, theta, grad)  # + the bootstrap slot, as a learner allocates it
     for t in range(T):
         net.forward(ws, obs[t], t)
     out = net.outputs(ws, T).copy()
+    # a bootstrap forward of other frames into slot T: the backward over slots 0..T-1 must not read it
+    bootstrap = np.random.default_rng(99).permutation(obs[0].reshape(-1)).reshape(obs[0].shape)
+    net.forward(ws, bootstrap, T)
     stats = np.zeros(4)
     if head == "a3c":
         kheads.a3c_head_backward(net.outputs(ws, T), actions, targets, weight, BETA, VALUE_COEF, net.dout(ws, T), stats)

@@ -1,4 +1,5 @@
-"""``gemm``: the one sgemm every kernel calls, from OpenBLAS >= 0.3.31 (scipy-openblas32 wheel).
+"""``gemm`` (c = a @ b) and ``gemm_acc`` (c += a @ b): the one sgemm every kernel calls, from
+OpenBLAS >= 0.3.31 (scipy-openblas32 wheel).
 
 Why not Numba's ``np.dot``: it calls SciPy's bundled BLAS (OpenBLAS 0.3.30 in SciPy 1.17),
 which is markedly slower on the net's skinny shapes than OpenBLAS 0.3.31+ (the same sgemm
@@ -16,7 +17,7 @@ as ``intp`` (the same registers as a pointer in every 64-bit C calling conventio
 Threads: this OpenBLAS is set to one thread when loaded; every learner thread is one core's
 worth of work (threadpoolctl, which the trainer uses, limits it too).
 
-Under ``NUMBA_DISABLE_JIT=1`` (the kernel tests' interpreted run) ``gemm`` is NumPy's matmul.
+Under ``NUMBA_DISABLE_JIT=1`` (the kernel tests' interpreted run) both are NumPy's matmul.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""2-D convolution (stride, no padding) as im2col + one sgemm.
+"""2-D convolution (stride, no padding) as im2col + sgemm, and the first layer by space-to-depth.
 
-Layouts, chosen so that every GEMM is one call over the whole batch:
+Layouts, chosen so that a GEMM covers a whole slot of samples with no copies between layers:
 
 * The first layer reads envpool's frames as they come, ``uint8 (B, C, H, W)``, and scales by
   ``scale`` (1/255) while gathering its patches: no float copy of the input is ever made.
@@ -94,8 +94,8 @@ def im2col_nhwc(x, kh, kw, stride, cols):
 def col2im_nhwc(dcols, kh, kw, stride, dx):
     """Scatter-add patch gradients back to a channels-last input: the adjoint of im2col_nhwc.
 
-    dcols: (B*OH*OW, KH*KW*C); dx: (B, H, W, C), OVERWRITTEN (zeroed, then accumulated).
-    For each kernel row ky the KW*C values are contiguous in dcols and in dx: one vectorised
+    dcols: (B*OH*OW, KH*KW*C); dx: (B, H, W, C) C-contiguous (written through a flat view),
+    OVERWRITTEN (zeroed, then accumulated). For each kernel row ky the KW*C values are contiguous in dcols and in dx: one vectorised
     add over two row views (the element-indexed 4-D loop it replaced did not vectorise:
     conv2's 8-env slot 166 -> 25 us).
     """
@@ -130,9 +130,14 @@ def conv_backward(x, nchw, scale, dy, W, B, kh, kw, stride, cols, dcols, dW, db,
     here instead of being kept from the forward (conv2's columns of a 5-slot segment of 8
     Atari envs were 4 MB, and the learners' working sets spill out of the shared L3).
     dW (OC, K), db (OC,) OVERWRITTEN; dx (n*B, ...) like x, OVERWRITTEN when ``need_dx``
-    (= col2im(dy @ W), channels-last only: the first layer has no input gradient).
+    (= col2im(dy @ W), channels-last only: the first layer has no input gradient); dx
+    C-contiguous (it is written through a flat view).
     """
     n = x.shape[0] // B
+    if B < 1 or n < 1 or x.shape[0] != n * B or dy.shape[0] % n != 0:
+        raise ValueError("conv_backward: x needs n >= 1 slots of B samples and dy n equal blocks of rows")
+    if nchw and need_dx:
+        raise ValueError("conv_backward: no input gradient for channels-first frames")
     per = dy.shape[0] // n  # rows of one slot
     c, d = cols[:per], dcols[:per]
     OC = dy.shape[1]
@@ -165,9 +170,10 @@ def conv_backward(x, nchw, scale, dy, W, B, kh, kw, stride, cols, dcols, dW, db,
 # S[b, i, j, (c, ry, rx)] = x[b, c, i*s + ry, j*s + rx]. Stored as rows (b*Hs + i)*Ws + j,
 # the rows of S shifted by dy*Ws + dx line up with the output rows, so the convolution is q*q
 # sgemms on contiguous views: no im2col. S holds every input pixel once (im2col of the
-# 84x84 frames holds each four times); it is built for one slot at a time, in the forward and
-# again in the backward from the kept frames. Each output row is computed for all Ws columns
-# j (j >= OW are junk and dropped) over the whole batch.
+# 84x84 frames holds each four times); it is built for one sample at a time, in the forward
+# and again in the backward from the kept frames, and the q*q products go into one sgemm
+# (the shifts are summed after it). Each output row is computed for all Ws columns j of the
+# sample's block (j >= OW are junk and dropped).
 
 
 @jit
@@ -317,6 +323,8 @@ def conv_s2d_backward(dy, x, s, scale, OH, OW, q, S, dcat, dWq, db):
     p = OH * OW
     Q = q * q
     Ws = x.shape[3] // s
+    if x.shape[0] < 1 or dy.shape[0] != x.shape[0] * p:
+        raise ValueError("conv_s2d_backward: dy needs OH*OW rows for each of x's (>= 1) samples")
     dW = dWq.reshape(Q * OC, dWq.shape[2])
     for o in range(OC):
         db[o] = 0.0

@@ -2,7 +2,9 @@
 
 Weights follow the ``(out, in)`` convention: ``y = x @ W.T + b``. The GEMM-shaped work is
 ``gemm(a, trans_a, b, trans_b, out)`` inside the jitted kernel (kernels/blas.py: OpenBLAS's
-sgemm, no allocation: the result goes into ``out``); bias, activations and reductions are loops.
+sgemm, no allocation: the result goes into ``out``), except a forward of at most
+``SMALL_ROWS`` rows, which goes by dot products (``_dot_rows``); bias, activations and
+reductions are loops.
 Backward kernels OVERWRITE their gradient outputs.
 """
 
