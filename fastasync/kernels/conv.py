@@ -95,9 +95,9 @@ def col2im_nhwc(dcols, kh, kw, stride, dx):
     """Scatter-add patch gradients back to a channels-last input: the adjoint of im2col_nhwc.
 
     dcols: (B*OH*OW, KH*KW*C); dx: (B, H, W, C) C-contiguous (written through a flat view),
-    OVERWRITTEN (zeroed, then accumulated). For each kernel row ky the KW*C values are contiguous in dcols and in dx: one vectorised
-    add over two row views (the element-indexed 4-D loop it replaced did not vectorise:
-    conv2's 8-env slot 166 -> 25 us).
+    OVERWRITTEN (zeroed, then accumulated). For each kernel row ky the KW*C values are
+    contiguous in dcols and in dx: one vectorised add over two row views (the element-indexed
+    4-D loop it replaced did not vectorise: conv2's 8-env slot 166 -> 25 us).
     """
     B, H, W, C = dx.shape
     OH = (H - kh) // stride + 1
