@@ -64,7 +64,7 @@ def evaluate(agent: Agent, episodes: int = 10, greedy=None, seed: int = 12345, g
         noop_max=cfg.env.noop_max, max_episode_frames=cfg.env.max_episode_frames,
     )
     theta = np.ascontiguousarray(agent.theta, np.float32)
-    ws = net.workspace(2, E, theta, net.layout.zeros())  # slot 0 only; 2 slots carry LSTM state
+    ws = net.workspace(2, E, theta)  # forward only; slot 0 only; 2 slots carry LSTM state
     actions = np.zeros(E, np.int32)
     rng = seed_state(seed)
     score = np.zeros(E)

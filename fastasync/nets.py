@@ -14,7 +14,11 @@ allocated up front), then calls
   ``ws.grad``.
 
 Weights are read from ``ws.theta`` (the learner's snapshot of the shared parameters), and
-gradients go to ``ws.grad``; both are flat arrays in the net's layout.
+gradients go to ``ws.grad``; both are flat arrays in the net's layout. A workspace made
+without a gradient array (``net.workspace(slots, E, theta)``: the Q methods' target net,
+evaluation) is forward-only: none of the backward's buffers are allocated (with the gradient
+array, 5.3 MB less for the Atari net at 6 slots of 8 envs) and ``net.backward`` on it is a
+ValueError.
 
 Nets (``make_net``):
 * ``atari``: the paper's feed-forward Atari net (Mnih et al. 2013/2016): uint8 4x84x84 ->
@@ -80,14 +84,16 @@ class Conv:
         """Multiply-adds x 2 of one sample's forward pass."""
         return 2 * self.oh * self.ow * self.K * self.oc
 
-    def alloc(self, slots, E, need_dx):
+    def alloc(self, slots, E, need_dx, backward=True):
         """Buffers of one learner. Columns are one slot's and the first layer's space-to-depth
         blocks one sample's, gathered again in the backward; what the backward needs of every
         slot is the layer's input: the first layer keeps a copy of its frames (uint8), a later
-        layer reads the previous layer's outputs."""
+        layer reads the previous layer's outputs. ``backward=False``: the forward's only."""
         p = self.oh * self.ow
         y = np.zeros((slots * E * p, self.oc), np.float32)
-        buf = dict(y=y, dy=np.zeros_like(y), E=E, y_t=[y[t * E * p : (t + 1) * E * p] for t in range(slots)])
+        buf = dict(y=y, E=E, y_t=[y[t * E * p : (t + 1) * E * p] for t in range(slots)])
+        if backward:
+            buf["dy"] = np.zeros_like(y)
         if self.first:
             x = np.zeros((slots * E, *self.in_shape), np.uint8)
             buf.update(x=x, x_t=[x[t * E : (t + 1) * E] for t in range(slots)])
@@ -96,16 +102,20 @@ class Conv:
             buf.update(  # one sample's scratch: see conv_s2d_forward, conv_s2d_backward
                 S=np.zeros((n, self.depth), np.float32),
                 ycat=np.zeros((n, qq * self.oc), np.float32),
-                dcat=np.zeros((n, qq * self.oc), np.float32),
                 Wq=np.zeros((qq, self.oc, self.depth), np.float32),
-                dWq=np.zeros((qq, self.oc, self.depth), np.float32),
             )
+            if backward:
+                buf.update(
+                    dcat=np.zeros((n, qq * self.oc), np.float32),
+                    dWq=np.zeros((qq, self.oc, self.depth), np.float32),
+                )
             return buf
-        buf.update(
-            cols=np.zeros((E * p, self.K), np.float32),
-            dcols=np.zeros((E * p, self.K), np.float32) if need_dx else np.zeros((1, 1), np.float32),
-            no_dx=np.zeros((1, 1, 1, 1), np.float32),  # typed stand-in for dx when there is none
-        )
+        buf["cols"] = np.zeros((E * p, self.K), np.float32)
+        if backward:
+            buf.update(
+                dcols=np.zeros((E * p, self.K), np.float32) if need_dx else np.zeros((1, 1), np.float32),
+                no_dx=np.zeros((1, 1, 1, 1), np.float32),  # typed stand-in for dx when there is none
+            )
         return buf
 
     def _forward_s2d(self, w, buf, x, t):
@@ -179,9 +189,11 @@ class Dense:
     def flops(self):
         return 2 * self.n_in * self.n_out
 
-    def alloc(self, slots, E, need_dx):
+    def alloc(self, slots, E, need_dx, backward=True):
         y = np.zeros((slots * E, self.n_out), np.float32)
-        buf = dict(y=y, dy=np.zeros_like(y), y_t=[y[t * E : (t + 1) * E] for t in range(slots)])
+        buf = dict(y=y, y_t=[y[t * E : (t + 1) * E] for t in range(slots)])
+        if backward:
+            buf["dy"] = np.zeros_like(y)
         if self.first:
             x = np.zeros((slots * E, self.n_in), np.float32)
             buf.update(x=x, x_t=[x[t * E : (t + 1) * E] for t in range(slots)])
@@ -218,18 +230,27 @@ class Dense:
 
 
 class Workspace:
-    """Every buffer one learner needs for one net, allocated once."""
+    """Every buffer one learner needs for one net, allocated once; ``grad=None``: forward only."""
 
-    def __init__(self, net, slots, E, theta, grad):
+    def __init__(self, net, slots, E, theta, grad=None):
         self.slots, self.E = slots, E
         self.obs_shape = (E, *net.obs_shape)
         self.theta, self.grad = theta, grad
+        self.backward = grad is not None
         self.w = net.layout.views(theta)
-        self.g = net.layout.views(grad)
-        self.bufs = [layer.alloc(slots, E, need_dx=i > 0) for i, layer in enumerate(net.layers)]
+        self.g = net.layout.views(grad) if self.backward else None
+        self.bufs = [
+            layer.alloc(slots, E, need_dx=i > 0 and self.backward, backward=self.backward)
+            for i, layer in enumerate(net.layers)
+        ]
         # recurrent nets: reset_in[t, e] = 1 when a new episode of env e starts at slot t
         lstm = [b for layer, b in zip(net.layers, self.bufs) if isinstance(layer, LSTM)]
         self.reset_in = lstm[0]["reset"] if lstm else None
+
+
+def _need_backward(ws, fn):
+    if not ws.backward:
+        raise ValueError(f"{fn}: this workspace is forward-only (made without a gradient array)")
 
 
 class Net:
@@ -265,7 +286,8 @@ class Net:
             self.layout.views(flat)[f"{head}.W"][: self.num_actions] *= 0.01
         return flat
 
-    def workspace(self, slots, E, theta, grad):
+    def workspace(self, slots, E, theta, grad=None):
+        """Buffers for ``slots`` time slots of ``E`` envs; without ``grad``, forward passes only."""
         return Workspace(self, slots, E, theta, grad)
 
     def forward(self, ws, obs, t):
@@ -295,10 +317,12 @@ class Net:
 
     def dout(self, ws, T):
         """Where the loss writes dL/d(head output) for slots 0..T-1: (T*E, outputs)."""
+        _need_backward(ws, "Net.dout")
         return ws.bufs[-1]["dy"][: T * ws.E]
 
     def backward(self, ws, T):
         """Backpropagate ``self.dout(ws, T)`` (filled by the loss) through slots 0..T-1 into ws.grad."""
+        _need_backward(ws, "Net.backward")
         rows = T * ws.E
         for i in range(len(self.layers) - 1, -1, -1):
             layer, buf = self.layers[i], ws.bufs[i]
@@ -353,24 +377,28 @@ class LSTM:
     def flops(self):
         return 2 * (self.n_in + self.H) * 4 * self.H
 
-    def alloc(self, slots, E, need_dx):
+    def alloc(self, slots, E, need_dx, backward=True):
         H, T = self.H, slots - 1
         y = np.zeros((slots * E, H), np.float32)
         c = np.zeros((slots * E, H), np.float32)
         buf = dict(
-            y=y, c=c, dy=np.zeros_like(y),
+            y=y, c=c,
             y_t=[y[t * E : (t + 1) * E] for t in range(slots)],
             c_t=[c[t * E : (t + 1) * E] for t in range(slots)],
             h0=np.zeros((E, H), np.float32), c0=np.zeros((E, H), np.float32),
             hs=np.zeros((E, H), np.float32), cs=np.zeros((E, H), np.float32),
-            zstep=np.zeros((2, E, 4 * H), np.float32), zseq=np.zeros((E, 4 * H), np.float32),
-            gates=np.zeros((T, E, 4 * H), np.float32),
-            dz=np.zeros((T, E, 4 * H), np.float32), hprev=np.zeros((T, E, H), np.float32),
-            dh=np.zeros((E, H), np.float32), dc=np.zeros((E, H), np.float32),
+            zstep=np.zeros((2, E, 4 * H), np.float32),
             reset=np.zeros((slots, E), np.uint8),
             reset_t=None,
         )
         buf["reset_t"] = [buf["reset"][t] for t in range(slots)]
+        if backward:  # the backward reruns the sequence (zseq, gates), then truncated BPTT
+            buf.update(
+                dy=np.zeros_like(y),
+                zseq=np.zeros((E, 4 * H), np.float32), gates=np.zeros((T, E, 4 * H), np.float32),
+                dz=np.zeros((T, E, 4 * H), np.float32), hprev=np.zeros((T, E, H), np.float32),
+                dh=np.zeros((E, H), np.float32), dc=np.zeros((E, H), np.float32),
+            )
         return buf
 
     def begin_segment(self, buf, T):

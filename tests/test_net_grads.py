@@ -165,3 +165,59 @@ def test_init_keeps_activation_scale_through_the_atari_torso():
 def test_cases_take_both_first_layer_paths():
     nets = {name: make_net(CASES[name][0], CASES[name][1]) for name in ("atari44", "atari42")}
     assert nets["atari44"].layers[0].s2d and not nets["atari42"].layers[0].s2d
+
+
+@pytest.mark.parametrize("kind", ["atari44", "atari42", "mlp-lstm"])
+def test_forward_only_workspace_matches_and_allocates_no_backward_buffers(kind):
+    """``net.workspace(slots, E, theta)`` (no gradient array: the Q methods' target net,
+    evaluation) gives the same forward outputs as a full workspace, holds none of the
+    backward's buffers, and refuses a backward pass with a clear error."""
+    if kind == "mlp-lstm":
+        net, (T, E) = make_net((5,), 3, lstm=6), (3, 4)
+        obs = np.random.default_rng(1).standard_normal((T, E, 5)).astype(np.float32)
+    else:
+        shape, A, T, E = CASES[kind]
+        net = make_net(shape, A)
+        obs = np.random.default_rng(1).integers(0, 256, (T, E, *shape), dtype=np.uint8)
+    theta = net.init_params(2)
+    full = net.workspace(T, E, theta, net.layout.zeros())
+    fwd = net.workspace(T, E, theta)
+    for t in range(T):
+        if net.recurrent:
+            full.reset_in[t] = fwd.reset_in[t] = t == 1
+        np.testing.assert_array_equal(net.forward(fwd, obs[t], t), net.forward(full, obs[t], t))
+    assert fwd.grad is None and fwd.g is None
+
+    def nbytes(ws):
+        return sum(v.nbytes for b in ws.bufs for v in b.values() if isinstance(v, np.ndarray))
+
+    backward_only = {"dy", "dcols", "no_dx", "dcat", "dWq", "dz", "hprev", "dh", "dc", "gates", "zseq"}
+    assert all(not (backward_only & set(b)) for b in fwd.bufs)
+    assert any("dy" in b for b in full.bufs) and nbytes(fwd) < nbytes(full)
+    with pytest.raises(ValueError, match="Net.backward: this workspace is forward-only"):
+        net.backward(fwd, T)
+    with pytest.raises(ValueError, match="Net.dout: this workspace is forward-only"):
+        net.dout(fwd, T)
+
+
+def test_q_target_net_workspace_is_forward_only():
+    """The Q methods' target net only ever runs forward: its workspace has no gradient buffers."""
+    from types import SimpleNamespace
+
+    from fastasync.algorithms import make_algorithm
+    from fastasync.config import build
+    from fastasync.envs import env_info
+    from fastasync.kernels.rng import seed_state
+
+    cfg = build({"env": "Pong-v5", "algo": "nstep-q"})
+    net = make_net((4, 84, 84), 6, "q")
+    algo = make_algorithm("nstep-q", cfg, net, env_info("Pong-v5", "envpool"))
+    learner = SimpleNamespace(rng_state=seed_state(0), E=8, T=5, shared=SimpleNamespace(target=net.init_params(0)))
+    algo.bind(learner)
+    ws = algo.target_ws
+    assert not ws.backward and ws.grad is None and ws.slots == 6
+    assert all("dy" not in b for b in ws.bufs)
+    full = net.workspace(6, 8, learner.shared.target, net.layout.zeros())
+    saved = sum(v.nbytes for b in full.bufs for v in b.values() if isinstance(v, np.ndarray)) + net.layout.size * 4
+    saved -= sum(v.nbytes for b in ws.bufs for v in b.values() if isinstance(v, np.ndarray))
+    assert saved > 5e6  # the gradient array (2.7 MB) and every backward buffer (2.6 MB)

@@ -48,7 +48,7 @@ class QMethod:
         """Per-learner set-up: final epsilon from the learner's generator, target-net buffers."""
         self.final_epsilon = draw_final_epsilon(rng.uniform(learner.rng_state))
         self.E = learner.E
-        self.target_ws = self.net.workspace(learner.T + 1, learner.E, learner.shared.target, self.net.layout.zeros())
+        self.target_ws = self.net.workspace(learner.T + 1, learner.E, learner.shared.target)  # forward only
 
     def epsilon(self, frames):
         frac = min(1.0, frames / self.anneal) if self.anneal > 0 else 1.0
