@@ -25,6 +25,7 @@ import numpy as np
 
 from ._jit import jit
 from .blas import gemm
+from .checks import check_array
 
 _ONE = np.float32(1.0)
 _ZERO = np.float32(0.0)
@@ -234,13 +235,7 @@ def lstm_backward(x, h0, c0, reset, Wx, Wh, gates, c_seq, h_seq, dh_seq, dWx, dW
 
 def _expect(fn, name, arr, shape, dtype=np.float32):
     """Raise ValueError unless ``arr`` is a C-contiguous ndarray of ``shape`` and ``dtype``."""
-    dt = np.dtype(dtype)
-    want = f"expected {tuple(shape)} {dt.name} C-contiguous"
-    if not isinstance(arr, np.ndarray):
-        raise ValueError(f"{fn}: {name} is {type(arr).__name__}, {want}")
-    if arr.shape != tuple(shape) or arr.dtype != dt or not arr.flags.c_contiguous:
-        order = "C-contiguous" if arr.flags.c_contiguous else "not C-contiguous"
-        raise ValueError(f"{fn}: {name} has shape {arr.shape} {arr.dtype.name} {order}, {want}")
+    check_array(f"{fn}: {name}", arr, shape, dtype)
 
 
 def _sizes(fn, x, xdim, h, hname):
