@@ -177,7 +177,7 @@ def kernel_breakdown(step):
     items = [
         ("fwd conv1 weights to blocks x T",
          slots(lambda t: kconv.s2d_weights(w["conv1.W"], c1.c_in, c1.k, c1.stride, b1["Wq"]))),
-        ("fwd conv1 space-to-depth + GEMM + shifts+bias+relu (sample by sample) x T",
+        ("fwd conv1 space-to-depth + 2x2 dot products+bias+relu (sample by sample) x T",
          slots(lambda t: kconv.conv_s2d_forward(b1["x_t"][t], c1.stride, c1.scale, b1["Wq"], w["conv1.b"], c1.q, c1.oh,
                                                 c1.ow, b1["S"], b1["ycat"], b1["y_t"][t]))),
         ("fwd conv2 im2col x T", slots(lambda t: kconv.im2col_nhwc(x1[t * E : (t + 1) * E], c2.k, c2.k, c2.stride, cols2))),

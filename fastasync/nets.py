@@ -67,7 +67,7 @@ class Conv:
         self.out_shape = (self.oh, self.ow, out_channels)
         self.relu = True
         # first layer with k a multiple of the stride (the paper's 8x8/4): space-to-depth
-        # and q*q sgemms instead of im2col (kernels/conv.py)
+        # and a q x q stride-1 convolution of the blocks instead of im2col (kernels/conv.py)
         self.s2d = first and kernel % stride == 0 and h % stride == 0 and w % stride == 0
         if self.s2d:
             self.c_in, self.q = c, kernel // stride
@@ -101,7 +101,8 @@ class Conv:
             n, qq = self.hs * self.ws, self.q * self.q
             buf.update(  # one sample's scratch: see conv_s2d_forward, conv_s2d_backward
                 S=np.zeros((n, self.depth), np.float32),
-                ycat=np.zeros((n, qq * self.oc), np.float32),
+                # the products of every shift: only for q != 2 (q = 2 goes by dot products)
+                ycat=np.zeros((n, qq * self.oc) if self.q != 2 else (1, 1), np.float32),
                 Wq=np.zeros((qq, self.oc, self.depth), np.float32),
             )
             if backward:

@@ -310,7 +310,15 @@ def test_conv_nchw_backward_matches_fd(rng, case):
     assert_grad_fd(db[ib], fb, what="conv1 db")
 
 
-@pytest.mark.parametrize("B,C,H,W,OC,k,s", [(3, 4, 20, 24, 5, 8, 4), (2, 2, 10, 8, 3, 4, 2), (2, 3, 12, 12, 4, 6, 2)])
+@pytest.mark.parametrize(
+    "B,C,H,W,OC,k,s",
+    [
+        (3, 4, 20, 24, 5, 8, 4),  # q = 2: OW 5 (one 4-wide group + 1), odd OC
+        (2, 2, 10, 8, 3, 4, 2),  # q = 2: OW 3 (no 4-wide group)
+        (1, 4, 44, 48, 16, 8, 4),  # q = 2: OH 10, OW 11 (two groups + 3), the paper's channels
+        (2, 3, 12, 12, 4, 6, 2),  # q = 3: the sgemm and shift-combine path
+    ],
+)
 def test_space_to_depth_conv_matches_reference_over_slots(rng, B, C, H, W, OC, k, s):
     """The first layer by space-to-depth (the net's path for 8x8/4): forward of each slot,
     then dW, db over all slots (blocks rebuilt sample by sample from the frames), against the
@@ -334,7 +342,15 @@ def test_space_to_depth_conv_matches_reference_over_slots(rng, B, C, H, W, OC, k
     expect = np.maximum(ref.conv_nchw_ref(xs, Wt, b, k, s, scale=1 / 255), 0)
     assert_close(y.reshape(expect.shape), expect)
 
-    G = rng.standard_normal(y.shape).astype(np.float32)
+    # dense gradients for even samples (q = 2: the sgemm path), ReLU-like zeros for odd ones:
+    # 2 of 3 channels and a quarter of the positions (the sparse dot path, which skips zeros)
+    G = rng.standard_normal(y.shape).astype(np.float32).reshape(slots * B, OH * OW, OC)
+    G[1::2, :, np.arange(OC) % 3 != 0] = 0.0
+    G[1::2, rng.random(OH * OW) < 0.25, :] = 0.0
+    if q == 2 and OW >= 4:
+        paths = [bool(kconv._q2_sparse_pays(g, OH, OW)) for g in G]
+        assert paths == [m % 2 == 1 for m in range(slots * B)]
+    G = G.reshape(y.shape)
     dcat = np.zeros((Hs * Ws, q * q * OC), np.float32)  # one sample's scratch
     dWq = np.full((q * q, OC, D), np.nan, np.float32)
     db = np.full(OC, np.nan, np.float32)

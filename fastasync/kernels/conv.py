@@ -174,6 +174,11 @@ def conv_backward(x, nchw, scale, dy, W, B, kh, kw, stride, cols, dcols, dW, db,
 # and again in the backward from the kept frames, and the q*q products go into one sgemm
 # (the shifts are summed after it). Each output row is computed for all Ws columns j of the
 # sample's block (j >= OW are junk and dropped).
+# The paper's q = 2 skips the sgemm in the forward (``_s2d_q2_dots``: the four shifted block
+# rows dotted with the weights in one loop, 4 outputs x 2 channels at a time, ReLU fused;
+# no products matrix) and, for a sample whose output gradient is mostly the ReLU's zeros, in
+# the backward (``_s2d_q2_grad``, which skips them): conv1 forward 0.93 -> 0.75 ms per 8-env
+# slot and backward 4.1 -> 2.3 ms per 40-sample segment inside the 2-thread trainer.
 
 
 @jit
@@ -253,13 +258,14 @@ def conv_s2d_forward(x, s, scale, Wq, b, q, OH, OW, S, ycat, y):
     """y = ReLU(conv(x * scale) + b) of B samples by space-to-depth, one sample at a time.
 
     x: (B, C, H, W) C-contiguous frames; Wq: (q*q, OC, C*s*s) from s2d_weights; S (Hs*Ws,
-    C*s*s) and ycat (Hs*Ws, q*q*OC): ONE sample's blocks and products, so they stay in the
-    core's L2 between the three steps (a whole 8-env slot's are 0.9 MB each, and after an env
-    step they came back from L3: 1.0 -> 0.83 ms per slot with 8 MB of other data between
-    calls, the same when hot); y: (B*OH*OW, OC), written.
-    Per sample: blocks (space_to_depth), ycat = S @ Wq.reshape(q*q*OC, D).T (every shift's
-    product in one sgemm), then ``s2d_combine`` sums the shifted column blocks. Every
-    shifted row a valid output reads lies inside its sample's Hs*Ws block rows.
+    C*s*s): ONE sample's blocks, so they stay in the core's L2 (a whole 8-env slot's are
+    0.9 MB, and after an env step they came back from L3); ycat (Hs*Ws, q*q*OC): one
+    sample's products, used only when q != 2; y: (B*OH*OW, OC), written.
+    Per sample: blocks (space_to_depth), then for the paper's q = 2 the 2x2 stride-1
+    convolution of the blocks by dot products (``_s2d_q2_dots``); any other q: ycat = S @
+    Wq.reshape(q*q*OC, D).T (every shift's product in one sgemm), then ``s2d_combine`` sums
+    the shifted column blocks. Every shifted row a valid output reads lies inside its
+    sample's Hs*Ws block rows.
     """
     B, C, H, W = x.shape
     Hs, Ws = H // s, W // s
@@ -268,17 +274,80 @@ def conv_s2d_forward(x, s, scale, Wq, b, q, OH, OW, S, ycat, y):
     p = OH * OW
     for bb in range(B):
         space_to_depth(x[bb : bb + 1], s, scale, S)
-        gemm(S, False, Wf, True, ycat)
-        s2d_combine(ycat, b, q, 1, Hs, Ws, OH, OW, y[bb * p : (bb + 1) * p])
+        if q == 2:
+            _s2d_q2_dots(S, Wq, b, Ws, OH, OW, y[bb * p : (bb + 1) * p])
+        else:
+            gemm(S, False, Wf, True, ycat)
+            s2d_combine(ycat, b, q, 1, Hs, Ws, OH, OW, y[bb * p : (bb + 1) * p])
+
+
+@jit
+def _s2d_q2_dots(S, Wq, b, Ws, OH, OW, y):
+    """One sample: y[i*OW + j, o] = max(b[o] + sum_d S[(i + d//2)*Ws + j + d%2] . Wq[d, o], 0).
+
+    4 output positions x 2 channels per pass over the D block columns, all four shifts in
+    one loop body (8 vector accumulators; 10 block rows and 8 weight rows, all in L1): no
+    products matrix, no combine pass (conv1 of 8 Atari envs 0.75 -> 0.67 ms alone).
+    Leftover positions (OW % 4) and an odd last channel go one dot product at a time.
+    """
+    OC, D = Wq.shape[1], Wq.shape[2]
+    zero = np.float32(0.0)
+    for i in range(OH):
+        top = i * Ws
+        bot = top + Ws
+        j = 0
+        while j + 4 <= OW:
+            t0, t1, t2, t3, t4 = S[top + j], S[top + j + 1], S[top + j + 2], S[top + j + 3], S[top + j + 4]
+            u0, u1, u2, u3, u4 = S[bot + j], S[bot + j + 1], S[bot + j + 2], S[bot + j + 3], S[bot + j + 4]
+            r = i * OW + j
+            o = 0
+            while o + 2 <= OC:
+                w0, w1, w2, w3 = Wq[0, o], Wq[1, o], Wq[2, o], Wq[3, o]
+                v0, v1, v2, v3 = Wq[0, o + 1], Wq[1, o + 1], Wq[2, o + 1], Wq[3, o + 1]
+                a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = zero
+                for k in range(D):
+                    a0 += t0[k] * w0[k] + t1[k] * w1[k] + u0[k] * w2[k] + u1[k] * w3[k]
+                    c0 += t0[k] * v0[k] + t1[k] * v1[k] + u0[k] * v2[k] + u1[k] * v3[k]
+                    a1 += t1[k] * w0[k] + t2[k] * w1[k] + u1[k] * w2[k] + u2[k] * w3[k]
+                    c1 += t1[k] * v0[k] + t2[k] * v1[k] + u1[k] * v2[k] + u2[k] * v3[k]
+                    a2 += t2[k] * w0[k] + t3[k] * w1[k] + u2[k] * w2[k] + u3[k] * w3[k]
+                    c2 += t2[k] * v0[k] + t3[k] * v1[k] + u2[k] * v2[k] + u3[k] * v3[k]
+                    a3 += t3[k] * w0[k] + t4[k] * w1[k] + u3[k] * w2[k] + u4[k] * w3[k]
+                    c3 += t3[k] * v0[k] + t4[k] * v1[k] + u3[k] * v2[k] + u4[k] * v3[k]
+                bo, bv = b[o], b[o + 1]
+                y[r, o], y[r, o + 1] = max(a0 + bo, zero), max(c0 + bv, zero)
+                y[r + 1, o], y[r + 1, o + 1] = max(a1 + bo, zero), max(c1 + bv, zero)
+                y[r + 2, o], y[r + 2, o + 1] = max(a2 + bo, zero), max(c2 + bv, zero)
+                y[r + 3, o], y[r + 3, o + 1] = max(a3 + bo, zero), max(c3 + bv, zero)
+                o += 2
+            if o < OC:
+                for jj in range(4):
+                    y[r + jj, o] = _s2d_q2_dot(S, Wq, b, top + j + jj, Ws, o)
+            j += 4
+        while j < OW:
+            r = i * OW + j
+            for o in range(OC):
+                y[r, o] = _s2d_q2_dot(S, Wq, b, top + j, Ws, o)
+            j += 1
+
+
+@jit
+def _s2d_q2_dot(S, Wq, b, row, Ws, o):
+    """One output of _s2d_q2_dots: max(b[o] + the four shifted rows' dot products, 0)."""
+    a = b[o]
+    for d in range(4):
+        sr = S[row + (d // 2) * Ws + d % 2]
+        wr = Wq[d, o]
+        for k in range(sr.shape[0]):
+            a += sr[k] * wr[k]
+    return max(a, np.float32(0.0))
 
 
 @jit
 def s2d_combine(ycat, b, q, B, Hs, Ws, OH, OW, y):
     """y[(bb*OH + i)*OW + j, o] = max(b[o] + sum_d ycat[(bb*Hs + i)*Ws + j + off_d, d*OC + o], 0),
-    off_d = (d // q)*Ws + d % q: the valid outputs, bias and ReLU.
-
-    Row views, so the channel loops vectorise; the paper's q = 2 sums its four shifts in one
-    pass (226 -> 50 us for 8 Atari envs)."""
+    off_d = (d // q)*Ws + d % q: the valid outputs, bias and ReLU (row views, so the channel
+    loops vectorise). The paper's q = 2 does not come here (``_s2d_q2_dots``)."""
     OC = y.shape[1]
     r = 0
     for bb in range(B):
@@ -286,22 +355,14 @@ def s2d_combine(ycat, b, q, B, Hs, Ws, OH, OW, y):
             src = (bb * Hs + i) * Ws
             for j in range(OW):
                 yr = y[r]
-                if q == 2:
-                    c0 = ycat[src + j, 0:OC]
-                    c1 = ycat[src + j + 1, OC : 2 * OC]
-                    c2 = ycat[src + j + Ws, 2 * OC : 3 * OC]
-                    c3 = ycat[src + j + Ws + 1, 3 * OC : 4 * OC]
+                for o in range(OC):
+                    yr[o] = b[o]
+                for d in range(q * q):
+                    c = ycat[src + j + (d // q) * Ws + d % q, d * OC : (d + 1) * OC]
                     for o in range(OC):
-                        yr[o] = max(b[o] + c0[o] + c1[o] + c2[o] + c3[o], np.float32(0.0))
-                else:
-                    for o in range(OC):
-                        yr[o] = b[o]
-                    for d in range(q * q):
-                        c = ycat[src + j + (d // q) * Ws + d % q, d * OC : (d + 1) * OC]
-                        for o in range(OC):
-                            yr[o] += c[o]
-                    for o in range(OC):
-                        yr[o] = max(yr[o], np.float32(0.0))
+                        yr[o] += c[o]
+                for o in range(OC):
+                    yr[o] = max(yr[o], np.float32(0.0))
                 r += 1
 
 
@@ -317,6 +378,8 @@ def conv_s2d_backward(dy, x, s, scale, OH, OW, q, S, dcat, dWq, db):
     sgemm dcat.T @ S gives every shift's weight gradient of the sample, accumulated over the
     samples. Sample by sample, both scratches stay in the core's L2 (113 KB each for the
     Atari frames; a slot's were 0.9 MB), and the K = 441 sgemm runs faster than a slot's.
+    For q = 2, a sample whose dy is mostly zeros (``_q2_sparse_pays``) goes by
+    ``_s2d_q2_grad`` instead, which skips them; the sums are the same.
     dWq (q*q, OC, C*s*s) and db (OC,) OVERWRITTEN.
     """
     OC = dy.shape[1]
@@ -328,9 +391,13 @@ def conv_s2d_backward(dy, x, s, scale, OH, OW, q, S, dcat, dWq, db):
     dW = dWq.reshape(Q * OC, dWq.shape[2])
     for o in range(OC):
         db[o] = 0.0
+    dW[...] = 0.0
     for m in range(x.shape[0]):
         space_to_depth(x[m : m + 1], s, scale, S)
         r = m * p
+        if q == 2 and _q2_sparse_pays(dy[r : r + p], OH, OW):
+            _s2d_q2_grad(dy[r : r + p], S, Ws, OH, OW, dWq, db)
+            continue
         for i in range(OH):
             for j in range(OW):
                 dyr = dy[r]
@@ -341,7 +408,76 @@ def conv_s2d_backward(dy, x, s, scale, OH, OW, q, S, dcat, dWq, db):
                     for o in range(OC):
                         c[o] = dyr[o]
                 r += 1
-        if m == 0:
-            gemm(dcat, True, S, False, dW)
-        else:
-            gemm_acc(dcat, True, S, False, dW)
+        gemm_acc(dcat, True, S, False, dW)
+
+
+@jit
+def _q2_sparse_pays(dy, OH, OW):
+    """Whether ``_s2d_q2_grad`` beats the sgemm for one sample's dy (OH*OW, OC): when at most
+    half of its (4 positions x channel) groups hold a nonzero gradient. Its time grows with
+    the busy groups: with all of them busy it takes 1.7x the sgemm's; with Pong's ReLU masks
+    (35% of conv1's outputs active at init, 6% in a trained net: 65% and 94% of the groups
+    all zero) 0.4x and 0.3x (bench/RESULTS.md, session 6)."""
+    OC = dy.shape[1]
+    busy = 0
+    total = 0
+    for i in range(OH):
+        j = 0
+        while j + 4 <= OW:
+            p = i * OW + j
+            g0, g1, g2, g3 = dy[p], dy[p + 1], dy[p + 2], dy[p + 3]
+            for o in range(OC):
+                if g0[o] != 0.0 or g1[o] != 0.0 or g2[o] != 0.0 or g3[o] != 0.0:
+                    busy += 1
+            total += OC
+            j += 4
+    return 2 * busy <= total
+
+
+@jit
+def _s2d_q2_grad(dy, S, Ws, OH, OW, dWq, db):
+    """One sample of the q = 2 weight gradient, ADDED to dWq and db:
+    dWq[d, o] += sum_p dy[p, o] * S[(i + d//2)*Ws + j + d%2] over the outputs p = i*OW + j.
+
+    4 output positions at a time: their 10 block rows (in L1) go, for each channel, into
+    the channel's 4 shifts' weight-gradient rows in one pass (16 products per 14 loads); a
+    channel whose 4 gradients are all 0 (the ReLU's zeros) is skipped, which changes no sum.
+    Leftover positions (OW % 4) go one at a time.
+    """
+    OC, D = dWq.shape[1], dWq.shape[2]
+    for i in range(OH):
+        top = i * Ws
+        bot = top + Ws
+        j = 0
+        while j + 4 <= OW:
+            p = i * OW + j
+            g0, g1, g2, g3 = dy[p], dy[p + 1], dy[p + 2], dy[p + 3]
+            t0, t1, t2, t3, t4 = S[top + j], S[top + j + 1], S[top + j + 2], S[top + j + 3], S[top + j + 4]
+            u0, u1, u2, u3, u4 = S[bot + j], S[bot + j + 1], S[bot + j + 2], S[bot + j + 3], S[bot + j + 4]
+            for o in range(OC):
+                a0, a1, a2, a3 = g0[o], g1[o], g2[o], g3[o]
+                db[o] += a0 + a1 + a2 + a3
+                if a0 == 0.0 and a1 == 0.0 and a2 == 0.0 and a3 == 0.0:
+                    continue
+                w0, w1, w2, w3 = dWq[0, o], dWq[1, o], dWq[2, o], dWq[3, o]
+                for k in range(D):
+                    w0[k] += a0 * t0[k] + a1 * t1[k] + a2 * t2[k] + a3 * t3[k]
+                    w1[k] += a0 * t1[k] + a1 * t2[k] + a2 * t3[k] + a3 * t4[k]
+                    w2[k] += a0 * u0[k] + a1 * u1[k] + a2 * u2[k] + a3 * u3[k]
+                    w3[k] += a0 * u1[k] + a1 * u2[k] + a2 * u3[k] + a3 * u4[k]
+            j += 4
+        while j < OW:
+            p = i * OW + j
+            g = dy[p]
+            for o in range(OC):
+                db[o] += g[o]
+            for d in range(4):
+                sr = S[(i + d // 2) * Ws + j + d % 2]
+                for o in range(OC):
+                    a = g[o]
+                    if a == 0.0:
+                        continue
+                    w = dWq[d, o]
+                    for k in range(D):
+                        w[k] += a * sr[k]
+            j += 1
