@@ -166,15 +166,27 @@ def test_im2col_col2im_nhwc_match_reference(rng, case):
     assert math.isclose(lhs, rhs, rel_tol=1e-5, abs_tol=1e-4)
 
 
+def sparse_by_slot(rng, dy, slots):
+    """dy with its first slot dense (the sgemm path), the second 10% nonzero (the sparse
+    path, as a trained net's ReLU masks give) and any third all zero; checks the paths."""
+    per = dy.shape[0] // slots
+    parts = dy.reshape(slots, per, -1)
+    parts[1] *= rng.random(parts[1].shape) < 0.1
+    parts[2:] = 0.0
+    assert not kdense.sparse_pays(parts[0]) and all(kdense.sparse_pays(p) for p in parts[1:])
+    return dy
+
+
 @pytest.mark.parametrize("case", NHWC_CASES)
 def test_conv_backward_slot_by_slot_matches_reference(rng, case):
     """dW, db, dx = col2im(dy @ W) over 3 slots of B samples, each slot's columns gathered
-    again into a one-slot scratch; run twice: nothing accumulates across calls."""
+    again into a one-slot scratch; run twice: nothing accumulates across calls. One slot's
+    dy is dense, one mostly zeros, one all zeros (sparse_by_slot)."""
     B, H, W, C, OC, k, s = case
     slots = 3
     OH, OW = (H - k) // s + 1, (W - k) // s + 1
     x = rng.standard_normal((slots * B, H, W, C)).astype(np.float32)
-    dy = rng.standard_normal((slots * B * OH * OW, OC)).astype(np.float32)
+    dy = sparse_by_slot(rng, rng.standard_normal((slots * B * OH * OW, OC)).astype(np.float32), slots)
     Wt = rng.standard_normal((OC, k * k * C)).astype(np.float32)
     cols, dcols = (np.full((B * OH * OW, k * k * C), np.nan, np.float32) for _ in range(2))
     dW, db = np.full(Wt.shape, np.nan, np.float32), np.full(OC, np.nan, np.float32)
@@ -214,7 +226,7 @@ def test_conv_backward_first_layer_slot_by_slot_matches_reference(rng, case):
     slots = 2
     OH, OW = (H - k) // s + 1, (W - k) // s + 1
     x = rng.integers(0, 256, (slots * B, C, H, W), dtype=np.uint8)
-    dy = rng.standard_normal((slots * B * OH * OW, OC)).astype(np.float32)
+    dy = sparse_by_slot(rng, rng.standard_normal((slots * B * OH * OW, OC)).astype(np.float32), slots)
     Wt = rng.standard_normal((OC, C * k * k)).astype(np.float32)
     cols = np.full((B * OH * OW, C * k * k), np.nan, np.float32)
     dW, db = np.full(Wt.shape, np.nan, np.float32), np.full(OC, np.nan, np.float32)
@@ -365,6 +377,28 @@ def test_space_to_depth_conv_matches_reference_over_slots(rng, B, C, H, W, OC, k
 
 
 # --------------------------------------------------------------------------- dense, relu
+
+
+@pytest.mark.parametrize("density", [0.1, 0.0])
+@pytest.mark.parametrize("N,I,O", [(3, 13, 7), (40, 2592, 256), (40, 37, 5)])
+def test_dense_backward_of_a_mostly_zero_dy(rng, N, I, O, density):
+    """A ReLU layer's dy in a trained net is mostly zeros: the sparse path (nonzeros only)
+    gives the reference's gradients, overwrites what it must, and touches no dx when told."""
+    x = rng.standard_normal((N, I)).astype(np.float32)
+    W = (rng.standard_normal((O, I)) / math.sqrt(I)).astype(np.float32)
+    G = (rng.standard_normal((N, O)) * (rng.random((N, O)) < density)).astype(np.float32)
+    assert kdense.sparse_pays(G)
+    dW, db, dx = (np.full(s, np.nan, np.float32) for s in (W.shape, (O,), x.shape))
+    for _ in range(2):  # twice: nothing accumulates across calls
+        kdense.dense_backward(x, W, G, dW, db, dx, True)
+    rW, rb, rx = ref.dense_backward_ref(x, W, G)
+    assert_close(dW, rW)
+    assert_close(db, rb)
+    assert_close(dx, rx)
+    untouched = np.full(x.shape, 7.0, np.float32)
+    kdense.dense_backward(x, W, G, dW, db, untouched, False)
+    assert (untouched == 7.0).all()
+    assert_close(dW, rW)
 
 
 # N <= kdense.SMALL_ROWS go through the dot-product kernel (4x2 blocks, odd O, leftover

@@ -21,6 +21,7 @@ import numpy as np
 
 from ._jit import jit
 from .blas import gemm, gemm_acc
+from .dense import sparse_backward_acc, sparse_pays
 
 
 def out_size(n, k, stride):
@@ -143,6 +144,7 @@ def conv_backward(x, nchw, scale, dy, W, B, kh, kw, stride, cols, dcols, dW, db,
     OC = dy.shape[1]
     for o in range(OC):
         db[o] = 0.0
+    dW[...] = 0.0
     for t in range(n):
         xt = x[t * B : (t + 1) * B]
         if nchw:
@@ -150,16 +152,17 @@ def conv_backward(x, nchw, scale, dy, W, B, kh, kw, stride, cols, dcols, dW, db,
         else:
             im2col_nhwc(xt, kh, kw, stride, c)
         dyt = dy[t * per : (t + 1) * per]
-        if t == 0:
-            gemm(dyt, True, c, False, dW)
+        if sparse_pays(dyt):  # mostly the ReLU's zeros: visit only the nonzeros
+            sparse_backward_acc(c, W, dyt, dW, db, d, need_dx)
         else:
             gemm_acc(dyt, True, c, False, dW)
-        for r in range(per):
-            row = dyt[r]
-            for o in range(OC):
-                db[o] += row[o]
+            for r in range(per):
+                row = dyt[r]
+                for o in range(OC):
+                    db[o] += row[o]
+            if need_dx:
+                gemm(dyt, False, W, False, d)
         if need_dx:
-            gemm(dyt, False, W, False, d)
             col2im_nhwc(d, kh, kw, stride, dx[t * B : (t + 1) * B])
 
 
