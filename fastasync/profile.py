@@ -16,7 +16,9 @@ FLOP counts: forward = ``net.flops_per_sample()`` x (t_max + 1) x E per segment 
 acting forwards and the bootstrap forward); backward ~= 2 x forward x t_max / (t_max + 1)
 (the weight and input gradients each cost about one forward GEMM, over the t_max stored
 slots; an approximation: the first layer computes no input gradient, and im2col/col2im,
-ReLU and bias work are not counted).
+ReLU and bias work are not counted). These are dense-equivalent counts: where an output
+gradient is mostly the ReLU's zeros the backward skips them (kernels/dense.py, conv.py), so
+the backward's GFLOP/s can exceed the arithmetic it did, more so as the net trains.
 """
 
 from __future__ import annotations
@@ -160,7 +162,8 @@ def format_report(res: dict) -> str:
                  + (f"  (mean over learners {_mean([q['backward_gflops'] for q in per]):.2f})" if n > 1 else ""))
     lines.append(f"FLOPs: forward = flops_per_sample x (t_max+1) x E per segment ({T + 1} slots x {E} envs); "
                  f"backward ~= 2 x forward x t_max/(t_max+1) (dW and dX GEMMs over {T} slots; approximation:")
-    lines.append("  the first layer has no dX, and im2col/col2im, ReLU and bias work are not counted)")
+    lines.append("  the first layer has no dX, and im2col/col2im, ReLU and bias work are not counted; dense-equivalent:")
+    lines.append("  the backward skips the zeros of mostly-zero output gradients, so its GFLOP/s can exceed the work done)")
     lines.append("shares are of the learner's time inside segments; compile and warm-up excluded")
     lines.append(f"placement: {res['placement']}")
     return "\n".join(lines)
