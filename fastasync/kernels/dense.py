@@ -122,12 +122,14 @@ def sparse_pays(dy):
     with uniformly scattered zeros (the worst case for its branch), against the sgemms: fc's
     40 x 256 dy 0.94 / 1.88 / 2.61 ms at 10 / 20 / 30% vs 2.04, one conv2 slot's 648 x 32
     0.24 / 0.42 / 0.60 vs 0.35 (bench/RESULTS.md, session 6)."""
-    f = dy.reshape(-1)
+    n, o = dy.shape
     nnz = 0
-    for i in range(f.size):
-        if f[i] != 0.0:
-            nnz += 1
-    return nnz <= SPARSE_MAX_DENSITY * f.size
+    for i in range(n):
+        row = dy[i]
+        for j in range(o):
+            if row[j] != 0.0:
+                nnz += 1
+    return nnz <= SPARSE_MAX_DENSITY * n * o
 
 
 @jit
