@@ -137,9 +137,9 @@ def sparse_backward_acc(x, W, dy, dW, db, dx, need_dx):
     """dW += dy.T @ x, db += sum_n dy, and dx = dy @ W (OVERWRITTEN, when ``need_dx``),
     visiting only dy's nonzero entries: per nonzero dy[i, j], x[i] into dW[j] and W[j] into
     dx[i] (two vectorised AXPYs; W[j] and dW[j] stay in L1 over the column). A ReLU layer's
-    dy is mostly zeros once the net has trained (the Pong net of docs/pong-run: 12% of fc's
-    and 17% of conv2's outputs active), where this does a fraction of the sgemms' work; the
-    sums are the same, in another order.
+    dy is mostly zeros once the net has trained (the Pong net of docs/pong-run-494d6a2: 12%
+    of fc's and 17% of conv2's outputs active), where this does a fraction of the sgemms'
+    work; the sums are the same, in another order.
     x: (N, I), W: (O, I), dy: (N, O), dW: (O, I), db: (O,), dx: (N, I); rows contiguous.
     """
     n, o = dy.shape
