@@ -21,7 +21,7 @@ import numpy as np
 
 from ._jit import jit
 from .blas import gemm, gemm_acc
-from .dense import sparse_backward_acc, sparse_pays
+from .dense import dense_grads
 
 
 def out_size(n, k, stride):
@@ -141,27 +141,14 @@ def conv_backward(x, nchw, scale, dy, W, B, kh, kw, stride, cols, dcols, dW, db,
         raise ValueError("conv_backward: no input gradient for channels-first frames")
     per = dy.shape[0] // n  # rows of one slot
     c, d = cols[:per], dcols[:per]
-    OC = dy.shape[1]
-    for o in range(OC):
-        db[o] = 0.0
-    dW[...] = 0.0
     for t in range(n):
         xt = x[t * B : (t + 1) * B]
         if nchw:
             im2col_nchw(xt, kh, kw, stride, scale, c)
         else:
             im2col_nhwc(xt, kh, kw, stride, c)
-        dyt = dy[t * per : (t + 1) * per]
-        if sparse_pays(dyt):  # mostly the ReLU's zeros: visit only the nonzeros
-            sparse_backward_acc(c, W, dyt, dW, db, d, need_dx)
-        else:
-            gemm_acc(dyt, True, c, False, dW)
-            for r in range(per):
-                row = dyt[r]
-                for o in range(OC):
-                    db[o] += row[o]
-            if need_dx:
-                gemm(dyt, False, W, False, d)
+        # the slot's dW, db added to the earlier slots' (sgemms, or its nonzeros when sparse)
+        dense_grads(c, W, dy[t * per : (t + 1) * per], dW, db, d, need_dx, t > 0)
         if need_dx:
             col2im_nhwc(d, kh, kw, stride, dx[t * B : (t + 1) * B])
 

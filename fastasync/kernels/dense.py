@@ -11,7 +11,7 @@ Backward kernels OVERWRITE their gradient outputs.
 import numpy as np
 
 from ._jit import jit
-from .blas import gemm
+from .blas import gemm, gemm_acc
 
 
 # Up to this many rows, dense_forward uses its own dot-product kernel instead of the sgemm: a
@@ -94,19 +94,33 @@ def dense_backward(x, W, dy, dW, db, dx, need_dx):
 
     dW = dy.T @ x (O, I); db = sum_n dy (O,); dx = dy @ W (N, I) when ``need_dx``.
     All three are overwritten; ``dx`` is not touched when ``need_dx`` is False.
-    A dy that is mostly zeros (``sparse_pays``: the ReLU's) goes by ``sparse_backward_acc``.
+    """
+    dense_grads(x, W, dy, dW, db, dx, need_dx, False)
+
+
+@jit
+def dense_grads(x, W, dy, dW, db, dx, need_dx, acc):
+    """dW (+)= dy.T @ x, db (+)= sum_n dy, dx = dy @ W (when ``need_dx``): ADDED to dW and db
+    when ``acc`` (conv_backward's later slots), else written. A dy that is mostly zeros
+    (``sparse_pays``: the ReLU's) goes by ``sparse_backward_acc``, any other by two sgemms.
     """
     n, o = dy.shape
-    for j in range(o):
-        db[j] = 0.0
+    if not acc:
+        for j in range(o):
+            db[j] = 0.0
     if sparse_pays(dy):
-        dW[...] = 0.0
+        if not acc:
+            dW[...] = 0.0
         sparse_backward_acc(x, W, dy, dW, db, dx, need_dx)
         return
-    gemm(dy, True, x, False, dW)
+    if acc:
+        gemm_acc(dy, True, x, False, dW)
+    else:
+        gemm(dy, True, x, False, dW)
     for i in range(n):
+        row = dy[i]
         for j in range(o):
-            db[j] += dy[i, j]
+            db[j] += row[j]
     if need_dx:
         gemm(dy, False, W, False, dx)
 
