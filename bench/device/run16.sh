@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The 16-core scaling run of issue 5, on the device machine (see make_bundle.sh):
-#   run(command="bash bench/device/run16.sh", carry=[".devsite"], timeout_s=540)
+#   run(command="bash bench/device/run16.sh", carry=[".devsite"], timeout_s=480)
 # Writes $OUT/bench16.txt (the scaling table, first, so a timeout keeps it), then
-# $OUT/gil.txt (bench/gil_share.py: the GIL share of one env-only thread and of one learner),
-# $OUT/profile16.txt (where 16 learners' time goes: which phase grows from 1 to 16 threads)
-# and $OUT/profile1.txt, and $OUT/machine.txt. About 6 minutes.
-# THREADS / SECONDS_PER / PROFILE_THREADS / EXTRAS=0 shorten it for a local dry run.
+# $OUT/probe16.txt (bench/scaling_probe.py: threads against processes, env-only, training and
+# training on replayed steps, at 1 and 16), $OUT/profile16.txt (where 16 learners' time goes)
+# and $OUT/machine.txt; with GIL=1 also $OUT/gil.txt (bench/gil_share.py). About 6 minutes.
+# THREADS / SECONDS_PER / PROBE_THREADS / PROBE_SECONDS / PROFILE_THREADS / EXTRAS=0 shorten it
+# for a local dry run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PYTHONPATH="$PWD/.devsite:$PWD" PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore PATH="$PWD/.devsite/bin:$PATH"
@@ -21,10 +22,12 @@ echo "placement flag: $pin" | tee -a "$OUT/machine.txt"
 $PY -m fastasync.cli bench --env Pong-v5 --threads "$THREADS" --seconds "$SECONDS_PER" --warmup 3 $pin 2>&1 \
   | tee "$OUT/bench16.txt"
 [ "${EXTRAS:-1}" = 1 ] || exit 0
+# threads against processes (bench/scaling_probe.py): is the shortfall at 16 the hardware's or the process's?
+$PY bench/scaling_probe.py --env Pong-v5 --threads "${PROBE_THREADS:-1,16}" --seconds "${PROBE_SECONDS:-5}" --warmup 2 2>&1 \
+  | tee "$OUT/probe16.txt" || true
+$PY -m fastasync.cli profile --env Pong-v5 --threads "${PROFILE_THREADS:-16}" --seconds 8 --warmup 3 $pin 2>&1 \
+  | tee "$OUT/profile16.txt" || true
+[ "${GIL:-0}" = 1 ] || exit 0
 for mode in ceiling train; do
   $PY bench/gil_share.py --mode $mode --seconds 6 --warmup 4 2>&1 | tee -a "$OUT/gil.txt" || true
 done
-$PY -m fastasync.cli profile --env Pong-v5 --threads "${PROFILE_THREADS:-16}" --seconds 8 --warmup 3 $pin 2>&1 \
-  | tee "$OUT/profile16.txt" || true
-$PY -m fastasync.cli profile --env Pong-v5 --threads 1 --seconds 8 --warmup 3 $pin 2>&1 \
-  | tee "$OUT/profile1.txt"

@@ -1,0 +1,220 @@
+"""Why does N-thread throughput fall short of N x one thread? Threads against processes.
+
+    python bench/scaling_probe.py [--threads 1,16] [--seconds 6] [--warmup 3] [--modes ...]
+
+`fastasync bench` measures the env-only ceiling and training with N *threads* of one
+process. What it cannot tell apart is why N threads fall short of N x one thread: the
+hardware (an all-core clock below the one-core clock, vCPUs that are hyperthread pairs,
+shared L3 and memory bandwidth), or the process (the GIL each thread's Python glue holds,
+contention on the shared parameters). N single-threaded *processes*, each pinned to its own
+CPU as the trainer pins its threads, share the hardware but no GIL and no parameters; what
+threads lose beyond them is the process's.
+
+Modes (each measured at every thread count; frames/s in emulator frames summed over all):
+
+- ``ceiling-threads``: env-only stepping with random actions, N threads (as `fastasync bench`);
+- ``ceiling-procs``: the same, one env batch in each of N processes;
+- ``train-threads``: the real trainer, N learner threads (as `fastasync bench`);
+- ``train-procs``: N independent one-thread trainers, one per process (no shared parameters);
+- ``replay-threads`` / ``replay-procs``: as the train modes, but every learner's env batch is
+  replaced by a replay of 32 steps recorded from its real batch: the learner's compute and
+  glue without the emulator, so what is left is how the learning part alone scales.
+
+Each process is pinned to CPU i (with its envpool worker) before it builds anything; all N
+start their measured window together (a barrier after compilation and set-up, then the
+warm-up). Prints one row per (mode, N) with efficiency = fps(N) / (N x fps(1)) of that mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from fastasync import bench as B  # noqa: E402
+from fastasync import trainer as T  # noqa: E402
+from fastasync.placement import cpu_plan  # noqa: E402
+
+MODES = ("ceiling-threads", "ceiling-procs", "train-threads", "train-procs", "replay-threads", "replay-procs")
+REPLAY_STEPS = 32
+
+
+class ReplayEnv:
+    """An env batch that replays steps recorded from a real one: no emulation at all."""
+
+    def __init__(self, real, steps=REPLAY_STEPS, seed=0):
+        import numpy as np
+
+        self.info, self.num_envs = real.info, real.num_envs
+        rng = np.random.default_rng(seed)
+        self._reset_obs = real.reset().copy()
+        self._steps = []
+        for _ in range(steps):
+            a = rng.integers(0, max(self.info.num_actions, 1), size=self.num_envs).astype(np.int32)
+            s = real.step(a)
+            self._steps.append(type(s)(**{k: v.copy() for k, v in vars(s).items()}))
+        real.close()
+        self._k = 0
+
+    def reset(self):
+        return self._reset_obs
+
+    def step(self, actions):
+        s = self._steps[self._k]
+        self._k = (self._k + 1) % len(self._steps)
+        return s
+
+    def close(self):
+        pass
+
+
+def replay_learner_env(cfg, i, cpus, frames=0):
+    return ReplayEnv(_real_learner_env(cfg, i, cpus, frames), seed=i)
+
+
+_real_learner_env = T.learner_env
+
+
+def use_replay(on: bool):
+    T.learner_env = replay_learner_env if on else _real_learner_env
+
+
+def config(args, n, run_dir):
+    return B.bench_config(args.env, "a3c", n, args.envs_per_thread, "envpool", run_dir, pin_threads=True)
+
+
+# -- N threads in this process -------------------------------------------------------------
+
+def in_threads(kind, args, n):
+    with tempfile.TemporaryDirectory(prefix="fastasync-probe-") as tmp:
+        cfg = config(args, n, tmp)
+        if kind == "ceiling":
+            return B.ceiling_fps(cfg, args.seconds, args.warmup)
+        use_replay(kind == "replay")
+        try:
+            return B.train_fps(cfg, args.seconds, args.warmup)["train_fps"]
+        finally:
+            use_replay(False)
+
+
+# -- N processes, one thread each ------------------------------------------------------------
+
+def _child(kind, args, i, n, cpus, barrier, results):
+    try:
+        os.sched_setaffinity(0, {cpus[i]})
+        with tempfile.TemporaryDirectory(prefix="fastasync-probe-") as tmp:
+            cfg = config(args, 1, tmp)
+            results.put((i, _child_fps(kind, args, cfg, i, cpus, barrier)))
+    except BaseException as exc:  # noqa: BLE001 - reported by the parent
+        barrier.abort()
+        results.put((i, f"{type(exc).__name__}: {exc}"))
+
+
+def _child_fps(kind, args, cfg, i, cpus, barrier):
+    import numpy as np
+
+    if kind == "ceiling":
+        env = _real_learner_env(cfg, i, cpus)
+        E, skip = env.num_envs, env.info.frame_skip
+        acts = np.random.default_rng(i).integers(0, env.info.num_actions, size=(1024, E)).astype(np.int32)
+        env.reset()
+        for k in range(8):
+            env.step(acts[k])
+        barrier.wait()
+        t_start = time.monotonic() + args.warmup
+        t_end = t_start + args.seconds
+        k = steps = 0
+        t = time.monotonic()
+        while t < t_start:
+            env.step(acts[k & 1023])
+            k += 1
+            t = time.monotonic()
+        t0 = t
+        while t < t_end:
+            env.step(acts[k & 1023])
+            k += 1
+            steps += 1
+            t = time.monotonic()
+        env.close()
+        return steps * E * skip / (t - t0)
+    use_replay(kind == "replay")
+    # learner i's seeds, on this process's one CPU (the trainer pins its learner 0 to it)
+    cfg = B.dataclasses.replace(cfg, run=B.dataclasses.replace(cfg.run, seed=cfg.run.seed + i))
+    tt = B.TrainerThread(B.make_trainer(cfg))
+    tt.start()
+    try:
+        tt.wait_running()
+        barrier.wait()
+        time.sleep(args.warmup)
+        s = tt.trainer.shared
+        f0, t0 = s.frames, time.monotonic()
+        time.sleep(args.seconds)
+        f1, t1 = s.frames, time.monotonic()
+    finally:
+        tt.stop()
+    return (f1 - f0) / (t1 - t0)
+
+
+def in_procs(kind, args, n):
+    cpus = cpu_plan(n, True)
+    if cpus is None:
+        raise SystemExit(f"{n} processes need {n} CPUs this process may use and pinning")
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=_child, args=(kind, args, i, n, cpus, barrier, results), daemon=True) for i in range(n)]
+    for p in procs:
+        p.start()
+    out = dict(results.get(timeout=900) for _ in procs)
+    for p in procs:
+        p.join()
+    bad = [v for v in out.values() if isinstance(v, str)]
+    if bad:
+        raise RuntimeError(f"a probe process failed: {bad[0]}")
+    return sum(out.values())
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--env", default="Pong-v5")
+    ap.add_argument("--threads", default="1,16")
+    ap.add_argument("--envs-per-thread", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=6.0)
+    ap.add_argument("--warmup", type=float, default=3.0)
+    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--repeat", type=int, default=1, help="measurements per (mode, N); the median is reported")
+    args = ap.parse_args(argv)
+    ns = B.parse_threads(args.threads)
+    modes = [m.strip() for m in args.modes.split(",")]
+    for m in modes:
+        if m not in MODES:
+            raise SystemExit(f"unknown mode {m!r}; modes: {', '.join(MODES)}")
+    T.Trainer  # noqa: B018 - imported before any thread starts
+    print(f"# scaling probe: {args.env}, {args.envs_per_thread} envs per thread/process, "
+          f"{args.warmup:g}s warm-up + {args.seconds:g}s window, CPUs {os.cpu_count()}", flush=True)
+    print(f"{'mode':>15} {'N':>3} {'fps':>9} {'fps/unit':>9} {'efficiency':>10}", flush=True)
+    one = {}
+    rows = []
+    for m in modes:
+        kind, how = m.split("-")
+        for n in ns:
+            runs = [(in_threads if how == "threads" else in_procs)(kind, args, n) for _ in range(args.repeat)]
+            fps = statistics.median(runs)
+            if n == 1:
+                one[m] = fps
+            eff = fps / (n * one[m]) if m in one else float("nan")
+            rows.append(dict(mode=m, n=n, fps=fps, fps_each=runs, efficiency=eff))
+            print(f"{m:>15} {n:>3} {fps:>9,.0f} {fps / n:>9,.0f} {eff:>10.2f}", flush=True)
+    print("JSON " + json.dumps(rows), flush=True)
+
+
+if __name__ == "__main__":
+    threading.current_thread().name = "probe-main"
+    main()
