@@ -35,6 +35,7 @@ import numpy as np
 
 from .kernels import conv as kconv
 from .kernels import dense as kdense
+from .kernels import fused as kfused
 from .kernels import lstm as klstm
 from .kernels.checks import check_array
 from .params import Layout, ParamSpec
@@ -247,6 +248,8 @@ class Workspace:
         # recurrent nets: reset_in[t, e] = 1 when a new episode of env e starts at slot t
         lstm = [b for layer, b in zip(net.layers, self.bufs) if isinstance(layer, LSTM)]
         self.reset_in = lstm[0]["reset"] if lstm else None
+        # the Atari net's one-call forward: every argument but the frames, per slot
+        self.fused_args = [net.fused_args(self, t) for t in range(slots)] if net.fused else None
 
 
 def _need_backward(ws, fn):
@@ -266,6 +269,7 @@ class Net:
         self.head_outputs = head_outputs
         self.layers = layers
         self.layout = Layout([s for layer in layers for s in layer.param_specs()])
+        self.fused = _is_atari_ff(layers)
 
     @property
     def num_params(self):
@@ -301,12 +305,31 @@ class Net:
             check_array("Net.forward: obs", obs, ws.obs_shape, self.obs_dtype, contiguous=False)
         if not 0 <= t < ws.slots:
             raise ValueError(f"Net.forward: slot {t} out of range 0..{ws.slots - 1}")
+        if ws.fused_args is not None and obs.flags.c_contiguous:
+            kfused.atari_forward(obs, *ws.fused_args[t])  # one GIL hand-back for the whole slot
+            return ws.bufs[-1]["y_t"][t]
+        return self.forward_layers(ws, obs, t)
+
+    def forward_layers(self, ws, obs, t):
+        """``forward`` layer by layer (any net; the Atari net's reference for its one-call path)."""
         x = obs
         E = ws.E
         for layer, buf in zip(self.layers, ws.bufs):
             y = layer.forward(ws.w, buf, x, t)
             x = layer.y_view(y, E)
         return x
+
+    def fused_args(self, ws, t):
+        """Arguments of ``kernels.fused.atari_forward`` after the frames, for slot t."""
+        c1, c2, fc, head = self.layers
+        b1, b2, bf, bh = ws.bufs
+        w = ws.w
+        return (
+            b1["x_t"][t], w[c1.kW], w[c1.kb], c1.c_in, c1.k, c1.stride, c1.scale, b1["Wq"], c1.q, c1.oh, c1.ow,
+            b1["S"], b1["ycat"], b1["y_t"][t],
+            c2.k, c2.stride, b2["cols"], w[c2.kW], w[c2.kb], b2["y_t"][t],
+            w[fc.kW], w[fc.kb], bf["y_t"][t], w[head.kW], w[head.kb], bh["y_t"][t],
+        )
 
     def output(self, ws, t):
         """The head output stored for slot t (E, outputs)."""
@@ -435,6 +458,16 @@ class LSTM:
         klstm.lstm_backward(x, buf["h0"], buf["c0"], reset, w[self.kWx], w[self.kWh], gates, c_seq, h_seq,
                             buf["dy"][:rows].reshape(T, E, H), g[self.kWx], g[self.kWh], g[self.kb], dxx,
                             buf["dz"][:T], buf["dh"], buf["dc"], buf["hprev"][:T])
+
+
+def _is_atari_ff(layers):
+    """conv (first, space-to-depth) -> conv -> fc (ReLU) -> linear head: the paper's
+    feed-forward Atari net, which ``kernels.fused.atari_forward`` runs in one call."""
+    kinds = [type(layer) for layer in layers]
+    if kinds != [Conv, Conv, Dense, Dense]:
+        return False
+    c1, c2, fc, head = layers
+    return c1.first and c1.s2d and not c2.first and fc.relu and not fc.first and not head.relu and not head.first
 
 
 def atari_net(num_actions, head_outputs, obs_shape=(4, 84, 84), lstm=0):

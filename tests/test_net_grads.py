@@ -167,6 +167,42 @@ def test_cases_take_both_first_layer_paths():
     assert nets["atari44"].layers[0].s2d and not nets["atari42"].layers[0].s2d
 
 
+@pytest.mark.parametrize("shape", [(4, 84, 84), (4, 44, 44)])
+@pytest.mark.parametrize("head", ["a3c", "q"])
+def test_atari_one_call_forward_is_the_layer_by_layer_forward(shape, head):
+    """The feed-forward Atari net runs a slot's forward as one kernel call
+    (kernels/fused.py): every slot's output and every kept activation is bit for bit the
+    layer-by-layer path's, and frames that are not C-contiguous go layer by layer."""
+    net = make_net(shape, 6, head=head)
+    assert net.fused
+    T, E = 3, 4
+    rs = np.random.default_rng(7)
+    theta = net.init_params(1)
+    for k, v in net.layout.views(theta).items():
+        if k.endswith(".b"):
+            v[...] = rs.uniform(-0.1, 0.1, v.shape)
+    obs = rs.integers(0, 256, (T, E, *shape), dtype=np.uint8)
+    one, layers = (net.workspace(T, E, theta, net.layout.zeros()) for _ in range(2))
+    for t in (2, 0, 1):  # any slot order: each slot's buffers are its own
+        got = net.forward(one, obs[t], t)
+        np.testing.assert_array_equal(got, net.forward_layers(layers, obs[t], t))
+        assert got is net.output(one, t)
+    for b1, b2 in zip(one.bufs, layers.bufs):
+        for key in ("x", "y"):
+            if key in b1:
+                np.testing.assert_array_equal(b1[key], b2[key])
+    strided = np.asfortranarray(obs[0])  # not C-contiguous: the layer path copies it in
+    np.testing.assert_array_equal(net.forward(one, strided, 0), net.forward_layers(layers, obs[0], 0))
+
+
+def test_only_the_feed_forward_space_to_depth_atari_net_is_fused():
+    assert not make_net((4, 42, 42), 4).fused  # conv1 by im2col
+    assert not make_net((4, 84, 84), 6, lstm=8).fused
+    assert not make_net((5,), 3).fused
+    ws = make_net((4, 42, 42), 4).workspace(2, 2, make_net((4, 42, 42), 4).init_params(0))
+    assert ws.fused_args is None
+
+
 @pytest.mark.parametrize("kind", ["atari44", "atari42", "mlp-lstm"])
 def test_forward_only_workspace_matches_and_allocates_no_backward_buffers(kind):
     """``net.workspace(slots, E, theta)`` (no gradient array: the Q methods' target net,

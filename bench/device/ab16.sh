@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# A/B of two checkouts at 1 and 16 threads on the 16-core device machine, alternated:
+#   mkdir -p .ab/base && git archive <base-rev> fastasync | tar -x -C .ab/base   # here
+#   run(command="bash bench/device/ab16.sh", carry=[".devsite", ".ab"], timeout_s=440)
+# "new" is this working tree's fastasync, "base" the copy in .ab/base (ignored: add /.ab/ to
+# .git/info/exclude). Writes $OUT/ab16.txt: `fastasync bench` tables of new, base (1,16 each),
+# then new, base again at 16 only; then $OUT/profile16.txt (new, 16 threads), then new with 16 envs per thread at 16 threads;
+# $OUT/ab16-full.log has everything. ~6 minutes.
+# N=2 SECONDS_PER=2 PY=<a Python 3.12> for a local dry run.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
+OUT=${OUT:-$(mktemp -d)}
+PY=${PY:-python3}
+SECONDS_PER=${SECONDS_PER:-8}
+pin=--pin-threads
+$PY -c "import os; os.sched_setaffinity(0, {0}); assert os.sched_getaffinity(0) == {0}" 2>/dev/null || pin=--no-pin-threads
+bench() {  # bench <which> <threads>
+  local top=$PWD root=$PWD
+  [ "$1" = base ] && root=$PWD/.ab/base
+  echo "=== $1 ($root) threads $2 $(date +%T)" | tee -a "$OUT/ab16.txt"
+  # from inside the checkout: `python -m` puts the working directory first on sys.path
+  (cd "$root" && export PYTHONPATH="$top/.devsite:$root" \
+    && $PY -c "import fastasync; print('imports', fastasync.__file__)" \
+    && $PY -m fastasync.cli bench --env Pong-v5 --threads "$2" --seconds "$SECONDS_PER" --warmup 2 $pin) 2>&1 \
+    | tee -a "$OUT/ab16-full.log" | sed -n '/^imports/p;/^threads/,/^ratio/p' | tee -a "$OUT/ab16.txt"
+}
+N=${N:-16}
+bench new "1,$N"
+bench base "1,$N"
+bench new "$N"
+bench base "$N"
+PYTHONPATH="$PWD/.devsite:$PWD" $PY -m fastasync.cli profile --env Pong-v5 --threads "$N" \
+  --seconds 6 --warmup 2 $pin 2>&1 | tee "$OUT/profile16.txt"
+# for scale, not a default: 16 envs per learner thread at N threads (new)
+echo "=== new, --envs-per-thread 16, threads $N $(date +%T)" | tee -a "$OUT/ab16.txt"
+PYTHONPATH="$PWD/.devsite:$PWD" $PY -m fastasync.cli bench --env Pong-v5 --threads "$N" --envs-per-thread 16 \
+  --seconds "$SECONDS_PER" --warmup 2 $pin 2>&1 | tee -a "$OUT/ab16-full.log" | sed -n '/^threads/,/^ratio/p' \
+  | tee -a "$OUT/ab16.txt"

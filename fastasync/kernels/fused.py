@@ -1,0 +1,42 @@
+"""The paper's feed-forward Atari net's forward pass of one slot as ONE kernel call.
+
+``nets.Net.forward`` runs a net layer by layer from Python: for the Atari net that is eight
+kernel calls and a NumPy copy per slot, each one a hand-back of the GIL and a take again,
+with the layer loop's Python in between holding it. At 16 learner threads of one process the
+GIL is busy often enough that these takes wait (bench/RESULTS.md, session 7: the forward's
+time per agent step doubled from 1 to 16 threads, the backward's grew by a quarter). Here
+the same kernels are called in the same order from one compiled function, so a slot's
+forward takes and gives the GIL once and computes bit for bit what the layer-by-layer path
+does (tests/test_net_grads.py compares the two).
+
+Layers: conv1 8x8/4 by space-to-depth (``conv_s2d_forward``, q = 2), conv2 by im2col +
+sgemm, fc, the linear head; ReLU after every hidden layer. Shapes are those of
+``nets.Conv``/``nets.Dense``'s buffers of one slot.
+"""
+
+from ._jit import jit
+from .conv import conv_s2d_forward, im2col_nhwc, s2d_weights
+from .dense import dense_forward, relu_forward
+
+
+@jit
+def atari_forward(obs, xt, W1, b1, c_in, k1, s1, scale, Wq, q, OH1, OW1, S, ycat, y1,
+                  k2, s2, cols2, W2, b2, y2, Wfc, bfc, yfc, Wh, bh, yh):
+    """One slot of E envs through conv1, conv2, fc and the head.
+
+    obs (E, C, H, W) uint8 frames, copied into ``xt`` (the slot's kept frames, C-contiguous);
+    conv1: W1 (OC1, C*k1*k1), b1, Wq/S/ycat its space-to-depth scratch, y1 (E*OH1*OW1, OC1);
+    conv2: k2/s2, cols2 (E*OH2*OW2, k2*k2*OC1), W2, b2, y2 (E*OH2*OW2, OC2);
+    fc: Wfc (F, OH2*OW2*OC2), bfc, yfc (E, F); head: Wh (O, F), bh, yh (E, O). Every output
+    is overwritten; y1, y2 and yfc are kept for the backward pass.
+    """
+    E = xt.shape[0]
+    xt[...] = obs
+    s2d_weights(W1, c_in, k1, s1, Wq)
+    conv_s2d_forward(xt, s1, scale, Wq, b1, q, OH1, OW1, S, ycat, y1)
+    im2col_nhwc(y1.reshape(E, OH1, OW1, y1.shape[1]), k2, k2, s2, cols2)
+    dense_forward(cols2, W2, b2, y2)
+    relu_forward(y2)
+    dense_forward(y2.reshape(E, Wfc.shape[1]), Wfc, bfc, yfc)
+    relu_forward(yfc)
+    dense_forward(yfc, Wh, bh, yh)
