@@ -24,14 +24,14 @@ def atari_forward(obs, xt, W1, b1, c_in, k1, s1, scale, Wq, q, OH1, OW1, S, ycat
                   k2, s2, cols2, W2, b2, y2, Wfc, bfc, yfc, Wh, bh, yh):
     """One slot of E envs through conv1, conv2, fc and the head.
 
-    obs (E, C, H, W) uint8 frames, copied into ``xt`` (the slot's kept frames, C-contiguous);
+    obs (E, C, H, W) uint8 C-contiguous frames, copied into ``xt`` (the slot's kept frames, C-contiguous);
     conv1: W1 (OC1, C*k1*k1), b1, Wq/S/ycat its space-to-depth scratch, y1 (E*OH1*OW1, OC1);
     conv2: k2/s2, cols2 (E*OH2*OW2, k2*k2*OC1), W2, b2, y2 (E*OH2*OW2, OC2);
     fc: Wfc (F, OH2*OW2*OC2), bfc, yfc (E, F); head: Wh (O, F), bh, yh (E, O). Every output
     is overwritten; y1, y2 and yfc are kept for the backward pass.
     """
     E = xt.shape[0]
-    xt[...] = obs
+    _copy(obs, xt)
     s2d_weights(W1, c_in, k1, s1, Wq)
     conv_s2d_forward(xt, s1, scale, Wq, b1, q, OH1, OW1, S, ycat, y1)
     im2col_nhwc(y1.reshape(E, OH1, OW1, y1.shape[1]), k2, k2, s2, cols2)
@@ -40,3 +40,12 @@ def atari_forward(obs, xt, W1, b1, c_in, k1, s1, scale, Wq, q, OH1, OW1, S, ycat
     dense_forward(y2.reshape(E, Wfc.shape[1]), Wfc, bfc, yfc)
     relu_forward(yfc)
     dense_forward(yfc, Wh, bh, yh)
+
+
+@jit
+def _copy(src, dst):
+    """dst = src for two C-contiguous arrays of one size, as one flat loop: 8 us for a slot's
+    8 x 4 x 84 x 84 frames, where Numba's ``dst[...] = src`` took 90-130 us."""
+    s, d = src.reshape(-1), dst.reshape(-1)
+    for i in range(s.size):
+        d[i] = s[i]
