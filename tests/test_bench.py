@@ -85,3 +85,44 @@ def test_bench_repeat_must_be_positive():
     r = CliRunner().invoke(main, ["bench", "--env", "CartPole-v1", "--repeat", "0"])
     assert r.exit_code == 2, r.output
     assert r.output.startswith("Error: --repeat must be >= 1")
+
+
+def test_scaling_probe_measures_threads_and_processes():
+    """bench/scaling_probe.py (threads against processes) runs each mode end to end: one
+    process per learner (spawned, pinned), the replayed-steps env, one JSON line of rows."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    modes = "ceiling-procs,train-procs,replay-threads"
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", os.path.join(root, "bench", "scaling_probe.py"), "--env", "CartPole-v1",
+         "--threads", "1", "--envs-per-thread", "2", "--seconds", "0.5", "--warmup", "0.2", "--modes", modes],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = json.loads(next(ln for ln in out.stdout.splitlines() if ln.startswith("JSON "))[5:])
+    assert [r["mode"] for r in rows] == modes.split(",")
+    for r in rows:
+        assert r["n"] == 1 and r["fps"] > 0 and r["efficiency"] == pytest.approx(1.0)
+
+
+def test_replay_env_replays_its_recorded_steps_in_a_cycle():
+    import importlib.util
+    import os
+
+    from fastasync.envs import make_env
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "scaling_probe.py")
+    spec = importlib.util.spec_from_file_location("scaling_probe_under_test", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    env = probe.ReplayEnv(make_env("CartPole-v1", 3, seed=1, backend="envpool"), steps=4)
+    first = env.reset()
+    assert first.shape == (3, 4)
+    a = np.zeros(3, np.int32)
+    steps = [env.step(a) for _ in range(8)]
+    for k in range(4):
+        assert steps[k] is steps[k + 4]
+    assert not all(np.array_equal(steps[0].obs, s.obs) for s in steps[1:4])
