@@ -22,7 +22,10 @@ Modes (each measured at every thread count; frames/s in emulator frames summed o
 
 Each process is pinned to CPU i (with its envpool worker) before it builds anything; all N
 start their measured window together (a barrier after compilation and set-up, then the
-warm-up). Prints one row per (mode, N) with efficiency = fps(N) / (N x fps(1)) of that mode.
+warm-up). Prints one row per (mode, N) with efficiency = fps(N) / (N x fps(1)) of that mode;
+the train and replay rows also give each phase's ms per agent step (the learners' own clocks,
+as in `fastasync profile`; mean over learners), so that threads and processes can be compared
+phase by phase. The last line is the rows as JSON.
 """
 
 from __future__ import annotations
@@ -41,10 +44,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from fastasync import bench as B  # noqa: E402
 from fastasync import trainer as T  # noqa: E402
+from fastasync.learner import PHASES  # noqa: E402
 from fastasync.placement import cpu_plan  # noqa: E402
 
 MODES = ("ceiling-threads", "ceiling-procs", "train-threads", "train-procs", "replay-threads", "replay-procs")
 REPLAY_STEPS = 32
+PHASE_COLS = ("forward", "env_step", "backward", "apply", "snapshot")
 
 
 class ReplayEnv:
@@ -97,12 +102,48 @@ def in_threads(kind, args, n):
     with tempfile.TemporaryDirectory(prefix="fastasync-probe-") as tmp:
         cfg = config(args, n, tmp)
         if kind == "ceiling":
-            return B.ceiling_fps(cfg, args.seconds, args.warmup)
+            return B.ceiling_fps(cfg, args.seconds, args.warmup), None
         use_replay(kind == "replay")
         try:
-            return B.train_fps(cfg, args.seconds, args.warmup)["train_fps"]
+            fps, timings = trainer_window(cfg, args)
         finally:
             use_replay(False)
+        return fps, phases_ms(timings, cfg.algo.t_max)
+
+
+def trainer_window(cfg, args, barrier=None):
+    """(frames/s, each learner's phase clocks) of a Trainer over the window (after compile,
+    the barrier if any, and the warm-up); the clocks are `fastasync profile`'s."""
+    tt = B.TrainerThread(B.make_trainer(cfg))
+    tt.start()
+    try:
+        tt.wait_running()
+        if barrier is not None:
+            barrier.wait()
+        learners = tt.trainer.learners
+        for lr in learners:
+            lr.enable_timing()
+        time.sleep(args.warmup)
+        for lr in learners:
+            lr.timings = dict.fromkeys(PHASES, 0.0)
+        s = tt.trainer.shared
+        f0, t0 = s.frames, time.monotonic()
+        time.sleep(args.seconds)
+        f1, t1 = s.frames, time.monotonic()
+    finally:
+        tt.stop()  # learners finish their segment: the clocks hold whole segments only
+    return (f1 - f0) / (t1 - t0), [dict(lr.timings) for lr in learners]
+
+
+def phases_ms(timings, T):
+    """ms per agent step of each PHASE_COLS phase (and the rest), mean over learners."""
+    out = dict.fromkeys((*PHASE_COLS, "rest"), 0.0)
+    for tm in timings:
+        steps = max(tm["segments"] * T, 1)
+        for p in PHASE_COLS:
+            out[p] += tm[p] / steps * 1e3 / len(timings)
+        out["rest"] += (tm["total"] - sum(tm[p] for p in PHASE_COLS)) / steps * 1e3 / len(timings)
+    return out
 
 
 # -- N processes, one thread each ------------------------------------------------------------
@@ -112,13 +153,13 @@ def _child(kind, args, i, n, cpus, barrier, results):
         os.sched_setaffinity(0, {cpus[i]})
         with tempfile.TemporaryDirectory(prefix="fastasync-probe-") as tmp:
             cfg = config(args, 1, tmp)
-            results.put((i, _child_fps(kind, args, cfg, i, cpus, barrier)))
+            results.put((i, _child_run(kind, args, cfg, i, cpus, barrier)))
     except BaseException as exc:  # noqa: BLE001 - reported by the parent
         barrier.abort()
         results.put((i, f"{type(exc).__name__}: {exc}"))
 
 
-def _child_fps(kind, args, cfg, i, cpus, barrier):
+def _child_run(kind, args, cfg, i, cpus, barrier):
     import numpy as np
 
     if kind == "ceiling":
@@ -144,23 +185,12 @@ def _child_fps(kind, args, cfg, i, cpus, barrier):
             steps += 1
             t = time.monotonic()
         env.close()
-        return steps * E * skip / (t - t0)
+        return steps * E * skip / (t - t0), None
     use_replay(kind == "replay")
     # learner i's seeds, on this process's one CPU (the trainer pins its learner 0 to it)
     cfg = B.dataclasses.replace(cfg, run=B.dataclasses.replace(cfg.run, seed=cfg.run.seed + i))
-    tt = B.TrainerThread(B.make_trainer(cfg))
-    tt.start()
-    try:
-        tt.wait_running()
-        barrier.wait()
-        time.sleep(args.warmup)
-        s = tt.trainer.shared
-        f0, t0 = s.frames, time.monotonic()
-        time.sleep(args.seconds)
-        f1, t1 = s.frames, time.monotonic()
-    finally:
-        tt.stop()
-    return (f1 - f0) / (t1 - t0)
+    fps, timings = trainer_window(cfg, args, barrier)
+    return fps, phases_ms(timings, cfg.algo.t_max)
 
 
 def in_procs(kind, args, n):
@@ -178,7 +208,11 @@ def in_procs(kind, args, n):
     bad = [v for v in out.values() if isinstance(v, str)]
     if bad:
         raise RuntimeError(f"a probe process failed: {bad[0]}")
-    return sum(out.values())
+    fps = sum(v[0] for v in out.values())
+    if kind == "ceiling":
+        return fps, None
+    each = [v[1] for v in out.values()]
+    return fps, {p: sum(ph[p] for ph in each) / len(each) for p in each[0]}
 
 
 def main(argv=None):
@@ -199,19 +233,22 @@ def main(argv=None):
     T.Trainer  # noqa: B018 - imported before any thread starts
     print(f"# scaling probe: {args.env}, {args.envs_per_thread} envs per thread/process, "
           f"{args.warmup:g}s warm-up + {args.seconds:g}s window, CPUs {os.cpu_count()}", flush=True)
-    print(f"{'mode':>15} {'N':>3} {'fps':>9} {'fps/unit':>9} {'efficiency':>10}", flush=True)
+    print(f"{'mode':>15} {'N':>3} {'fps':>9} {'fps/unit':>9} {'efficiency':>10}   ms per agent step (mean over "
+          f"learners): {' '.join(f'{p[:8]:>8}' for p in (*PHASE_COLS, 'rest'))}", flush=True)
     one = {}
     rows = []
     for m in modes:
         kind, how = m.split("-")
         for n in ns:
             runs = [(in_threads if how == "threads" else in_procs)(kind, args, n) for _ in range(args.repeat)]
-            fps = statistics.median(runs)
+            fps = statistics.median(r[0] for r in runs)
+            phases = runs[[r[0] for r in runs].index(fps)][1] if args.repeat % 2 else runs[0][1]
             if n == 1:
                 one[m] = fps
             eff = fps / (n * one[m]) if m in one else float("nan")
-            rows.append(dict(mode=m, n=n, fps=fps, fps_each=runs, efficiency=eff))
-            print(f"{m:>15} {n:>3} {fps:>9,.0f} {fps / n:>9,.0f} {eff:>10.2f}", flush=True)
+            rows.append(dict(mode=m, n=n, fps=fps, fps_each=[r[0] for r in runs], efficiency=eff, phases_ms=phases))
+            cols = "" if phases is None else "   " + " ".join(f"{phases[p]:>8.3f}" for p in (*PHASE_COLS, "rest"))
+            print(f"{m:>15} {n:>3} {fps:>9,.0f} {fps / n:>9,.0f} {eff:>10.2f}{cols}", flush=True)
     print("JSON " + json.dumps(rows), flush=True)
 
 

@@ -106,6 +106,11 @@ def test_scaling_probe_measures_threads_and_processes():
     assert [r["mode"] for r in rows] == modes.split(",")
     for r in rows:
         assert r["n"] == 1 and r["fps"] > 0 and r["efficiency"] == pytest.approx(1.0)
+        if r["mode"].startswith("ceiling"):
+            assert r["phases_ms"] is None
+        else:  # the learners' clocks: every phase timed, the forward and backward nonzero
+            assert set(r["phases_ms"]) == {"forward", "env_step", "backward", "apply", "snapshot", "rest"}
+            assert r["phases_ms"]["forward"] > 0 and r["phases_ms"]["backward"] > 0
 
 
 def test_replay_env_replays_its_recorded_steps_in_a_cycle():
