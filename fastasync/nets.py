@@ -7,7 +7,9 @@ allocated up front), then calls
 
 * ``net.forward(ws, obs, t)`` while acting: the forward pass for the E envs at time slot
   ``t``; every activation is kept in the workspace, so the backward pass reuses them
-  instead of running a second forward;
+  instead of running a second forward. The paper's feed-forward Atari net runs it as ONE
+  kernel call (``kernels/fused.py``: one GIL hand-back per slot instead of nine, which
+  16 learner threads felt; bit for bit the layer loop's result), other nets layer by layer;
 * ``net.backward(ws, dout)`` after a segment: gradients of the whole segment (slots
   ``0..T-1``: the dense layers' ``T*E`` rows in one GEMM each, conv2 slot by slot and conv1
   sample by sample, their columns / blocks gathered again from the kept inputs) into
