@@ -307,7 +307,7 @@ class Net:
             check_array("Net.forward: obs", obs, ws.obs_shape, self.obs_dtype, contiguous=False)
         if not 0 <= t < ws.slots:
             raise ValueError(f"Net.forward: slot {t} out of range 0..{ws.slots - 1}")
-        if ws.fused_args is not None and obs.flags.c_contiguous:
+        if ws.fused_args is not None and obs.flags.c_contiguous and obs.flags.writeable:
             kfused.atari_forward(obs, *ws.fused_args[t])  # one GIL hand-back for the whole slot
             return ws.bufs[-1]["y_t"][t]
         return self.forward_layers(ws, obs, t)

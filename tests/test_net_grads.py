@@ -172,7 +172,8 @@ def test_cases_take_both_first_layer_paths():
 def test_atari_one_call_forward_is_the_layer_by_layer_forward(shape, head):
     """The feed-forward Atari net runs a slot's forward as one kernel call
     (kernels/fused.py): every slot's output and every kept activation is bit for bit the
-    layer-by-layer path's, and frames that are not C-contiguous go layer by layer."""
+    layer-by-layer path's, and frames that are not C-contiguous or not writeable go layer by
+    layer."""
     net = make_net(shape, 6, head=head)
     assert net.fused
     T, E = 3, 4
@@ -193,6 +194,9 @@ def test_atari_one_call_forward_is_the_layer_by_layer_forward(shape, head):
                 np.testing.assert_array_equal(b1[key], b2[key])
     strided = np.asfortranarray(obs[0])  # not C-contiguous: the layer path copies it in
     np.testing.assert_array_equal(net.forward(one, strided, 0), net.forward_layers(layers, obs[0], 0))
+    frozen = obs[1].copy()
+    frozen.flags.writeable = False  # read-only (another Numba type): the layer path too
+    np.testing.assert_array_equal(net.forward(one, frozen, 1), net.forward_layers(layers, obs[1], 1))
 
 
 def test_only_the_feed_forward_space_to_depth_atari_net_is_fused():

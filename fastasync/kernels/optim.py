@@ -61,7 +61,8 @@ def rmsprop_apply(theta, g, grad, lr, alpha, eps):
 
 @jit
 def copy_into(dst, src):
-    """dst[:] = src for flat float32 arrays (parameter snapshot / target-network sync)."""
+    """dst[:] = src for flat arrays of one size (parameter snapshot, target-network sync, the
+    Atari forward's copy of its frames)."""
     for i in range(dst.size):
         dst[i] = src[i]
 
