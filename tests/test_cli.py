@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -35,15 +36,22 @@ def test_console_script_help():
 
 def _bad(args, needle):
     runner = CliRunner()
-    with runner.isolated_filesystem() as d:
-        before = sorted(os.listdir(d))
-        r = runner.invoke(main, args)
+    # an empty working directory of its own (Click's isolated_filesystem is deprecated)
+    with tempfile.TemporaryDirectory() as d:
+        cwd = os.getcwd()
+        os.chdir(d)
+        try:
+            before = sorted(os.listdir(d))
+            r = runner.invoke(main, args)
+            after = sorted(os.listdir(d))
+        finally:
+            os.chdir(cwd)
         assert r.exit_code == 2, r.output
         assert needle in r.output, r.output
         assert "Traceback" not in r.output
         err_lines = [line for line in r.output.splitlines() if line.startswith("Error:")]
         assert len(err_lines) == 1
-        assert sorted(os.listdir(d)) == before, "bad input must write nothing"
+        assert after == before, "bad input must write nothing"
 
 
 @pytest.mark.parametrize(
