@@ -22,7 +22,8 @@ Modes (each measured at every thread count; frames/s in emulator frames summed o
 
 Each process is pinned to CPU i (with its envpool worker) before it builds anything; all N
 start their measured window together (a barrier after compilation and set-up, then the
-warm-up). Prints one row per (mode, N) with efficiency = fps(N) / (N x fps(1)) of that mode;
+warm-up; the env-only processes build their env batch after the barrier, inside the warm-up,
+with `fastasync bench`'s own ceiling loop). Prints one row per (mode, N) with efficiency = fps(N) / (N x fps(1)) of that mode;
 the train and replay rows also give each phase's ms per agent step (the learners' own clocks,
 as in `fastasync profile`; mean over learners), so that threads and processes can be compared
 phase by phase. The last line is the rows as JSON.
@@ -34,11 +35,12 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import statistics
 import sys
 import tempfile
 import threading
 import time
+
+import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -56,8 +58,6 @@ class ReplayEnv:
     """An env batch that replays steps recorded from a real one: no emulation at all."""
 
     def __init__(self, real, steps=REPLAY_STEPS, seed=0):
-        import numpy as np
-
         self.info, self.num_envs = real.info, real.num_envs
         rng = np.random.default_rng(seed)
         self._reset_obs = real.reset().copy()
@@ -81,11 +81,11 @@ class ReplayEnv:
         pass
 
 
+_real_learner_env = T.learner_env
+
+
 def replay_learner_env(cfg, i, cpus, frames=0):
     return ReplayEnv(_real_learner_env(cfg, i, cpus, frames), seed=i)
-
-
-_real_learner_env = T.learner_env
 
 
 def use_replay(on: bool):
@@ -148,47 +148,24 @@ def phases_ms(timings, T):
 
 # -- N processes, one thread each ------------------------------------------------------------
 
-def _child(kind, args, i, n, cpus, barrier, results):
+def _child(kind, args, i, cpus, barrier, results):
     try:
-        os.sched_setaffinity(0, {cpus[i]})
+        os.sched_setaffinity(0, {cpus[i]})  # the trainer and the ceiling pin to this one CPU
         with tempfile.TemporaryDirectory(prefix="fastasync-probe-") as tmp:
             cfg = config(args, 1, tmp)
-            results.put((i, _child_run(kind, args, cfg, i, cpus, barrier)))
+            # learner i's seeds (its env seeds too), not learner 0's in every process
+            cfg = B.dataclasses.replace(cfg, run=B.dataclasses.replace(cfg.run, seed=cfg.run.seed + i))
+            results.put((i, _child_run(kind, args, cfg, barrier)))
     except BaseException as exc:  # noqa: BLE001 - reported by the parent
         barrier.abort()
         results.put((i, f"{type(exc).__name__}: {exc}"))
 
 
-def _child_run(kind, args, cfg, i, cpus, barrier):
-    import numpy as np
-
+def _child_run(kind, args, cfg, barrier):
     if kind == "ceiling":
-        env = _real_learner_env(cfg, i, cpus)
-        E, skip = env.num_envs, env.info.frame_skip
-        acts = np.random.default_rng(i).integers(0, env.info.num_actions, size=(1024, E)).astype(np.int32)
-        env.reset()
-        for k in range(8):
-            env.step(acts[k])
         barrier.wait()
-        t_start = time.monotonic() + args.warmup
-        t_end = t_start + args.seconds
-        k = steps = 0
-        t = time.monotonic()
-        while t < t_start:
-            env.step(acts[k & 1023])
-            k += 1
-            t = time.monotonic()
-        t0 = t
-        while t < t_end:
-            env.step(acts[k & 1023])
-            k += 1
-            steps += 1
-            t = time.monotonic()
-        env.close()
-        return steps * E * skip / (t - t0), None
+        return B.ceiling_fps(cfg, args.seconds, args.warmup), None
     use_replay(kind == "replay")
-    # learner i's seeds, on this process's one CPU (the trainer pins its learner 0 to it)
-    cfg = B.dataclasses.replace(cfg, run=B.dataclasses.replace(cfg.run, seed=cfg.run.seed + i))
     fps, timings = trainer_window(cfg, args, barrier)
     return fps, phases_ms(timings, cfg.algo.t_max)
 
@@ -199,7 +176,7 @@ def in_procs(kind, args, n):
         raise SystemExit(f"{n} processes need {n} CPUs this process may use and pinning")
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(n), ctx.Queue()
-    procs = [ctx.Process(target=_child, args=(kind, args, i, n, cpus, barrier, results), daemon=True) for i in range(n)]
+    procs = [ctx.Process(target=_child, args=(kind, args, i, cpus, barrier, results), daemon=True) for i in range(n)]
     for p in procs:
         p.start()
     out = dict(results.get(timeout=900) for _ in procs)
@@ -223,14 +200,13 @@ def main(argv=None):
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--modes", default=",".join(MODES))
-    ap.add_argument("--repeat", type=int, default=1, help="measurements per (mode, N); the median is reported")
+    ap.add_argument("--repeat", type=int, default=1, help="measurements per (mode, N); the median one (the upper of two) is reported")
     args = ap.parse_args(argv)
     ns = B.parse_threads(args.threads)
     modes = [m.strip() for m in args.modes.split(",")]
     for m in modes:
         if m not in MODES:
             raise SystemExit(f"unknown mode {m!r}; modes: {', '.join(MODES)}")
-    T.Trainer  # noqa: B018 - imported before any thread starts
     print(f"# scaling probe: {args.env}, {args.envs_per_thread} envs per thread/process, "
           f"{args.warmup:g}s warm-up + {args.seconds:g}s window, CPUs {os.cpu_count()}", flush=True)
     print(f"{'mode':>15} {'N':>3} {'fps':>9} {'fps/unit':>9} {'efficiency':>10}   ms per agent step (mean over "
@@ -241,8 +217,7 @@ def main(argv=None):
         kind, how = m.split("-")
         for n in ns:
             runs = [(in_threads if how == "threads" else in_procs)(kind, args, n) for _ in range(args.repeat)]
-            fps = statistics.median(r[0] for r in runs)
-            phases = runs[[r[0] for r in runs].index(fps)][1] if args.repeat % 2 else runs[0][1]
+            fps, phases = sorted(runs, key=lambda r: r[0])[len(runs) // 2]  # the median run's
             if n == 1:
                 one[m] = fps
             eff = fps / (n * one[m]) if m in one else float("nan")
