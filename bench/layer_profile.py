@@ -15,8 +15,9 @@ by learner index): mean ms per call of each layer's forward (one slot of E envs:
 bootstrap slots alike; for the Q methods the target net's forwards too) and backward (one
 segment), and a SUMMARY line of the means over the learner threads. Like the profile's
 phases, the layer clocks start after the warm-up. The wrappers cost ~1 us per call, included.
-The Atari net's forward runs in training as one kernel call (kernels/fused.py); here it runs
-layer by layer (the same kernels in the same order) so that each layer can be clocked.
+The Atari net's forward of a slot and backward of a segment run in training as one kernel call
+each (kernels/fused.py); here they run layer by layer (the same kernels in the same order) so
+that each layer can be clocked.
 """
 
 from __future__ import annotations
@@ -33,13 +34,14 @@ from fastasync import nets  # noqa: E402
 from fastasync import profile as fprofile  # noqa: E402
 from fastasync.cli import main as cli_main  # noqa: E402
 
-MIN_CALLS = 100
+MIN_CALLS = 100  # threads that made fewer calls in all (compile helpers) are not reported
 _net_forward = nets.Net.forward
 
 
 def _layered_forward(self, ws, obs, t):
-    """``Net.forward`` without the one-call path, so that every layer's forward is clocked."""
-    ws.fused_args = None
+    """``Net.forward`` (and so ``Net.backward``) without the one-call paths, so that every
+    layer's forward and backward is clocked."""
+    ws.fused_args = ws.fused_backward_args = None
     return _net_forward(self, ws, obs, t)  # threads that made fewer calls in all (compile helpers) are not reported
 
 
@@ -99,8 +101,8 @@ def report(seconds, calls):
 
 def main(argv):
     seconds, calls = collections.defaultdict(float), collections.defaultdict(int)
-    # the Atari net's forward is one kernel call in training (kernels/fused.py); to clock its
-    # layers this script runs it layer by layer (the same kernels in the same order)
+    # the Atari net's forward and backward are one kernel call each in training
+    # (kernels/fused.py); to clock its layers this script runs them layer by layer
     nets.Net.forward = _layered_forward
     clock_methods((nets.Conv, nets.Dense, nets.LSTM, nets.Net), ("forward", "backward"), seconds, calls)
     fprofile.time = _WindowClock(seconds, calls)

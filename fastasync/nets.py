@@ -13,7 +13,7 @@ allocated up front), then calls
 * ``net.backward(ws, dout)`` after a segment: gradients of the whole segment (slots
   ``0..T-1``: the dense layers' ``T*E`` rows in one GEMM each, conv2 slot by slot and conv1
   sample by sample, their columns / blocks gathered again from the kept inputs) into
-  ``ws.grad``.
+  ``ws.grad``; for the Atari net one kernel call too.
 
 Weights are read from ``ws.theta`` (the learner's snapshot of the shared parameters), and
 gradients go to ``ws.grad``; both are flat arrays in the net's layout. A workspace made
@@ -250,8 +250,9 @@ class Workspace:
         # recurrent nets: reset_in[t, e] = 1 when a new episode of env e starts at slot t
         lstm = [b for layer, b in zip(net.layers, self.bufs) if isinstance(layer, LSTM)]
         self.reset_in = lstm[0]["reset"] if lstm else None
-        # the Atari net's one-call forward: every argument but the frames, per slot
+        # the Atari net's one-call forward (every argument but the frames, per slot) and backward
         self.fused_args = [net.fused_args(self, t) for t in range(slots)] if net.fused else None
+        self.fused_backward_args = net.fused_backward_args(self) if net.fused and self.backward else None
 
 
 def _need_backward(ws, fn):
@@ -333,6 +334,18 @@ class Net:
             w[fc.kW], w[fc.kb], bf["y_t"][t], w[head.kW], w[head.kb], bh["y_t"][t],
         )
 
+    def fused_backward_args(self, ws):
+        """Arguments of ``kernels.fused.atari_backward`` after T and E: whole buffers."""
+        c1, c2, fc, head = self.layers
+        b1, b2, bf, bh = ws.bufs
+        w, g = ws.w, ws.g
+        return (
+            b1["x"], c1.c_in, c1.k, c1.stride, c1.scale, c1.oh, c1.ow, c1.q, b1["S"], b1["dcat"], b1["dWq"],
+            g[c1.kW], g[c1.kb], b1["y"], b1["dy"],
+            c2.k, c2.stride, c2.scale, b2["cols"], b2["dcols"], w[c2.kW], g[c2.kW], g[c2.kb], b2["y"], b2["dy"],
+            w[fc.kW], g[fc.kW], g[fc.kb], bf["y"], bf["dy"], w[head.kW], g[head.kW], g[head.kb], bh["dy"],
+        )
+
     def output(self, ws, t):
         """The head output stored for slot t (E, outputs)."""
         return ws.bufs[-1]["y_t"][t]
@@ -349,6 +362,15 @@ class Net:
     def backward(self, ws, T):
         """Backpropagate ``self.dout(ws, T)`` (filled by the loss) through slots 0..T-1 into ws.grad."""
         _need_backward(ws, "Net.backward")
+        if not 1 <= T <= ws.slots:
+            raise ValueError(f"Net.backward: T = {T} slots, expected 1..{ws.slots}")
+        if ws.fused_backward_args is not None:
+            kfused.atari_backward(T, ws.E, *ws.fused_backward_args)  # one GIL hand-back for the segment
+            return
+        self.backward_layers(ws, T)
+
+    def backward_layers(self, ws, T):
+        """``backward`` layer by layer (any net; the Atari net's reference for its one-call path)."""
         rows = T * ws.E
         for i in range(len(self.layers) - 1, -1, -1):
             layer, buf = self.layers[i], ws.bufs[i]

@@ -199,12 +199,48 @@ def test_atari_one_call_forward_is_the_layer_by_layer_forward(shape, head):
     np.testing.assert_array_equal(net.forward(one, frozen, 1), net.forward_layers(layers, obs[1], 1))
 
 
+@pytest.mark.parametrize("shape", [(4, 84, 84), (4, 44, 44)])
+@pytest.mark.parametrize("T", [1, 3])
+def test_atari_one_call_backward_is_the_layer_by_layer_backward(shape, T):
+    """The feed-forward Atari net's backward of a segment is one kernel call too
+    (kernels/fused.py): every gradient and every hidden layer's output gradient is bit for bit
+    the layer-by-layer path's, for a segment shorter than the workspace's slots as well."""
+    net = make_net(shape, 6)
+    slots, E = 4, 3
+    rs = np.random.default_rng(11)
+    theta = net.init_params(2)
+    for k, v in net.layout.views(theta).items():
+        if k.endswith(".b"):
+            v[...] = rs.uniform(-0.1, 0.1, v.shape)
+    obs = rs.integers(0, 256, (slots, E, *shape), dtype=np.uint8)
+    grads = [np.full(net.num_params, np.nan, np.float32) for _ in range(2)]
+    one, layers = (net.workspace(slots, E, theta, g) for g in grads)
+    assert one.fused_backward_args is not None
+    dout = rs.standard_normal((slots * E, net.head_outputs)).astype(np.float32)
+    dout[rs.random(dout.shape) < 0.5] = 0.0
+    for ws in (one, layers):
+        for t in range(slots):
+            net.forward(ws, obs[t], t)
+        net.dout(ws, slots)[...] = dout
+    net.backward(one, T)
+    net.backward_layers(layers, T)
+    assert np.isfinite(grads[0]).all()  # every entry written
+    np.testing.assert_array_equal(grads[0], grads[1])
+    for b1, b2 in zip(one.bufs, layers.bufs):
+        np.testing.assert_array_equal(b1["dy"][: len(b1["dy"]) // slots * T], b2["dy"][: len(b2["dy"]) // slots * T])
+    with pytest.raises(ValueError, match="Net.backward: T = 5 slots, expected 1..4"):
+        net.backward(one, slots + 1)
+
+
 def test_only_the_feed_forward_space_to_depth_atari_net_is_fused():
     assert not make_net((4, 42, 42), 4).fused  # conv1 by im2col
     assert not make_net((4, 84, 84), 6, lstm=8).fused
     assert not make_net((5,), 3).fused
-    ws = make_net((4, 42, 42), 4).workspace(2, 2, make_net((4, 42, 42), 4).init_params(0))
-    assert ws.fused_args is None
+    net = make_net((4, 42, 42), 4)
+    ws = net.workspace(2, 2, net.init_params(0), net.layout.zeros())
+    assert ws.fused_args is None and ws.fused_backward_args is None
+    fused = make_net((4, 84, 84), 4)
+    assert fused.workspace(2, 2, fused.init_params(0)).fused_backward_args is None  # forward-only
 
 
 @pytest.mark.parametrize("kind", ["atari44", "atari42", "mlp-lstm"])

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # A/B of two checkouts at 1 and 16 threads on the 16-core device machine, alternated:
 #   mkdir -p .ab/base && git archive <base-rev> fastasync | tar -x -C .ab/base   # here
-#   run(command="bash bench/device/ab16.sh", carry=[".devsite", ".ab"], timeout_s=440)
+#   run(command="bash bench/device/ab16.sh", carry=[".devsite", ".ab"], timeout_s=480)
 # "new" is this working tree's fastasync, "base" the copy in .ab/base (ignored: add /.ab/ to
 # .git/info/exclude). Writes $OUT/ab16.txt: `fastasync bench` tables of new, base (1,16 each),
-# then new, base again at 16 only; then $OUT/profile16.txt (new, 16 threads), then new with 16 envs per thread at 16 threads;
-# $OUT/ab16-full.log has everything. ~6 minutes.
+# then new, base again at 16 only; with PROBE=1 then $OUT/probe16.txt (bench/scaling_probe.py,
+# training in threads and in processes, phase by phase, new); then more new, base pairs at 16
+# up to ROUNDS pairs in all (default 2); with EXTRAS=1 (default) then $OUT/profile16.txt (new,
+# 16 threads) and new with 16 envs per thread at 16 threads. $OUT/ab16-full.log has
+# everything. ~6 minutes with the defaults.
 # N=2 SECONDS_PER=2 PY=<a Python 3.12> for a local dry run.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -30,6 +33,15 @@ bench new "1,$N"
 bench base "1,$N"
 bench new "$N"
 bench base "$N"
+if [ "${PROBE:-0}" = 1 ]; then
+  PYTHONPATH="$PWD/.devsite:$PWD" $PY bench/scaling_probe.py --env Pong-v5 --modes train-threads,train-procs \
+    --threads "1,$N" --seconds "${PROBE_SECONDS:-5}" --warmup 2 2>&1 | tee "$OUT/probe16.txt"
+fi
+for _ in $(seq 3 "${ROUNDS:-2}"); do
+  bench new "$N"
+  bench base "$N"
+done
+[ "${EXTRAS:-1}" = 1 ] || exit 0
 PYTHONPATH="$PWD/.devsite:$PWD" $PY -m fastasync.cli profile --env Pong-v5 --threads "$N" \
   --seconds 6 --warmup 2 $pin 2>&1 | tee "$OUT/profile16.txt"
 # for scale, not a default: 16 envs per learner thread at N threads (new)
