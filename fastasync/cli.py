@@ -7,6 +7,7 @@ Bad input gets a one-line ``Error: ...`` and exit code 2, and nothing is written
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -103,19 +104,18 @@ def train(ctx, resume, config_file, **options):
         else:
             cfg = C.build(flat)
         cfg = C.resolve(cfg)
-        if ck is None:
-            from .checkpoint import CHECKPOINT_NAME
+        from . import rundir
 
-            if os.path.exists(os.path.join(cfg.run.run_dir, CHECKPOINT_NAME)):
-                raise C.ConfigError(
-                    f"{cfg.run.run_dir} already holds a run; continue it with --resume {cfg.run.run_dir} "
-                    "or choose another --run-dir"
-                )
-            if os.path.exists(cfg.run.run_dir) and not os.path.isdir(cfg.run.run_dir):
-                raise C.ConfigError(f"--run-dir {cfg.run.run_dir} exists and is not a directory")
+        # checked and locked before anything is built or written: two runs never mix
+        claim = rundir.claim(cfg.run.run_dir, ck and ck["path"], auto_named=ck is None and "run_dir" not in flat)
+        cfg = _with_run_dir(cfg, claim.path)
         from .trainer import Trainer
 
-        trainer = Trainer(cfg, resume=ck)
+        try:
+            trainer = Trainer(cfg, resume=ck)
+        except BaseException:
+            claim.abandon()  # bad input leaves nothing behind
+            raise
         trainer.prepare_run_dir()
     except (C.ConfigError, EnvError, CheckpointError, ValueError) as exc:
         fail(str(exc))
@@ -127,13 +127,17 @@ def train(ctx, resume, config_file, **options):
         f"{cfg.env.envs_per_thread} envs, {trainer.net.num_params:,} params, {cfg.run.frames:,} frames",
         err=True,
     )
-    from .trainer import LearnerError
+    from .trainer import LearnerError, RunIOError
 
     try:
         summary = trainer.run()
     except LearnerError as exc:
         click.echo(exc.tb, err=True)
         fail(str(exc), code=1)
+    except RunIOError as exc:
+        fail(str(exc), code=1)
+    finally:
+        claim.release()  # the run directory is free for the next run
     ck_note = "checkpoint written" if summary["checkpoint_saved"] else "NO checkpoint written"
     if summary["interrupted"]:
         click.echo(
@@ -142,11 +146,26 @@ def train(ctx, resume, config_file, **options):
             err=True,
         )
         sys.exit(130)
+    last10 = summary["mean_score_last10"]
     click.echo(
         f"done: {summary['frames']:,} frames, {summary['games']} games, "
-        f"mean score of the last 10 games {summary['mean_score_last10']:.2f}; {ck_note} in {cfg.run.run_dir}",
+        + (f"mean score of the last 10 games {last10:.2f}" if summary["games"] else "no game finished")
+        + f"; {ck_note} in {cfg.run.run_dir}",
         err=True,
     )
+    if not summary["checkpoint_saved"]:
+        sys.exit(1)
+
+
+def _check_output_file(path, option):
+    """Fail now, not after the work, when ``path`` cannot be written as a file."""
+    if os.path.isdir(path):
+        fail(f"{option} {path} is a directory; give a file name")
+    d = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(d):
+        fail(f"{option} {path}: there is no directory {d}")
+    if not os.access(d, os.W_OK):
+        fail(f"{option} {path}: cannot write in {d}")
 
 
 def _with_run_dir(cfg, run_dir):
@@ -158,7 +177,9 @@ def _with_run_dir(cfg, run_dir):
 @main.command(name="eval", context_settings=CONTEXT)
 @click.argument("path", type=str)
 @click.option("--episodes", type=int, default=10, show_default=True, help="full games to play")
-@click.option("--greedy/--sample", default=None, help="argmax actions, or sample the policy  [default: sample for a3c, greedy for Q methods]")
+@click.option("--greedy/--sample", default=None,
+              help="argmax actions, or the method's exploring policy (a3c: sample it; Q methods: epsilon-greedy, "
+                   "epsilon 0.05)  [default: sample for a3c, greedy for Q methods]")
 @click.option("--gif", type=str, default=None, help="write an animated GIF of the first game here")
 @click.option("--seed", type=int, default=12345, show_default=True, help="env and action seed")
 @click.option("--backend", type=click.Choice(["auto", "envpool", "gymnasium"]), default="auto", show_default=True,
@@ -170,6 +191,8 @@ def eval_cmd(path, episodes, greedy, gif, seed, backend):
 
     if episodes < 1:
         fail(f"--episodes must be >= 1, got {episodes}")
+    if gif:
+        _check_output_file(gif, "--gif")
     try:
         from .evaluate import evaluate, load_agent
 
@@ -179,7 +202,7 @@ def eval_cmd(path, episodes, greedy, gif, seed, backend):
         fail(str(exc))
     s = res["scores"]
     click.echo(
-        f"{agent.cfg.algo.algo} on {agent.cfg.env.env}, {len(s)} games ({'greedy' if res['greedy'] else 'sampled'}): "
+        f"{agent.cfg.algo.algo} on {agent.cfg.env.env}, {len(s)} games ({res['policy']}): "
         f"mean {s.mean():.2f}  median {float(__import__('numpy').median(s)):.2f}  min {s.min():g}  max {s.max():g}"
     )
     if gif:
@@ -199,10 +222,14 @@ def plot(run_dir, output, window):
         fail(f"no episodes.csv at {path}")
     from .plot import plot_scores
 
+    output = output or os.path.join(os.path.dirname(path), "curve.png")
+    _check_output_file(output, "-o")
     try:
-        out = plot_scores(path, output or os.path.join(os.path.dirname(path), "curve.png"), window)
+        out = plot_scores(path, output, window)
     except ValueError as exc:
         fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror or exc}")
     click.echo(f"wrote {out}")
 
 
@@ -271,10 +298,10 @@ def _bench_options(threads_default, seconds_default, warmup_default, threads_hel
 
 
 def _check_window(seconds, warmup):
-    if not seconds > 0:
-        fail(f"--seconds must be > 0, got {seconds}")
-    if not warmup >= 0:
-        fail(f"--warmup must be >= 0, got {warmup}")
+    if not 0 < seconds < math.inf:
+        fail(f"--seconds must be a number > 0, got {seconds}")
+    if not 0 <= warmup < math.inf:
+        fail(f"--warmup must be a number >= 0, got {warmup}")
 
 
 @main.command(context_settings=CONTEXT)

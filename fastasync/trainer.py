@@ -36,6 +36,11 @@ class LearnerError(RuntimeError):
         self.index, self.exc, self.tb = index, exc, tb
 
 
+class RunIOError(OSError):
+    """The run could not write its episode log or its final checkpoint (disk full, ...):
+    training stopped; the message says what the run directory still holds."""
+
+
 class SharedState:
     """What every learner thread shares: parameters, RMSProp statistics, counters, stop flag."""
 
@@ -150,6 +155,7 @@ class Trainer:
             for lr, e_final in zip(self.learners, eps):
                 lr.algo.final_epsilon = float(e_final)
         self.resume_frames = frames if resume is not None else None
+        self.resume_path = resume["path"] if resume is not None else None
         self.interrupted = False
         self.head = head_for(a.algo)
         self._diag_seen = np.zeros(6)
@@ -196,14 +202,21 @@ class Trainer:
     def prepare_run_dir(self):
         """Create the run directory and write config.json (raises OSError on failure).
 
-        On resume, games logged after the checkpoint (a crash lost their training) are moved
-        from episodes.csv to episodes-after-checkpoint.csv, so that the curve and the game
-        count continue from the checkpoint and nothing written is lost.
+        Whether this run may write there is ``rundir.claim``'s question (the CLI asks it first).
+        On resume in the checkpoint's own directory, games logged after the checkpoint (a
+        crash lost their training) are moved from episodes.csv to episodes-after-checkpoint.csv,
+        so that the curve and the game count continue from the checkpoint and nothing written
+        is lost; resumed into another directory (a branch), the games up to the checkpoint are
+        copied there.
         """
         os.makedirs(self.run_dir, exist_ok=True)
         ckpt.atomic_write_text(os.path.join(self.run_dir, "config.json"), json.dumps(self.cfg.to_dict(), indent=2) + "\n")
         if self.resume_frames is not None:
-            split_episodes_after(os.path.join(self.run_dir, "episodes.csv"), self.resume_frames)
+            episodes = os.path.join(self.run_dir, "episodes.csv")
+            source = os.path.join(os.path.dirname(os.path.abspath(self.resume_path)), "episodes.csv")
+            if os.path.abspath(episodes) != source:
+                copy_episodes_until(source, episodes, self.resume_frames)
+            split_episodes_after(episodes, self.resume_frames)
         self._prepared = True
 
     def run(self) -> dict:
@@ -235,13 +248,18 @@ class Trainer:
         start_frames = s.frames
         last_ckpt = last_progress = s.t0
         last_frames = s.frames
+        io_error = None  # the first write that failed (episode log or final checkpoint)
         for th in threads:
             th.start()
         try:
             while any(th.is_alive() for th in threads) and not s.stop.is_set():
                 s.stop.wait(0.2)
                 now = time.monotonic()
-                self._drain(log, window)
+                try:
+                    self._drain(log, window)
+                except OSError as exc:  # disk full: stop, keep the last good checkpoint
+                    io_error = exc
+                    break
                 if now - last_progress >= r.progress_every_s:
                     fps = (s.frames - last_frames) / (now - last_progress)
                     last_frames, last_progress = s.frames, now
@@ -263,15 +281,29 @@ class Trainer:
                         th.join(0.5)
                     except KeyboardInterrupt:
                         self.interrupted = True
-            self._drain(log, window)
-            log.close()
+            try:
+                if io_error is None:
+                    self._drain(log, window)
+                log.close()
+            except OSError as exc:
+                io_error = io_error or exc
             for lr in self.learners:
                 lr.env.close()
         if self.interrupted:
             self.out("\ninterrupted: learner threads stopped")
         if s.error is not None:  # the last good checkpoint is kept: the failed state may be diverged
             raise s.error
-        saved = self.save_checkpoint(window.games)
+        if io_error is not None:  # games went unlogged: a checkpoint now would skip them in the curve
+            raise RunIOError(
+                f"could not write {log.path}: {io_error.strerror or io_error}; training stopped at {s.frames:,} "
+                f"frames. {self._last_checkpoint_note()}"
+            )
+        try:
+            saved = self.save_checkpoint(window.games)
+        except OSError as exc:
+            raise RunIOError(
+                f"could not write the final checkpoint: {exc.strerror or exc}. {self._last_checkpoint_note()}"
+            ) from None
         elapsed = time.monotonic() - s.t0
         summary = dict(
             frames=s.frames,
@@ -286,6 +318,12 @@ class Trainer:
         )
         self._progress(window, summary["fps"], time.monotonic())
         return summary
+
+    def _last_checkpoint_note(self):
+        path = os.path.join(self.run_dir, ckpt.CHECKPOINT_NAME)
+        if not os.path.exists(path):
+            return "No checkpoint was written."
+        return f"The last good checkpoint is kept: resume with fastasync train --resume {self.run_dir}"
 
     def _thread_main(self, learner):
         if self.cpus is not None and not placement.pin_current_thread(self.cpus[learner.index]):
@@ -338,29 +376,50 @@ def _stop_on_signals(trainer):
             signal.signal(sig, h)
 
 
-def split_episodes_after(path, frames):
-    """Move rows of episodes.csv logged after ``frames`` to episodes-after-checkpoint.csv."""
-    if not os.path.exists(path):
-        return
+def _episode_lines(path, frames):
+    """(header, rows logged up to ``frames``, the rest) of an episodes.csv's lines. The rest
+    includes a last row cut short by a crash (no newline): appending after it would merge
+    the next game into it."""
     with open(path, newline="") as fh:
         lines = fh.read().splitlines(keepends=True)
     if not lines:
-        return
-    keep, late = [lines[0]], []
+        return None, [], []
+    keep, late = [], []
     for line in lines[1:]:
         head = line.split(",", 1)[0]
-        (late if head.isdigit() and int(head) > frames else keep).append(line)
+        torn = not line.endswith("\n")
+        (late if torn or (head.isdigit() and int(head) > frames) else keep).append(line)
+    if late and not late[-1].endswith("\n"):
+        late[-1] += "\n"
+    return lines[0], keep, late
+
+
+def split_episodes_after(path, frames):
+    """Move rows of episodes.csv logged after ``frames`` (and a torn last row) to
+    episodes-after-checkpoint.csv."""
+    if not os.path.exists(path):
+        return
+    header, keep, late = _episode_lines(path, frames)
     if not late:
         return
     side = os.path.join(os.path.dirname(path), "episodes-after-checkpoint.csv")
     new_side = not os.path.exists(side)
     with open(side, "a", newline="") as fh:
         if new_side:
-            fh.write(lines[0])
+            fh.write(header)
         fh.writelines(late)
         fh.flush()
         os.fsync(fh.fileno())
-    ckpt.atomic_write_text(path, "".join(keep))
+    ckpt.atomic_write_text(path, header + "".join(keep))
+
+
+def copy_episodes_until(source, dest, frames):
+    """A resumed run's branch: the rows of ``source`` logged up to ``frames`` into a new ``dest``."""
+    if not os.path.exists(source):
+        return
+    header, keep, _ = _episode_lines(source, frames)
+    if header is not None:
+        ckpt.atomic_write_text(dest, header + "".join(keep))
 
 
 def resume_config(ck: dict, overrides: dict) -> TrainConfig:

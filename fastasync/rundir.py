@@ -1,0 +1,169 @@
+"""A run's directory: which files make a run, and claiming a directory so that two runs never mix.
+
+A run directory holds ``checkpoint.npz``, ``episodes.csv`` (and ``episodes-after-checkpoint.csv``
+after a resume that found games logged past the checkpoint) and ``config.json``. Before
+anything is written, ``claim`` decides whether a run may write there:
+
+* a fresh run needs a directory that holds none of a run's files, even a run that stopped
+  before its first checkpoint (its games would be mixed into the new curve);
+* a resumed run may continue in its checkpoint's own directory, unless that directory's
+  ``checkpoint.npz`` is another file than the one resumed (``--resume run/backup.npz`` would
+  replace the newer checkpoint.npz); any other directory (``--run-dir``) must hold no run:
+  the resumed run branches there (``Trainer.prepare_run_dir`` copies the games up to the
+  checkpoint, so that the curve goes on);
+* while a run trains, its process holds an advisory lock on ``RUN_DIR/.lock`` (``flock``:
+  the OS drops it when the process ends, however it ends), so a second run into the same
+  directory at the same time is refused;
+* a directory named automatically (``runs/<env>-<algo>-<time>``) that is already taken, by a
+  run started in the same second, gets the first free suffix ``-2``, ``-3``, ...
+"""
+
+from __future__ import annotations
+
+import os
+
+from .checkpoint import CHECKPOINT_NAME
+
+RUN_FILES = (CHECKPOINT_NAME, "episodes.csv", "episodes-after-checkpoint.csv", "config.json")
+LOCK_NAME = ".lock"
+
+
+class RunDirError(ValueError):
+    """This run may not write into this directory; the message says why and what to do."""
+
+
+def run_files(path: str) -> list[str]:
+    """The run files ``path`` holds (none for a missing directory)."""
+    return [f for f in RUN_FILES if os.path.exists(os.path.join(path, f))]
+
+
+class Claim:
+    """A run's hold on its directory: ``release()`` when the run ends (the process ending
+    does it too); ``abandon()`` when the run never started, which also removes the lock file
+    and the directory where ``claim`` created them, so that bad input leaves nothing behind."""
+
+    def __init__(self, path, fh, made_top, made_lock):
+        self.path, self._fh, self._made_top, self._made_lock = path, fh, made_top, made_lock
+
+    def release(self):
+        self._fh.close()
+
+    def abandon(self):
+        self.release()
+        _undo(self.path, self._made_top, self._made_lock)
+
+
+def _undo(path, made_top, made_lock):
+    """Remove the lock file and the directories that are ``claim``'s own (and empty): from
+    ``path`` up to ``made_top``, the first that did not exist (None: none)."""
+    try:
+        if made_lock:
+            os.unlink(os.path.join(path, LOCK_NAME))
+        p = os.path.abspath(path)
+        while made_top is not None:
+            os.rmdir(p)  # only if empty
+            if p == made_top:
+                break
+            p = os.path.dirname(p)
+    except OSError:
+        pass
+
+
+def _first_missing(path):
+    """The outermost directory of ``path`` that does not exist yet (None: it exists)."""
+    p, top = os.path.abspath(path), None
+    while not os.path.exists(p):
+        p, top = os.path.dirname(p), p
+    return top
+
+
+def claim(run_dir: str, resume_path: str | None = None, auto_named: bool = False) -> Claim:
+    """Check that a run may write into ``run_dir``, create it and lock it.
+
+    ``resume_path``: the checkpoint file being resumed (None: a fresh run). ``auto_named``:
+    the directory name was made up (not given), so a taken one is replaced by a free
+    ``run_dir-2``, ``-3``, ... (``Claim.path`` is the one taken). Raises RunDirError (or
+    OSError when the directory cannot be created).
+    """
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise RunDirError(f"--run-dir {run_dir} exists and is not a directory")
+    made_top = _first_missing(run_dir)
+    if auto_named:
+        run_dir = _free_name(run_dir)
+        made_top = made_top or os.path.abspath(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    made_lock = not os.path.exists(os.path.join(run_dir, LOCK_NAME))
+    try:
+        held = Claim(run_dir, _lock(run_dir), made_top, made_lock)
+    except BaseException:
+        _undo(run_dir, made_top, made_lock)
+        raise
+    try:
+        _check_contents(run_dir, resume_path)
+    except BaseException:
+        held.abandon()
+        raise
+    return held
+
+
+def _free_name(path: str) -> str:
+    candidate, k = path, 2
+    while True:
+        try:
+            os.makedirs(candidate)  # exclusive: two processes never get the same name
+            return candidate
+        except FileExistsError:
+            candidate, k = f"{path}-{k}", k + 1
+
+
+def _lock(run_dir: str):
+    path = os.path.join(run_dir, LOCK_NAME)
+    fh = open(path, "a+")
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (the content checks still apply)
+        return fh
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        owner = fh.read().strip()
+        fh.close()
+        raise RunDirError(
+            f"{run_dir} is in use by another fastasync run{f' (process {owner})' if owner else ''}; "
+            "wait for it to end or choose another --run-dir"
+        ) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"{os.getpid()}\n")
+    fh.flush()
+    return fh
+
+
+def _check_contents(run_dir: str, resume_path: str | None) -> None:
+    found = run_files(run_dir)
+    if resume_path is None:
+        if not found:
+            return
+        if CHECKPOINT_NAME in found:
+            raise RunDirError(
+                f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another --run-dir"
+            )
+        raise RunDirError(
+            f"{run_dir} holds a run that stopped before its first checkpoint ({', '.join(found)}); "
+            "its games would be mixed into this run's: choose another --run-dir, or delete it"
+        )
+    resume_path = os.path.abspath(resume_path)
+    here = os.path.join(os.path.abspath(run_dir), CHECKPOINT_NAME)
+    if os.path.dirname(resume_path) == os.path.abspath(run_dir):
+        if os.path.exists(here) and not os.path.samefile(here, resume_path):
+            raise RunDirError(
+                f"{run_dir} holds another {CHECKPOINT_NAME}, which resuming {os.path.basename(resume_path)} there "
+                f"would replace: to continue from {os.path.basename(resume_path)}, pass --run-dir <a new directory>"
+            )
+        return
+    if found:
+        raise RunDirError(
+            f"{run_dir} already holds a run ({', '.join(found)}); resuming {resume_path} there would mix the two: "
+            "choose an empty --run-dir, or leave --run-dir out to continue in the checkpoint's own directory"
+        )

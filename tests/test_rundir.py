@@ -1,0 +1,154 @@
+"""Run directories: a run never writes over or into another run's files (fastasync/rundir.py),
+the episode log survives a torn row, and a write that fails (disk full) stops the run with a
+clear error and the last good checkpoint kept."""
+
+import errno
+import hashlib
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from fastasync import rundir
+from fastasync.cli import main
+from fastasync.stats import EPISODES_HEADER, read_episodes
+from fastasync.trainer import split_episodes_after
+
+HEADER = ",".join(EPISODES_HEADER) + "\n"
+
+
+def invoke(args):
+    return CliRunner().invoke(main, args)
+
+
+def digest(d):
+    """Every file of a directory (but the lock) and its content hash."""
+    return {f: hashlib.sha256((d / f).read_bytes()).hexdigest() for f in sorted(os.listdir(d)) if f != rundir.LOCK_NAME}
+
+
+def cartpole(run, frames="20k", *extra):
+    r = invoke(["train", "--env", "CartPole-v1", "--threads", "1", "--frames", frames, "--run-dir", str(run), *extra])
+    assert r.exit_code == 0, r.output
+    return r
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    cartpole(root / "a")
+    cartpole(root / "b", "20k", "--algo", "nstep-q")
+    return root / "a", root / "b"
+
+
+def test_fresh_run_refuses_a_run_that_stopped_before_its_first_checkpoint(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "episodes.csv").write_text(HEADER + "1000,1.0,0,999,10\n")
+    before = digest(run)
+    r = invoke(["train", "--env", "CartPole-v1", "--frames", "2k", "--run-dir", str(run)])
+    assert r.exit_code == 2, r.output
+    assert "stopped before its first checkpoint (episodes.csv)" in r.output and "Traceback" not in r.output
+    assert digest(run) == before
+
+
+def test_resume_into_a_directory_of_another_run_is_refused(two_runs):
+    a, b = two_runs
+    before_a, before_b = digest(a), digest(b)
+    r = invoke(["train", "--resume", str(a), "--frames", "40k", "--run-dir", str(b)])
+    assert r.exit_code == 2, r.output
+    assert f"{b} already holds a run" in r.output and "would mix the two" in r.output
+    assert digest(a) == before_a and digest(b) == before_b
+
+
+def test_resume_from_an_older_checkpoint_file_branches_instead_of_replacing(two_runs, tmp_path):
+    """``--resume run/backup.npz`` would replace run/checkpoint.npz: refused; into a new
+    --run-dir it branches, taking the games up to that checkpoint along."""
+    a, _ = two_runs
+    backup = a / "backup.npz"
+    backup.write_bytes((a / "checkpoint.npz").read_bytes())
+    try:
+        before = digest(a)
+        r = invoke(["train", "--resume", str(backup), "--frames", "40k"])
+        assert r.exit_code == 2, r.output
+        assert "holds another checkpoint.npz" in r.output and "--run-dir" in r.output
+        assert digest(a) == before
+
+        branch = tmp_path / "branch"
+        r = invoke(["train", "--resume", str(backup), "--frames", "30k", "--run-dir", str(branch)])
+        assert r.exit_code == 0, r.output
+        assert digest(a) == before  # the source run is untouched
+        src, got = read_episodes(a / "episodes.csv"), read_episodes(branch / "episodes.csv")
+        n = len(src["frames"])
+        assert got["frames"][:n] == src["frames"] and got["score"][:n] == src["score"]
+        assert len(got["frames"]) > n and got["frames"][n] > src["frames"][-1]  # and the branch's own games
+    finally:
+        backup.unlink()
+
+
+def test_a_directory_in_use_by_a_run_is_refused(tmp_path):
+    held = rundir.claim(str(tmp_path / "r"))
+    try:
+        with pytest.raises(rundir.RunDirError, match=f"in use by another fastasync run \\(process {os.getpid()}\\)"):
+            rundir.claim(held.path)
+        assert os.path.exists(os.path.join(held.path, rundir.LOCK_NAME))  # the refused claim left it alone
+    finally:
+        held.release()
+    rundir.claim(held.path).release()  # released: free again
+
+
+def test_an_abandoned_claim_leaves_nothing_behind(tmp_path):
+    rundir.claim(str(tmp_path / "new" / "deeper")).abandon()
+    (tmp_path / "old").mkdir()
+    rundir.claim(str(tmp_path / "old")).abandon()
+    assert os.listdir(tmp_path) == ["old"] and os.listdir(tmp_path / "old") == []
+
+
+def test_auto_named_directories_never_collide(tmp_path):
+    """Two runs started in the same second get the same made-up name: the second gets -2."""
+    name = str(tmp_path / "runs" / "CartPole-v1-a3c-20261127-120000")
+    claims = [rundir.claim(name, auto_named=True) for _ in range(3)]
+    for c in claims:
+        c.release()
+    assert [c.path for c in claims] == [name, name + "-2", name + "-3"]
+
+
+def test_torn_last_row_leaves_the_log_on_resume(tmp_path):
+    """A crash mid-write leaves a row without a newline; appending after it would merge the
+    next game into it, so a resume moves it out with the games after the checkpoint."""
+    path = tmp_path / "episodes.csv"
+    path.write_text(HEADER + "100,1.0,0,5,5\n200,2.0,0,6,6\n250,2.5,0,7")
+    split_episodes_after(str(path), 300)
+    assert path.read_text() == HEADER + "100,1.0,0,5,5\n200,2.0,0,6,6\n"
+    assert (tmp_path / "episodes-after-checkpoint.csv").read_text() == HEADER + "250,2.5,0,7\n"
+
+
+def test_disk_full_stops_the_run_with_a_clear_error_and_keeps_the_checkpoint(two_runs, tmp_path, monkeypatch):
+    from fastasync import stats
+
+    a, _ = two_runs
+    run = tmp_path / "full"
+    r = invoke(["train", "--resume", str(a), "--frames", "30k", "--run-dir", str(run)])  # a run with a checkpoint
+    assert r.exit_code == 0, r.output
+    before = (run / "checkpoint.npz").read_bytes()
+
+    def full(self, rows):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(stats.EpisodeLog, "write", full)
+    r = invoke(["train", "--resume", str(run), "--frames", "1M"])
+    assert r.exit_code == 1, r.output
+    err = [line for line in r.output.splitlines() if line.startswith("Error:")]
+    assert len(err) == 1 and "Traceback" not in r.output, r.output
+    assert "No space left on device" in err[0] and "last good checkpoint is kept" in err[0]
+    assert (run / "checkpoint.npz").read_bytes() == before
+
+
+def test_output_files_are_checked_before_the_work(two_runs, tmp_path):
+    a, _ = two_runs
+    for args, needle in [
+        (["plot", str(a), "-o", str(tmp_path / "nodir" / "c.png")], "there is no directory"),
+        (["plot", str(a), "-o", str(tmp_path)], "is a directory"),
+        (["eval", str(a), "--gif", str(tmp_path / "nodir" / "x.gif")], "there is no directory"),
+    ]:
+        r = invoke(args)
+        assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output, r.output
