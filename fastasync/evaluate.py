@@ -40,7 +40,7 @@ def load_agent(path: str, backend: str = "auto") -> Agent:
 
 def evaluate(agent: Agent, episodes: int = 10, greedy=None, seed: int = 12345, gif: str | None = None,
              max_envs: int = 8) -> dict:
-    """Play ``episodes`` full games; returns {'scores', 'lengths', 'greedy'}.
+    """Play ``episodes`` full games; returns {'scores', 'lengths', 'greedy', 'policy'}.
 
     Each env plays a fixed quota of games so that short games are not over-represented.
     ``greedy=None`` picks the method's default: sample the policy for actor-critic,
@@ -104,7 +104,8 @@ def evaluate(agent: Agent, episodes: int = 10, greedy=None, seed: int = 12345, g
         env.close()
     if gif:
         write_gif(gif, frames, fps=60 // info.frame_skip)
-    return dict(scores=np.array(scores), lengths=np.array(lengths), greedy=greedy)
+    policy = "greedy" if greedy else algo.eval_policy  # how the actions were picked, for the report
+    return dict(scores=np.array(scores), lengths=np.array(lengths), greedy=greedy, policy=policy)
 
 
 def write_gif(path: str, frames, fps: int = 15, scale: int = 2) -> None:

@@ -135,7 +135,7 @@ def test_resume_needs_more_frames(cartpole_run):
 def test_eval_plot_envs(cartpole_run, tmp_path):
     r = invoke(["eval", str(cartpole_run), "--episodes", "3"])
     assert r.exit_code == 0, r.output
-    assert "3 games (sampled)" in r.output and "mean" in r.output
+    assert "3 games (sampled from the policy)" in r.output and "mean" in r.output
     r = invoke(["eval", str(cartpole_run / "checkpoint.npz"), "--episodes", "2", "--greedy"])
     assert r.exit_code == 0 and "(greedy)" in r.output
     _bad(["eval", str(cartpole_run), "--gif", str(tmp_path / "x.gif")], "--gif needs an Atari env")
@@ -145,6 +145,18 @@ def test_eval_plot_envs(cartpole_run, tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     r = invoke(["envs", "--backend", "envpool"])
     assert r.exit_code == 0 and "Pong-v5" in r.output and "CartPole-v1" in r.output
+
+
+def test_eval_says_how_a_q_method_acts(tmp_path):
+    """--sample for a Q method is epsilon-greedy with a small epsilon, and eval says so."""
+    run = tmp_path / "q"
+    r = invoke(["train", "--env", "CartPole-v1", "--algo", "nstep-q", "--threads", "1", "--frames", "8k",
+                "--run-dir", str(run)])
+    assert r.exit_code == 0, r.output
+    r = invoke(["eval", str(run), "--episodes", "2", "--sample"])
+    assert r.exit_code == 0 and "2 games (epsilon-greedy, epsilon 0.05)" in r.output, r.output
+    r = invoke(["eval", str(run), "--episodes", "2"])
+    assert r.exit_code == 0 and "2 games (greedy)" in r.output, r.output
 
 
 def pong_checkpoint(run_dir, frames):

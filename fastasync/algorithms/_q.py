@@ -33,6 +33,7 @@ def draw_final_epsilon(u: float) -> float:
 
 class QMethod:
     head = "q"
+    eval_policy = f"epsilon-greedy, epsilon {EVAL_EPSILON:g}"  # act_eval's, as eval reports it
     carries_action = False
     needs_all_next = True
 

@@ -18,6 +18,7 @@ from ..kernels import heads, returns, rng
 
 class A3C:
     head = "a3c"
+    eval_policy = "sampled from the policy"  # act_eval's, as eval reports it
     carries_action = False
 
     def bind(self, learner):
