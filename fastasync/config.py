@@ -14,6 +14,8 @@ Every field's docstring doubles as its ``--help`` text. Derived values (total th
 from __future__ import annotations
 
 import dataclasses
+import math
+import operator
 import os
 import re
 import time
@@ -163,6 +165,8 @@ def parse_count(text) -> int:
         if not m:
             raise ConfigError(f"cannot read {text!r} as a number of frames (examples: 10M, 500k, 2000000)")
         value = float(m.group(1)) * _SUFFIX[m.group(2)]
+        if not math.isfinite(value):  # '1e400' reads as inf
+            raise ConfigError(f"{text!r} is too large a number of frames")
         if value != int(value):
             raise ConfigError(f"{text!r} is not a whole number of frames")
         value = int(value)
@@ -181,42 +185,79 @@ def build(overrides: dict) -> TrainConfig:
             raise ConfigError(f"unknown option {key!r}")
         sec, f = ff[name]
         per[sec][name] = _coerce(name, f, value)
-    if per["run"].get("threads", 1) < 1:
-        raise ConfigError(f"--threads must be >= 1, got {per['run']['threads']}")
+    if per["run"].get("threads", 1) < 1:  # 0 means "all CPUs" only as the default: leave it out
+        raise ConfigError(
+            f"--threads must be >= 1, got {per['run']['threads']} (leave it out to use the CPUs this process may use)"
+        )
     cfg = TrainConfig(**{sec: cls(**per[sec]) for sec, cls in SECTIONS.items()})
     validate(cfg)
     return cfg
 
 
 def _coerce(name, f, value):
+    """``value`` as the field's type, or ConfigError. Types must match: a TOML ``3`` is not a
+    boolean, ``true`` is not a number (bool is an int subclass in Python), 2.5 is not an int."""
     typ = type(f.default) if f.default is not dataclasses.MISSING else None
+    expect = ""
     try:
         if name == "frames" or name.endswith("_frames"):
             return parse_count(value)
         if typ is bool:
+            expect = " (expected true or false)"
+            if isinstance(value, bool):
+                return value
             if isinstance(value, str):
                 if value.lower() in ("1", "true", "yes", "on"):
                     return True
                 if value.lower() in ("0", "false", "no", "off"):
                     return False
-                raise ValueError
-            return bool(value)
+            raise ValueError
         if typ is tuple:
+            expect = " (expected whole numbers, e.g. 64,64)"
             if isinstance(value, str):
-                value = [int(v) for v in value.split(",") if v.strip()]
-            return tuple(int(v) for v in value)
-        if typ in (int, float, str):
-            if typ is int and isinstance(value, float) and value != int(value):
+                value = [v for v in value.split(",") if v.strip()]
+            return tuple(_whole(v) for v in value)
+        if typ is int:
+            expect = " (expected a whole number)"
+            return _whole(value)
+        if typ is float:
+            expect = " (expected a number)"
+            if isinstance(value, bool):
                 raise ValueError
-            return typ(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"invalid value {value!r} for {name.replace('_', '-')}") from None
+            return float(value)
+        if typ is str:
+            expect = " (expected text)"
+            if isinstance(value, os.PathLike):
+                value = os.fspath(value)
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"invalid value {value!r} for {name.replace('_', '-')}{expect}") from None
     return value
+
+
+def _whole(value) -> int:
+    """An int from an int, an integral float or a numeral string; never from a bool."""
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, float):
+        if not value.is_integer():  # also false for inf and nan
+            raise ValueError
+        return int(value)
+    if isinstance(value, str):
+        return int(value)
+    return operator.index(value)
 
 
 def validate(cfg: TrainConfig) -> None:
     """Reject values that would make a silently wrong run."""
     e, a, o, r = cfg.env, cfg.algo, cfg.optim, cfg.run
+    for sec in (e, a, o, r):  # inf or nan in any float option: a crash or a silently disabled feature later
+        for f in fields(sec):
+            v = getattr(sec, f.name)
+            if isinstance(f.default, float) and not (isinstance(v, (int, float)) and math.isfinite(v)):
+                raise ConfigError(f"{f.name.replace('_', '-')} must be a finite number, got {v}")
     checks = [
         (a.algo in ALGOS, f"unknown algo {a.algo!r}; choose from {', '.join(ALGOS)}"),
         (
