@@ -57,9 +57,12 @@ def bench_config(env, algo, threads, envs_per_thread, backend, run_dir, pin_thre
         cfg, run=dataclasses.replace(cfg.run, checkpoint_every_s=HUGE_SECONDS, progress_every_s=HUGE_SECONDS)
     )
     cfg = C.resolve(cfg)
+    from .algorithms import check_discrete
     from .envs import env_info
 
-    env_info(cfg.env.env, cfg.env.backend)  # an unknown env fails here, before any work
+    # an unknown env, or one the algorithm cannot act in (continuous actions), fails here,
+    # before any env batch or trainer is built
+    check_discrete(env_info(cfg.env.env, cfg.env.backend), cfg.algo.algo)
     return cfg
 
 

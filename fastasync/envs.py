@@ -10,7 +10,10 @@ Backends
     A pure-Python re-implementation of envpool's Atari environment
     (``envpool/atari/atari_env.h``) on top of ``ale_py.ALEInterface``, and plain
     ``gymnasium.make`` environments for classic control, all behind the same
-    auto-reset logic. Slower, but it needs no envpool and no OpenCV.
+    auto-reset logic. Slower, but it needs no envpool and no OpenCV. ale-py's
+    multiplayer-only ROMs (0.12: Combat, Joust, MazeCraze, Warlords) are not offered:
+    ALE has no single-player mode for them and would ``exit(1)`` loading one
+    (``_ale_roms``). envpool does not ship them; asking either backend for one says so.
 
     ``ale_py.vector_env.AtariVectorEnv`` (ale-py 0.12) was checked and NOT used:
     with ``episodic_life=True`` it fully resets the game after every life loss
@@ -198,15 +201,55 @@ def _catalog(backend: str) -> dict:
             if env_id in have:
                 out[env_id] = ("classic", None)
     else:
-        gymnasium, ale_py = _import(backend)
-        from ale_py.registration import rom_id_to_name
-
-        for rom in ale_py.roms.get_all_rom_ids():
-            out[f"{rom_id_to_name(rom)}-v5"] = ("atari", rom)
+        gymnasium, _ = _import(backend)
+        for env_id, rom in _ale_roms()[0].items():
+            out[env_id] = ("atari", rom)
         for env_id in _CLASSIC:
             if env_id in gymnasium.registry:
                 out[env_id] = ("classic", None)
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def _ale_roms() -> tuple:
+    """ale-py's Atari ROMs split by ALE itself: ``({env_id: rom}, {env_id: rom})``, the
+    single-player games and the multiplayer-only ones.
+
+    ``ALEInterface.loadROM`` of a ROM that has no single-player mode in ALE (ale-py 0.12:
+    Combat, Joust, MazeCraze, Warlords) prints "Attempt to wrap ROM ... failed" and calls
+    ``exit(1)``: no exception, the process is gone. ale-py's own gymnasium registration
+    (``register_v5_envs``) skips those four for that reason, and the static
+    ``ALEInterface.isSupportedROM(path)`` answers the question loadROM would (ALE's
+    single-player game table, looked up by the file's MD5) without loading anything: the
+    game's name, or None. ``get_rom_path`` has already checked the file against ale-py's
+    MD5 list, so None here means multiplayer only. A ROM that cannot be read (missing or
+    altered under ``ALE_ROMS_DIR``) is in neither dict.
+    """
+    import ale_py
+    from ale_py.registration import rom_id_to_name
+
+    single, multi = {}, {}
+    for rom in ale_py.roms.get_all_rom_ids():
+        try:
+            path = ale_py.roms.get_rom_path(rom)
+            if path is None:
+                continue
+            playable = ale_py.ALEInterface.isSupportedROM(str(path)) is not None
+        except (OSError, RuntimeError):
+            continue
+        (single if playable else multi)[f"{rom_id_to_name(rom)}-v5"] = rom
+    return single, multi
+
+
+def _multiplayer_only(env_id: str) -> str | None:
+    """The ROM id if ``env_id`` is one of ale-py's multiplayer-only games, else None (also
+    without ale-py: envpool has no such games at all)."""
+    if importlib.util.find_spec("ale_py") is None:
+        return None
+    try:
+        return _ale_roms()[1].get(env_id)
+    except Exception:  # noqa: BLE001 - only a better error message is at stake
+        return None
 
 
 def list_envs(backend: str = "envpool") -> list[str]:
@@ -217,6 +260,12 @@ def list_envs(backend: str = "envpool") -> list[str]:
 def _lookup(env_id: str, backend: str) -> tuple:
     cat = _catalog(backend)
     if env_id not in cat:
+        rom = _multiplayer_only(env_id)
+        if rom is not None:
+            raise EnvError(
+                f"{env_id} is a multiplayer-only Atari game (ALE has no single-player mode for its ROM "
+                f"{rom!r}); fastasync trains single-player games only, see `fastasync envs`"
+            )
         close = difflib.get_close_matches(env_id, list(cat), n=5, cutoff=0.6)
         hint = f"; did you mean: {', '.join(close)}?" if close else (
             "; see `fastasync envs` for the list"

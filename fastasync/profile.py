@@ -80,10 +80,10 @@ def run_profile(env, algo, threads, envs_per_thread, seconds, warmup, backend, p
     from .perf import fp32_peak_gflops
 
     progress = progress or (lambda msg: None)
-    progress("measuring one core's fp32 peak (single-threaded sgemm) ...")
-    peak = fp32_peak_gflops(peak_seconds)
     with tempfile.TemporaryDirectory(prefix="fastasync-profile-") as tmp:
-        cfg = bench_config(env, algo, threads, envs_per_thread, backend, f"{tmp}/run", pin_threads)
+        cfg = bench_config(env, algo, threads, envs_per_thread, backend, f"{tmp}/run", pin_threads)  # bad input fails here
+        progress("measuring one core's fp32 peak (single-threaded sgemm) ...")
+        peak = fp32_peak_gflops(peak_seconds)
         trainer = make_trainer(cfg)
         for lr in trainer.learners:
             lr.enable_timing()

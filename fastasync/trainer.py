@@ -115,15 +115,14 @@ class Trainer:
     """One training run. ``cfg`` must be resolved (threads, backend, run_dir filled in)."""
 
     def __init__(self, cfg: TrainConfig, resume: dict | None = None, out=None):
-        from .algorithms import build_net, head_for, make_algorithm
+        from .algorithms import build_net, check_discrete, head_for, make_algorithm
         from .envs import env_info
         from .learner import Learner
         self.cfg = cfg
         self.out = out or (lambda msg: print(msg, file=sys.stderr, flush=True))
         e, a, r = cfg.env, cfg.algo, cfg.run
         self.info = env_info(e.env, e.backend)
-        if not self.info.discrete:
-            raise ValueError(f"{e.env} has a continuous action space; {a.algo} needs discrete actions")
+        check_discrete(self.info, a.algo)
         self.net = build_net(cfg, self.info)
         self.run_dir = r.run_dir
         if resume is not None:

@@ -131,3 +131,43 @@ def test_replay_env_replays_its_recorded_steps_in_a_cycle():
     for k in range(4):
         assert steps[k] is steps[k + 4]
     assert not all(np.array_equal(steps[0].obs, s.obs) for s in steps[1:4])
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Make every costly step of bench/profile fail the test if it is reached: env batches
+    (the ceiling), the trainer, the sgemm peak."""
+    import fastasync.bench
+    import fastasync.perf
+
+    def reached(what):
+        def f(*args, **kwargs):
+            raise AssertionError(f"{what} was started before the input was checked")
+
+        return f
+
+    monkeypatch.setattr(fastasync.bench, "make_batches", reached("the env-only ceiling"))
+    monkeypatch.setattr(fastasync.bench, "make_trainer", reached("the trainer"))
+    monkeypatch.setattr(fastasync.perf, "fp32_peak_gflops", reached("the fp32 peak measurement"))
+
+
+@pytest.mark.parametrize("cmd", ["bench", "profile"])
+@pytest.mark.parametrize("algo", ["a3c", "nstep-q"])
+def test_continuous_action_env_fails_before_any_work(no_work, cmd, algo):
+    r = invoke([cmd, "--env", "Pendulum-v1", "--algo", algo, "--seconds", "1", "--warmup", "0"])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip().splitlines() == [
+        f"Error: {algo} needs a discrete action space; Pendulum-v1 has continuous actions"
+    ]
+
+
+def test_bench_config_and_run_profile_reject_continuous_actions(no_work):
+    from fastasync.bench import bench_config, run_bench
+    from fastasync.profile import run_profile
+
+    with pytest.raises(ValueError, match="needs a discrete action space; Pendulum-v1 has continuous"):
+        bench_config("Pendulum-v1", "a3c", 1, 2, "auto", "unused")
+    with pytest.raises(ValueError, match="needs a discrete action space"):
+        run_bench("Pendulum-v1", "a3c", [1], 2, 1.0, 0.0, "auto")
+    with pytest.raises(ValueError, match="needs a discrete action space"):
+        run_profile("Pendulum-v1", "a3c", 1, 2, 1.0, 0.0, "auto")

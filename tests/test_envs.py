@@ -95,6 +95,46 @@ def test_default_backend_and_cheap_import():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+MULTIPLAYER_ONLY = ("Combat-v5", "Joust-v5", "MazeCraze-v5", "Warlords-v5")  # ale-py 0.12
+
+
+@pytest.mark.skipif(not HAVE_GYM, reason="gymnasium/ale-py not installed")
+def test_gymnasium_lists_exactly_ale_pys_single_player_games():
+    """The Atari ids offered are the ROMs ale-py itself registers as single-player ``ALE/*-v5``
+    gymnasium envs: its multiplayer-only ROMs (ALE would exit(1) loading one) are left out."""
+    import gymnasium
+
+    atari = {i for i in envs.list_envs("gymnasium") if i not in envs._CLASSIC}
+    registered = {i[len("ALE/"):] for i in gymnasium.registry if i.startswith("ALE/") and i.endswith("-v5")}
+    assert atari == registered
+    for env_id in MULTIPLAYER_ONLY:
+        assert env_id not in atari
+
+
+@pytest.mark.skipif(not HAVE_GYM, reason="gymnasium/ale-py not installed")
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("env_id", MULTIPLAYER_ONLY)
+def test_multiplayer_only_game_is_a_clear_env_error(backend, env_id):
+    assert env_id not in envs.list_envs(backend)  # first: asking ALE for one kills the process
+    for ask in (envs.env_info, lambda e, b: envs.make_env(e, 1, 0, b)):
+        with pytest.raises(EnvError, match=rf"^{env_id} is a multiplayer-only Atari game .*single-player"):
+            ask(env_id, backend)
+
+
+@pytest.mark.skipif(not HAVE_GYM, reason="gymnasium/ale-py not installed")
+def test_train_on_multiplayer_only_game_exits_2_with_one_error_line(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-m", "fastasync.cli", "train", "--env", "Combat-v5",
+         "--backend", "gymnasium", "--frames", "1k", "--run-dir", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert out.stderr.strip().splitlines() == [
+        "Error: Combat-v5 is a multiplayer-only Atari game (ALE has no single-player mode for its ROM "
+        "'combat'); fastasync trains single-player games only, see `fastasync envs`"
+    ]
+
+
 # --------------------------------------------------------------------------- observations
 
 

@@ -8,15 +8,19 @@ recorded segment into ``dL/d(head output)`` (written into the net's dout buffer)
 from __future__ import annotations
 
 
+def check_discrete(env_info, algo):
+    """Every method here acts in discrete action spaces: a ValueError for any other."""
+    if not env_info.discrete or env_info.num_actions < 1:
+        raise ValueError(f"{algo} needs a discrete action space; {env_info.env_id} has continuous actions")
+
+
 def make_algorithm(name, cfg, net, env_info):
     """The algorithm object for ``name`` (one per learner thread: it may hold buffers)."""
+    check_discrete(env_info, name)
     if name in ("a3c", "a3c-lstm"):
         from .a3c import A3C
 
         return A3C(cfg, net, env_info)
-    from ._q import check_discrete
-
-    check_discrete(env_info, name)
     if name == "onestep-q":
         from .onestep_q import OneStepQ
 

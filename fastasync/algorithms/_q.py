@@ -86,7 +86,3 @@ class QMethod:
         raise NotImplementedError
 
 
-def check_discrete(env_info, algo):
-    if not env_info.discrete or env_info.num_actions < 1:
-        raise ValueError(f"{algo} needs a discrete action space; {env_info.env_id} has continuous actions")
-
