@@ -195,59 +195,63 @@ def run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend
               repeat=1):
     """Rows (dicts) of the benchmark, one per thread count, and the resolved base config.
 
-    With ``repeat`` > 1 every thread count measures ceiling, train, ceiling, train, ... (a
-    fresh trainer each time) and reports the medians: on a shared machine a single pair of
-    windows can land in a slow and a fast moment. ``ratio`` is always
-    ``train_fps / ceiling_fps``; ``ratios`` lists each adjacent pair's ratio.
+    With ``repeat`` > 1 the thread counts take turns, round by round (1, 16, 1, 16, ...; each
+    a ceiling then a train window, a fresh trainer each time), and the medians are reported:
+    on a shared machine (or a VM whose one-core speed drifts by +-20% from one window to the
+    next, bench/RESULTS.md session 8) a single pair of windows can land in a slow and a fast
+    moment, and the efficiency divides figures measured at different times. ``ratio`` is
+    always ``train_fps / ceiling_fps``; ``ratios`` lists each adjacent pair's ratio.
     """
     import statistics
 
     from .placement import cpu_plan, describe
 
     progress = progress or (lambda msg: None)
-    rows = []
+    ceils, trains, refused, cfgs = ({n: [] for n in threads_list} for _ in range(4))
     with tempfile.TemporaryDirectory(prefix="fastasync-bench-") as tmp:
-        base = None
-        for n in threads_list:
-            ceils, trains, refused = [], [], []
-            for k in range(repeat):
+        for k in range(repeat):  # round by round: every thread count's windows spread over the same time
+            for n in threads_list:
                 cfg = bench_config(env, algo, n, envs_per_thread, backend, f"{tmp}/t{n}-{k}", pin_threads)
-                base = base or cfg
-                rep = f" (repeat {k + 1}/{repeat})" if repeat > 1 else ""
+                cfgs[n].append(cfg)
+                rep = f" (round {k + 1}/{repeat})" if repeat > 1 else ""
                 progress(f"{n} thread(s): env-only ceiling ({warmup:g}s warm-up + {seconds:g}s){rep} ...")
-                ceils.append(ceiling_fps(cfg, seconds, warmup, refused))
+                ceils[n].append(ceiling_fps(cfg, seconds, warmup, refused[n]))
                 progress(f"{n} thread(s): training (compile + first segment + {warmup:g}s warm-up + {seconds:g}s){rep} ...")
-                trains.append(train_fps(cfg, seconds, warmup))
-            ceil = statistics.median(ceils)
-            train = statistics.median(t["train_fps"] for t in trains)
-            cpus = cpu_plan(n, cfg.run.pin_threads)
-            rows.append(
-                dict(
-                    env=cfg.env.env,
-                    algo=cfg.algo.algo,
-                    threads=n,
-                    envs_per_thread=cfg.env.envs_per_thread,
-                    ceiling_fps=ceil,
-                    train_fps=train,
-                    ratio=train / ceil if ceil > 0 else float("nan"),
-                    train_fps_per_thread=train / n,
-                    rss_start_mb=trains[0]["rss_start_mb"],
-                    rss_end_mb=trains[-1]["rss_end_mb"],
-                    seconds=seconds,
-                    warmup_s=warmup,
-                    backend=cfg.env.backend,
-                    repeat=repeat,
-                    ceiling_fps_each=ceils,
-                    train_fps_each=[t["train_fps"] for t in trains],
-                    ratios=[t["train_fps"] / c if c > 0 else float("nan") for t, c in zip(trains, ceils)],
-                    pinned_cpus=cpus,
-                    placement=describe(cpus, refused + [i for t in trains for i in t["pin_refused"]]),
-                )
+                trains[n].append(train_fps(cfg, seconds, warmup))
+                progress(f"{n} thread(s): ceiling {ceils[n][-1]:,.0f}, train {trains[n][-1]['train_fps']:,.0f} frames/s")
+    rows = []
+    for n in threads_list:
+        cfg, cs, ts = cfgs[n][0], ceils[n], trains[n]
+        ceil = statistics.median(cs)
+        train = statistics.median(t["train_fps"] for t in ts)
+        cpus = cpu_plan(n, cfg.run.pin_threads)
+        rows.append(
+            dict(
+                env=cfg.env.env,
+                algo=cfg.algo.algo,
+                threads=n,
+                envs_per_thread=cfg.env.envs_per_thread,
+                ceiling_fps=ceil,
+                train_fps=train,
+                ratio=train / ceil if ceil > 0 else float("nan"),
+                train_fps_per_thread=train / n,
+                rss_start_mb=ts[0]["rss_start_mb"],
+                rss_end_mb=ts[-1]["rss_end_mb"],
+                seconds=seconds,
+                warmup_s=warmup,
+                backend=cfg.env.backend,
+                repeat=repeat,
+                ceiling_fps_each=cs,
+                train_fps_each=[t["train_fps"] for t in ts],
+                ratios=[t["train_fps"] / c if c > 0 else float("nan") for t, c in zip(ts, cs)],
+                pinned_cpus=cpus,
+                placement=describe(cpus, refused[n] + [i for t in ts for i in t["pin_refused"]]),
             )
+        )
     one = next((r for r in rows if r["threads"] == 1), None)
     for r in rows:
         r["efficiency"] = r["train_fps"] / (r["threads"] * one["train_fps"]) if one and one["train_fps"] > 0 else None
-    return rows, base
+    return rows, cfgs[threads_list[0]][0]
 
 
 def format_table(rows) -> str:

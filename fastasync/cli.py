@@ -307,7 +307,8 @@ def _check_window(seconds, warmup):
 @main.command(context_settings=CONTEXT)
 @_bench_options("1,2", 20.0, 5.0, "comma-separated learner-thread counts to measure, e.g. 1,2,4")
 @click.option("--repeat", type=int, default=1, show_default=True,
-              help="measure ceiling and training this many times per thread count, alternating; report medians")
+              help="rounds of measurements: each round measures every thread count (ceiling, then training) "
+                   "in turn; medians are reported")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object per thread count, nothing else on stdout")
 def bench(env, algo, threads, envs_per_thread, seconds, warmup, backend, pin_threads, repeat, as_json):
     """Training frames/s against the env-only ceiling (envpool, random actions), per thread count.
@@ -353,7 +354,8 @@ def bench(env, algo, threads, envs_per_thread, seconds, warmup, backend, pin_thr
     click.echo("RSS: this process's resident set at the start and end of the train window"
                + (" (first and last)" if repeat > 1 else ""))
     if repeat > 1:
-        click.echo(f"each figure is the median of {repeat} alternating ceiling/train windows; each pair's ratio:")
+        click.echo(f"each figure is the median of {repeat} rounds (every thread count in turn, ceiling then train); "
+                   "each round's ratio:")
         for r in rows:
             click.echo(f"  {r['threads']} thread(s): " + ", ".join(f"{x:.2f}" for x in r["ratios"]))
     for r in rows:

@@ -81,6 +81,29 @@ def test_bench_repeat_alternates_windows_and_reports_medians():
         assert q == pytest.approx(t / c)
 
 
+def test_bench_repeat_takes_thread_counts_in_turn(monkeypatch):
+    """With --repeat the thread counts take turns (1, 2, 1, 2, ...), so that a machine whose
+    speed drifts between windows weighs on every count alike; the efficiency divides the
+    medians."""
+    from fastasync import bench
+
+    order, fps = [], {1: iter([100.0, 300.0, 200.0]), 2: iter([380.0, 400.0, 420.0])}
+
+    def ceiling(cfg, seconds, warmup, refused=None):
+        order.append(cfg.run.threads)
+        return 1000.0
+
+    def train(cfg, seconds, warmup):
+        return dict(train_fps=next(fps[cfg.run.threads]), rss_start_mb=1.0, rss_end_mb=1.0, pin_refused=[])
+
+    monkeypatch.setattr(bench, "ceiling_fps", ceiling)
+    monkeypatch.setattr(bench, "train_fps", train)
+    rows, _ = bench.run_bench("CartPole-v1", "a3c", [1, 2], 2, 0.1, 0.0, "auto", repeat=3)
+    assert order == [1, 2, 1, 2, 1, 2]
+    assert [r["train_fps_each"] for r in rows] == [[100.0, 300.0, 200.0], [380.0, 400.0, 420.0]]
+    assert rows[1]["efficiency"] == pytest.approx(400.0 / (2 * 200.0))
+
+
 def test_bench_repeat_must_be_positive():
     r = CliRunner().invoke(main, ["bench", "--env", "CartPole-v1", "--repeat", "0"])
     assert r.exit_code == 2, r.output
