@@ -235,8 +235,9 @@ def run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend
                 train_fps=train,
                 ratio=train / ceil if ceil > 0 else float("nan"),
                 train_fps_per_thread=train / n,
+                # one trainer's window (later rounds' trainers start after other counts' have run)
                 rss_start_mb=ts[0]["rss_start_mb"],
-                rss_end_mb=ts[-1]["rss_end_mb"],
+                rss_end_mb=ts[0]["rss_end_mb"],
                 seconds=seconds,
                 warmup_s=warmup,
                 backend=cfg.env.backend,

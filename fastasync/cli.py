@@ -352,7 +352,7 @@ def bench(env, algo, threads, envs_per_thread, seconds, warmup, backend, pin_thr
     click.echo("ratio = train / ceiling at the same thread count; efficiency = train(N) / (N x train(1))"
                + ("" if any(r["threads"] == 1 for r in rows) else " (n/a: 1 thread not measured)"))
     click.echo("RSS: this process's resident set at the start and end of the train window"
-               + (" (first and last)" if repeat > 1 else ""))
+               + (" (the first round's)" if repeat > 1 else ""))
     if repeat > 1:
         click.echo(f"each figure is the median of {repeat} rounds (every thread count in turn, ceiling then train); "
                    "each round's ratio:")
