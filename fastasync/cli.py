@@ -119,6 +119,9 @@ def train(ctx, resume, config_file, **options):
         trainer.prepare_run_dir()
     except (C.ConfigError, EnvError, CheckpointError, ValueError) as exc:
         fail(str(exc))
+    except MemoryError as exc:
+        fail(f"not enough memory for {cfg.run.threads} threads x {cfg.env.envs_per_thread} envs x t_max "
+             f"{cfg.algo.t_max}: {exc}")
     except OSError as exc:
         fail(f"cannot write the run directory {cfg.run.run_dir}: {exc.strerror or exc}")
     click.echo(f"run dir: {cfg.run.run_dir}", err=True)

@@ -250,6 +250,12 @@ def _whole(value) -> int:
     return operator.index(value)
 
 
+# sanity limits (every learner thread owns an env batch, an envpool worker thread and buffers
+# of t_max x E samples): far beyond any useful run, far below what hangs the machine
+MAX_THREADS = 1024
+MAX_ENVS_PER_THREAD = 1024
+
+
 def validate(cfg: TrainConfig) -> None:
     """Reject values that would make a silently wrong run."""
     e, a, o, r = cfg.env, cfg.algo, cfg.optim, cfg.run
@@ -266,6 +272,11 @@ def validate(cfg: TrainConfig) -> None:
         ),
         (r.threads >= 0, f"--threads must be >= 1, got {r.threads}"),
         (e.envs_per_thread >= 1, f"--envs-per-thread must be >= 1, got {e.envs_per_thread}"),
+        (r.threads <= MAX_THREADS, f"--threads must be <= {MAX_THREADS}, got {r.threads}"),
+        (
+            e.envs_per_thread <= MAX_ENVS_PER_THREAD,
+            f"--envs-per-thread must be <= {MAX_ENVS_PER_THREAD}, got {e.envs_per_thread}",
+        ),
         (a.t_max >= 1, f"--t-max must be >= 1, got {a.t_max}"),
         (0.0 <= a.gamma <= 1.0, f"--gamma must be in [0, 1], got {a.gamma}"),
         (a.entropy >= 0.0, f"--entropy must be >= 0, got {a.entropy}"),

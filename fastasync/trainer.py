@@ -123,6 +123,14 @@ class Trainer:
         e, a, r = cfg.env, cfg.algo, cfg.run
         self.info = env_info(e.env, e.backend)
         check_discrete(self.info, a.algo)
+        left = r.frames - (resume["frames"] if resume is not None else 0)
+        per_round = r.threads * e.envs_per_thread * a.t_max * self.info.frame_skip
+        if per_round > left:  # every thread finishes its segment before it looks at the budget
+            raise ValueError(
+                f"one update of every thread takes {per_round:,} frames ({r.threads} threads x {e.envs_per_thread} envs "
+                f"x t_max {a.t_max} x frame skip {self.info.frame_skip}), more than the {left:,} frames "
+                f"{'left of' if resume is not None else 'of'} --frames {r.frames:,}: raise --frames or lower the others"
+            )
         self.net = build_net(cfg, self.info)
         self.run_dir = r.run_dir
         if resume is not None:

@@ -64,6 +64,12 @@ def _bad(args, needle):
         (["train", "--env", "CartPole-v1", "--algo", "ppo"], "unknown algo 'ppo'"),
         (["train", "--env", "CartPole-v1", "--gamma", "1.5"], "--gamma"),
         (["train", "--env", "CartPole-v1", "--envs-per-thread", "0"], "--envs-per-thread"),
+        # sanity limits instead of a machine that hangs building 100,000 env batches
+        (["train", "--env", "CartPole-v1", "--threads", "100000"], "--threads must be <= 1024"),
+        (["train", "--env", "CartPole-v1", "--envs-per-thread", "100000"], "--envs-per-thread must be <= 1024"),
+        # a segment longer than the budget would overshoot it many times over (was 1.5M frames for 8k)
+        (["train", "--env", "CartPole-v1", "--frames", "8k", "--t-max", "100000"], "one update of every thread takes"),
+        (["train", "--env", "CartPole-v1", "--frames", "1e16", "--t-max", "100000000000"], "not enough memory"),
         (["train", "--resume", "nowhere"], "no checkpoint"),
         (["train", "--config", "missing.toml"], "cannot read config file"),
         (["eval", "nowhere"], "no checkpoint"),
