@@ -167,6 +167,18 @@ def test_cases_take_both_first_layer_paths():
     assert nets["atari44"].layers[0].s2d and not nets["atari42"].layers[0].s2d
 
 
+def atari_case(shape, head, slots, E, seed):
+    """A fused Atari net, parameters with non-zero biases, and frames for ``slots`` slots."""
+    net = make_net(shape, 6, head=head)
+    assert net.fused
+    rs = np.random.default_rng(seed)
+    theta = net.init_params(seed)
+    for k, v in net.layout.views(theta).items():
+        if k.endswith(".b"):
+            v[...] = rs.uniform(-0.1, 0.1, v.shape)
+    return net, theta, rs.integers(0, 256, (slots, E, *shape), dtype=np.uint8), rs
+
+
 @pytest.mark.parametrize("shape", [(4, 84, 84), (4, 44, 44)])
 @pytest.mark.parametrize("head", ["a3c", "q"])
 def test_atari_one_call_forward_is_the_layer_by_layer_forward(shape, head):
@@ -174,15 +186,8 @@ def test_atari_one_call_forward_is_the_layer_by_layer_forward(shape, head):
     (kernels/fused.py): every slot's output and every kept activation is bit for bit the
     layer-by-layer path's, and frames that are not C-contiguous or not writeable go layer by
     layer."""
-    net = make_net(shape, 6, head=head)
-    assert net.fused
     T, E = 3, 4
-    rs = np.random.default_rng(7)
-    theta = net.init_params(1)
-    for k, v in net.layout.views(theta).items():
-        if k.endswith(".b"):
-            v[...] = rs.uniform(-0.1, 0.1, v.shape)
-    obs = rs.integers(0, 256, (T, E, *shape), dtype=np.uint8)
+    net, theta, obs, _ = atari_case(shape, head, T, E, 7)
     one, layers = (net.workspace(T, E, theta, net.layout.zeros()) for _ in range(2))
     for t in (2, 0, 1):  # any slot order: each slot's buffers are its own
         got = net.forward(one, obs[t], t)
@@ -205,14 +210,8 @@ def test_atari_one_call_backward_is_the_layer_by_layer_backward(shape, T):
     """The feed-forward Atari net's backward of a segment is one kernel call too
     (kernels/fused.py): every gradient and every hidden layer's output gradient is bit for bit
     the layer-by-layer path's, for a segment shorter than the workspace's slots as well."""
-    net = make_net(shape, 6)
     slots, E = 4, 3
-    rs = np.random.default_rng(11)
-    theta = net.init_params(2)
-    for k, v in net.layout.views(theta).items():
-        if k.endswith(".b"):
-            v[...] = rs.uniform(-0.1, 0.1, v.shape)
-    obs = rs.integers(0, 256, (slots, E, *shape), dtype=np.uint8)
+    net, theta, obs, rs = atari_case(shape, "a3c", slots, E, 11)
     grads = [np.full(net.num_params, np.nan, np.float32) for _ in range(2)]
     one, layers = (net.workspace(slots, E, theta, g) for g in grads)
     assert one.fused_backward_args is not None
