@@ -107,7 +107,7 @@ def train(ctx, resume, config_file, **options):
         from . import rundir
 
         # checked and locked before anything is built or written: two runs never mix
-        claim = rundir.claim(cfg.run.run_dir, ck and ck["path"], auto_named=ck is None and "run_dir" not in flat)
+        claim = rundir.claim(cfg.run.run_dir, ck["path"] if ck else None, auto_named=ck is None and "run_dir" not in flat)
         cfg = _with_run_dir(cfg, claim.path)
         from .trainer import Trainer
 

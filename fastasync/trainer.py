@@ -255,7 +255,7 @@ class Trainer:
         start_frames = s.frames
         last_ckpt = last_progress = s.t0
         last_frames = s.frames
-        io_error = None  # the first write that failed (episode log or final checkpoint)
+        io_error = None  # the first write of the episode log that failed
         for th in threads:
             th.start()
         try:
