@@ -36,6 +36,8 @@ def parse_threads(text: str) -> list[int]:
         if not p.isdigit() or int(p) < 1:
             raise C.ConfigError(f"--threads must be a comma-separated list of integers >= 1, got {text!r}")
         out.append(int(p))
+    if len(set(out)) != len(out):  # each count is one row of the table (and one set of windows)
+        raise C.ConfigError(f"--threads lists a thread count twice: {text!r}")
     return out
 
 

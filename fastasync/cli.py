@@ -123,7 +123,8 @@ def train(ctx, resume, config_file, **options):
         fail(f"not enough memory for {cfg.run.threads} threads x {cfg.env.envs_per_thread} envs x t_max "
              f"{cfg.algo.t_max}: {exc}")
     except OSError as exc:
-        fail(f"cannot write the run directory {cfg.run.run_dir}: {exc.strerror or exc}")
+        fail(f"cannot start the run in {cfg.run.run_dir}: {exc.strerror or exc}"
+             + (f" ({exc.filename})" if exc.filename else ""))
     click.echo(f"run dir: {cfg.run.run_dir}", err=True)
     click.echo(
         f"{cfg.algo.algo} on {cfg.env.env} ({cfg.env.backend}): {cfg.run.threads} threads x "

@@ -13,7 +13,11 @@ anything is written, ``claim`` decides whether a run may write there:
   checkpoint, so that the curve goes on);
 * while a run trains, its process holds an advisory lock on ``RUN_DIR/.lock`` (``flock``:
   the OS drops it when the process ends, however it ends), so a second run into the same
-  directory at the same time is refused;
+  directory at the same time is refused; the lock file is only ever removed by the process
+  that holds the lock (a refused run leaves it alone);
+* ``config.json`` alone is not a run (it is written before training starts, and rewritten
+  by every run): a run interrupted before it logged a game or wrote a checkpoint leaves
+  nothing that a new run could mix with;
 * a directory named automatically (``runs/<env>-<algo>-<time>``) that is already taken, by a
   run started in the same second, gets the first free suffix ``-2``, ``-3``, ...
 """
@@ -24,7 +28,7 @@ import os
 
 from .checkpoint import CHECKPOINT_NAME
 
-RUN_FILES = (CHECKPOINT_NAME, "episodes.csv", "episodes-after-checkpoint.csv", "config.json")
+RUN_FILES = (CHECKPOINT_NAME, "episodes.csv", "episodes-after-checkpoint.csv")  # a run's results
 LOCK_NAME = ".lock"
 
 
@@ -49,19 +53,22 @@ class Claim:
         self._fh.close()
 
     def abandon(self):
+        if self._made_lock:  # while still holding it: no other run can be using this file
+            try:
+                os.unlink(os.path.join(self.path, LOCK_NAME))
+            except OSError:
+                pass
         self.release()
-        _undo(self.path, self._made_top, self._made_lock)
+        _remove_made_dirs(self.path, self._made_top)
 
 
-def _undo(path, made_top, made_lock):
-    """Remove the lock file and the directories that are ``claim``'s own (and empty): from
-    ``path`` up to ``made_top``, the first that did not exist (None: none)."""
+def _remove_made_dirs(path, made_top):
+    """Remove the directories ``claim`` made, if still empty: from ``path`` up to
+    ``made_top``, the first that did not exist (None: none)."""
+    p = os.path.abspath(path)
     try:
-        if made_lock:
-            os.unlink(os.path.join(path, LOCK_NAME))
-        p = os.path.abspath(path)
         while made_top is not None:
-            os.rmdir(p)  # only if empty
+            os.rmdir(p)  # only if empty (another run's lock file keeps it)
             if p == made_top:
                 break
             p = os.path.dirname(p)
@@ -96,7 +103,7 @@ def claim(run_dir: str, resume_path: str | None = None, auto_named: bool = False
     try:
         held = Claim(run_dir, _lock(run_dir), made_top, made_lock)
     except BaseException:
-        _undo(run_dir, made_top, made_lock)
+        _remove_made_dirs(run_dir, made_top)  # the lock file is left: it may be the running run's
         raise
     try:
         _check_contents(run_dir, resume_path)
@@ -125,7 +132,7 @@ def _lock(run_dir: str):
         return fh
     try:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:  # held by another process (other errors: a file system without locks)
         fh.seek(0)
         owner = fh.read().strip()
         fh.close()
@@ -133,6 +140,8 @@ def _lock(run_dir: str):
             f"{run_dir} is in use by another fastasync run{f' (process {owner})' if owner else ''}; "
             "wait for it to end or choose another --run-dir"
         ) from None
+    except OSError:  # a file system without locks (some NFS, FUSE): the content checks still apply
+        pass
     fh.seek(0)
     fh.truncate()
     fh.write(f"{os.getpid()}\n")
@@ -153,9 +162,9 @@ def _check_contents(run_dir: str, resume_path: str | None) -> None:
             f"{run_dir} holds a run that stopped before its first checkpoint ({', '.join(found)}); "
             "its games would be mixed into this run's: choose another --run-dir, or delete it"
         )
-    resume_path = os.path.abspath(resume_path)
-    here = os.path.join(os.path.abspath(run_dir), CHECKPOINT_NAME)
-    if os.path.dirname(resume_path) == os.path.abspath(run_dir):
+    resume_path = os.path.realpath(resume_path)
+    here = os.path.join(os.path.realpath(run_dir), CHECKPOINT_NAME)
+    if os.path.dirname(resume_path) == os.path.realpath(run_dir):  # the same directory by any name
         if os.path.exists(here) and not os.path.samefile(here, resume_path):
             raise RunDirError(
                 f"{run_dir} holds another {CHECKPOINT_NAME}, which resuming {os.path.basename(resume_path)} there "

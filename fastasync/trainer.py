@@ -123,13 +123,12 @@ class Trainer:
         e, a, r = cfg.env, cfg.algo, cfg.run
         self.info = env_info(e.env, e.backend)
         check_discrete(self.info, a.algo)
-        left = r.frames - (resume["frames"] if resume is not None else 0)
         per_round = r.threads * e.envs_per_thread * a.t_max * self.info.frame_skip
-        if per_round > left:  # every thread finishes its segment before it looks at the budget
+        if per_round > r.frames:  # every thread finishes its segment before it looks at the budget
             raise ValueError(
                 f"one update of every thread takes {per_round:,} frames ({r.threads} threads x {e.envs_per_thread} envs "
-                f"x t_max {a.t_max} x frame skip {self.info.frame_skip}), more than the {left:,} frames "
-                f"{'left of' if resume is not None else 'of'} --frames {r.frames:,}: raise --frames or lower the others"
+                f"x t_max {a.t_max} x frame skip {self.info.frame_skip}), more than --frames {r.frames:,}: "
+                "raise --frames or lower the others"
             )
         self.net = build_net(cfg, self.info)
         self.run_dir = r.run_dir
@@ -445,4 +444,10 @@ def resume_config(ck: dict, overrides: dict) -> TrainConfig:
         if name in stored.get(sec, {}):
             flat[name] = stored[sec][name]
     flat.update(overrides)
-    return build(flat)
+    try:
+        return build(flat)
+    except ConfigError as exc:  # a value an older fastasync accepted (inf timers) or an override
+        raise ConfigError(
+            f"{exc} (resuming {ck['path']}: from its stored config or the options given; "
+            "an option on the command line overrides the stored value)"
+        ) from None

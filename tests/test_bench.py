@@ -53,8 +53,8 @@ def test_profile_prints_every_phase_and_shares_sum_to_100():
     assert "fp32 peak" in out
 
 
-@pytest.mark.parametrize("cmd,threads", [("bench", "0"), ("bench", "a,b"), ("bench", ""), ("profile", "1,2"),
-                                         ("profile", "-1")])
+@pytest.mark.parametrize("cmd,threads", [("bench", "0"), ("bench", "a,b"), ("bench", ""), ("bench", "1,2,1"),
+                                         ("profile", "1,2"), ("profile", "-1")])
 def test_bad_threads_exit_2(cmd, threads):
     r = CliRunner().invoke(main, [cmd, "--env", "CartPole-v1", "--threads", threads, "--seconds", "1"])
     assert r.exit_code == 2, r.output

@@ -51,6 +51,62 @@ def test_fresh_run_refuses_a_run_that_stopped_before_its_first_checkpoint(tmp_pa
     assert digest(run) == before
 
 
+def test_a_directory_holding_only_config_json_is_not_a_run(tmp_path):
+    """A run stopped (Ctrl-C) after writing config.json but before any game or checkpoint
+    left nothing a new run could mix with: the same command runs again."""
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.json").write_text("{}\n")
+    cartpole(run, "2k")
+    assert (run / "checkpoint.npz").exists()
+
+
+def test_resume_near_the_end_of_the_budget_finishes_the_run(two_runs, tmp_path):
+    """Fewer frames left than one update of every thread: the last round may overshoot
+    (only a budget smaller than one round for the whole run is refused)."""
+    from fastasync import checkpoint
+
+    a, _ = two_runs
+    ck = checkpoint.load(str(a))
+    run = tmp_path / "near"
+    r = invoke(["train", "--resume", str(a), "--run-dir", str(run), "--frames", str(ck["frames"] + 1)])
+    assert r.exit_code == 0, r.output
+    assert checkpoint.load(str(run))["frames"] > ck["frames"]
+
+
+def test_a_stored_value_that_no_longer_validates_names_the_checkpoint(two_runs, tmp_path):
+    """A checkpoint written by an older fastasync that accepted --checkpoint-every-s inf:
+    the error says where the value came from and how to override it."""
+    import json
+
+    import numpy as np
+
+    from fastasync import checkpoint
+
+    a, _ = two_runs
+    ck = checkpoint.load(str(a))
+    cfg = json.loads(json.dumps(ck["config"]))
+    cfg["run"]["checkpoint_every_s"] = float("inf")
+    old = tmp_path / "old"
+    old.mkdir()
+    checkpoint.save(str(old / "checkpoint.npz"), theta=ck["theta"], rms_g=ck["rms_g"], frames=ck["frames"], wall_s=0,
+                    games=0, rng_states=ck["rng_states"], config=cfg, layout_signature=ck["layout"])
+    r = invoke(["train", "--resume", str(old), "--frames", "40k"])
+    assert r.exit_code == 2 and "checkpoint-every-s must be a finite number" in r.output, r.output
+    assert f"resuming {old / 'checkpoint.npz'}" in r.output and "overrides the stored value" in r.output
+    r = invoke(["train", "--resume", str(old), "--frames", "40k", "--checkpoint-every-s", "300"])
+    assert r.exit_code == 0, r.output
+    assert np.isfinite(checkpoint.load(str(old))["theta"]).all()
+
+
+def test_the_same_directory_by_another_name_is_the_run_itself(two_runs, tmp_path):
+    a, _ = two_runs
+    link = tmp_path / "alink"
+    link.symlink_to(a)
+    held = rundir.claim(str(link), str(a / "checkpoint.npz"))
+    held.release()
+
+
 def test_resume_into_a_directory_of_another_run_is_refused(two_runs):
     a, b = two_runs
     before_a, before_b = digest(a), digest(b)
@@ -85,12 +141,20 @@ def test_resume_from_an_older_checkpoint_file_branches_instead_of_replacing(two_
         backup.unlink()
 
 
-def test_a_directory_in_use_by_a_run_is_refused(tmp_path):
+def test_a_directory_in_use_by_a_run_is_refused(tmp_path, monkeypatch):
     held = rundir.claim(str(tmp_path / "r"))
     try:
         with pytest.raises(rundir.RunDirError, match=f"in use by another fastasync run \\(process {os.getpid()}\\)"):
             rundir.claim(held.path)
         assert os.path.exists(os.path.join(held.path, rundir.LOCK_NAME))  # the refused claim left it alone
+        # even a refused claim that saw no lock file a moment before it lost the race to the
+        # running run (which created it) leaves the running run's lock file in place
+        real_exists = os.path.exists
+        monkeypatch.setattr(os.path, "exists", lambda p: False if p.endswith(rundir.LOCK_NAME) else real_exists(p))
+        with pytest.raises(rundir.RunDirError, match="in use"):
+            rundir.claim(held.path)
+        monkeypatch.undo()
+        assert os.path.exists(os.path.join(held.path, rundir.LOCK_NAME))
     finally:
         held.release()
     rundir.claim(held.path).release()  # released: free again
