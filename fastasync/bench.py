@@ -202,19 +202,20 @@ def run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend
     on a shared machine (or a VM whose one-core speed drifts by +-20% from one window to the
     next, bench/RESULTS.md session 8) a single pair of windows can land in a slow and a fast
     moment, and the efficiency divides figures measured at different times. ``ratio`` is
-    always ``train_fps / ceiling_fps``; ``ratios`` lists each adjacent pair's ratio.
+    always ``train_fps / ceiling_fps``; ``ratios`` lists each round's.
     """
     import statistics
 
     from .placement import cpu_plan, describe
 
     progress = progress or (lambda msg: None)
-    ceils, trains, refused, cfgs = ({n: [] for n in threads_list} for _ in range(4))
+    ceils, trains, refused = ({n: [] for n in threads_list} for _ in range(3))
+    first_cfg = {}  # each count's first round's config: what its row reports
     with tempfile.TemporaryDirectory(prefix="fastasync-bench-") as tmp:
         for k in range(repeat):  # round by round: every thread count's windows spread over the same time
             for n in threads_list:
                 cfg = bench_config(env, algo, n, envs_per_thread, backend, f"{tmp}/t{n}-{k}", pin_threads)
-                cfgs[n].append(cfg)
+                first_cfg.setdefault(n, cfg)
                 rep = f" (round {k + 1}/{repeat})" if repeat > 1 else ""
                 progress(f"{n} thread(s): env-only ceiling ({warmup:g}s warm-up + {seconds:g}s){rep} ...")
                 ceils[n].append(ceiling_fps(cfg, seconds, warmup, refused[n]))
@@ -223,7 +224,7 @@ def run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend
                 progress(f"{n} thread(s): ceiling {ceils[n][-1]:,.0f}, train {trains[n][-1]['train_fps']:,.0f} frames/s")
     rows = []
     for n in threads_list:
-        cfg, cs, ts = cfgs[n][0], ceils[n], trains[n]
+        cfg, cs, ts = first_cfg[n], ceils[n], trains[n]
         ceil = statistics.median(cs)
         train = statistics.median(t["train_fps"] for t in ts)
         cpus = cpu_plan(n, cfg.run.pin_threads)
@@ -254,7 +255,7 @@ def run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend
     one = next((r for r in rows if r["threads"] == 1), None)
     for r in rows:
         r["efficiency"] = r["train_fps"] / (r["threads"] * one["train_fps"]) if one and one["train_fps"] > 0 else None
-    return rows, cfgs[threads_list[0]][0]
+    return rows, first_cfg[threads_list[0]]
 
 
 def format_table(rows) -> str:
