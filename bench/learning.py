@@ -103,7 +103,9 @@ def _machine() -> str:
 
 def _fmt(frames: float) -> str:
     """40000000 -> '40M', 30000 -> '30k'."""
-    return f"{frames / 1e6:g}M" if frames >= 1e6 else f"{frames / 1e3:g}k"
+    if frames >= 1e6:
+        return f"{frames / 1e6:.4g}M"
+    return f"{frames / 1e3:.4g}k" if frames else "0"
 
 
 def _command(env, algo, seed, frames, target, extra) -> str:
@@ -334,6 +336,17 @@ def table(docs_dir: str) -> str:
         paper = TARGETS.get((meta["env"], meta["algo"]), (None, None, "-"))[2]
         out.append(f"| {meta['env']} | {meta['algo']} | {meta['seed']} | {meta['target']:+g} | {at} | {st['best']:+.1f} | "
                    f"{st['frames'] / 1e6:.1f}M | {paper} | [{name}]({rel}/{name}/SUMMARY.md) |")
+    groups = {}
+    for meta, st, _name in rows:
+        groups.setdefault((meta["env"], meta["algo"]), []).append(st)
+    for (env, algo), sts in groups.items():
+        if len(sts) < 2:
+            continue
+        hit = [st["reached"]["frames"] for st in sts if st["reached"]]
+        spread = (f"median {np.median(hit) / 1e6:.1f}M frames (range {min(hit) / 1e6:.1f}-{max(hit) / 1e6:.1f}M), "
+                  if hit else "")
+        out.append(f"| {env} | {algo} | all {len(sts)} | | {spread}{len(hit)} of {len(sts)} seeds reached | "
+                   f"{np.median([st['best'] for st in sts]):+.1f} (median) | | | |")
     return "\n".join(out)
 
 
