@@ -240,8 +240,13 @@ def plot(run_dir, output, window):
 @main.command(context_settings=CONTEXT)
 @click.option("--backend", type=click.Choice(["all", "envpool", "gymnasium"]), default="all", show_default=True)
 def envs(backend):
-    """List supported environment ids by backend."""
-    from .envs import EnvError, list_envs
+    """List supported environment ids by backend; vector-observation envs with their sizes.
+
+    Atari ids are listed by name (observations 4x84x84 frames, discrete actions); classic
+    control and MuJoCo ids with the size of their observation vector and of their action
+    (the number of discrete actions, or the dimensions of a continuous action and its bounds).
+    """
+    from .envs import EnvError, env_info, list_envs
 
     for b in ["envpool", "gymnasium"] if backend == "all" else [backend]:
         try:
@@ -249,9 +254,37 @@ def envs(backend):
         except EnvError as exc:
             click.echo(f"{b}: not available ({exc})")
             continue
+        atari = [i for i in ids if i.endswith("-v5")]  # Atari ids alone end in -v5
+        infos, broken = [], []
+        for i in ids:
+            if i.endswith("-v5"):
+                continue
+            try:
+                infos.append(env_info(i, b))
+            except EnvError as exc:  # gymnasium's Pusher-v4 refuses mujoco >= 3
+                broken.append(f"{i}: {exc}")
         click.echo(f"{b} ({len(ids)}):")
-        for i in range(0, len(ids), 6):
-            click.echo("  " + "  ".join(ids[i : i + 6]))
+        click.echo(f"  Atari ({len(atari)}): observations 4x84x84 frames, discrete actions")
+        for i in range(0, len(atari), 6):
+            click.echo("    " + "  ".join(atari[i : i + 6]))
+        for fam, title in (("classic", "classic control"), ("mujoco", "MuJoCo (frames = env steps)")):
+            rows = [info for info in infos if info.family == fam]
+            if not rows:
+                continue
+            click.echo(f"  {title} ({len(rows)}):")
+            for info in rows:
+                click.echo(f"    {info.env_id:<27} obs {info.obs_shape[0]:>3}  {_action_text(info)}")
+        for line in broken:
+            click.echo(f"  not usable here: {line}")
+
+
+def _action_text(info):
+    """'3 discrete actions' or '6-dim continuous actions in [-1, 1]' (bounds shown when all alike)."""
+    if info.discrete:
+        return f"{info.num_actions} discrete actions"
+    lo, hi = set(info.action_low), set(info.action_high)
+    bounds = f" in [{min(lo):g}, {max(hi):g}]" + ("" if len(lo) == 1 and len(hi) == 1 else " (per-dim bounds differ)")
+    return f"{info.action_dim}-dim continuous actions{bounds}"
 
 
 def _measured(env, algo, threads, envs_per_thread, backend, measure):

@@ -101,6 +101,9 @@ from .base import (
     default_backend,
 )
 from .classic import _CLASSIC, _GymGame
+from .mujoco import INSTALL as _MUJOCO_INSTALL
+from .mujoco import MUJOCO as _MUJOCO
+from .mujoco import gymnasium_has_mujoco
 
 __all__ = [
     "EnvError",
@@ -117,7 +120,7 @@ __all__ = [
 
 @functools.lru_cache(maxsize=None)
 def _catalog(backend: str) -> dict:
-    """env_id -> ("atari", rom/task name) or ("classic", None)."""
+    """env_id -> (family, rom/task name): ("atari", rom), ("classic", None), ("mujoco", None)."""
     out: dict = {}
     if backend == "envpool":
         envpool = _import(backend)
@@ -133,6 +136,9 @@ def _catalog(backend: str) -> dict:
         for env_id in _CLASSIC:
             if env_id in have:
                 out[env_id] = ("classic", None)
+        for env_id in _MUJOCO:
+            if env_id in have:
+                out[env_id] = ("mujoco", None)
     else:
         gymnasium, _ = _import(backend)
         for env_id, rom in _ale_roms()[0].items():
@@ -140,12 +146,16 @@ def _catalog(backend: str) -> dict:
         for env_id in _CLASSIC:
             if env_id in gymnasium.registry:
                 out[env_id] = ("classic", None)
+        if gymnasium_has_mujoco():
+            for env_id in _MUJOCO:
+                if env_id in gymnasium.registry:
+                    out[env_id] = ("mujoco", None)
     return out
 
 
 
 def list_envs(backend: str = "envpool") -> list[str]:
-    """Supported ids: Atari ``*-v5`` and classic control, sorted."""
+    """Supported ids: Atari ``*-v5``, classic control and MuJoCo, sorted."""
     return sorted(_catalog(backend))
 
 
@@ -158,6 +168,8 @@ def _lookup(env_id: str, backend: str) -> tuple:
                 f"{env_id} is a multiplayer-only Atari game (ALE has no single-player mode for its ROM "
                 f"{rom!r}); fastasync trains single-player games only, see `fastasync envs`"
             )
+        if env_id in _MUJOCO and backend == "gymnasium":
+            raise EnvError(f"{env_id} needs the mujoco package for the gymnasium backend: {_MUJOCO_INSTALL}")
         close = difflib.get_close_matches(env_id, list(cat), n=5, cutoff=0.6)
         hint = f"; did you mean: {', '.join(close)}?" if close else (
             "; see `fastasync envs` for the list"
@@ -178,19 +190,28 @@ def env_info(env_id: str, backend: str = "envpool") -> EnvInfo:
             n = len(_new_ale(rom, 0).getMinimalActionSet())
         return EnvInfo(
             env_id, backend, (_STACK, _SIZE, _SIZE), np.dtype(np.uint8), n, True,
-            _ATARI_FRAME_SKIP, True, (),
+            _ATARI_FRAME_SKIP, True, (), "atari",
         )
     if backend == "envpool":
         obs_space, act_space = _envpool_spaces(env_id)
     else:
         gymnasium, _ = _import(backend)
-        env = gymnasium.make(env_id)
+        try:
+            with warnings.catch_warnings():  # gymnasium's "v4 is out of date" for the MuJoCo ids
+                warnings.simplefilter("ignore", DeprecationWarning)
+                env = gymnasium.make(env_id)
+        except Exception as e:  # noqa: BLE001 - e.g. gymnasium's Pusher-v4 refuses mujoco >= 3
+            raise EnvError(f"gymnasium could not make {env_id!r}: {e}") from e
         obs_space, act_space = env.observation_space, env.action_space
         env.close()
     discrete, n, ashape = _space_info(act_space)
+    low = high = ()
+    if not discrete:
+        low = tuple(float(x) for x in np.broadcast_to(act_space.low, ashape).ravel())
+        high = tuple(float(x) for x in np.broadcast_to(act_space.high, ashape).ravel())
     return EnvInfo(
         env_id, backend, tuple(obs_space.shape), np.dtype(np.float32), n, discrete, 1,
-        False, ashape,
+        False, ashape, kind, low, high,
     )
 
 
@@ -210,7 +231,7 @@ def make_env(
     """Make a batch of ``num_envs`` envs; see the module docstring for semantics.
 
     ``episodic_life``, ``reward_clip``, ``noop_max`` and ``max_episode_frames``
-    apply to Atari only (classic control uses the env's own time limit). ``cpu``: pin
+    apply to Atari only (classic control and MuJoCo use the env's own time limit). ``cpu``: pin
     envpool's worker threads to CPUs ``cpu .. cpu + num_threads - 1`` (the learner that
     steps this batch is pinned to ``cpu`` too; fastasync.placement); the Python backend
     steps in the caller's thread and ignores it.
@@ -263,6 +284,8 @@ def make_env(
         ]
     else:
         gymnasium, _ = _import(backend)
-        games = [_GymGame(gymnasium.make(env_id), seed + i) for i in range(num_envs)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            games = [_GymGame(gymnasium.make(env_id), seed + i) for i in range(num_envs)]
     return _PyBatch(games, info, num_envs)
 

@@ -33,6 +33,14 @@ class EnvInfo:
     frame_skip: int  # 4 for Atari, 1 otherwise
     is_atari: bool
     action_shape: tuple = ()  # per-env action shape: () if discrete, else the Box shape
+    family: str = ""  # "atari", "classic" or "mujoco" (the module of this package that makes it)
+    action_low: tuple = ()  # Box actions: per-dimension bounds (the sent action is clipped to them)
+    action_high: tuple = ()
+
+    @property
+    def action_dim(self) -> int:
+        """Entries of one env's action: 1 for a discrete action, else the Box's size."""
+        return int(np.prod(self.action_shape)) if self.action_shape else 1
 
 
 @dataclass
