@@ -67,6 +67,7 @@ def main():
 @_opt("--seed", "run", "seed", type=int)
 @_opt("--run-dir", "run", "run_dir", type=str)
 @_opt("--backend", "env", "backend", type=click.Choice(["auto", "envpool", "gymnasium"]))
+@_opt("--doom-reward", "env", "doom_reward", type=click.Choice(["scenario", "envpool"]))
 @_opt("--value-coef", "algo", "value_coef", type=float)
 @_opt("--checkpoint-every-s", "run", "checkpoint_every_s", type=float)
 @_opt("--progress-every-s", "run", "progress_every_s", type=float)
@@ -209,6 +210,12 @@ def eval_cmd(path, episodes, greedy, gif, seed, backend):
         f"{agent.cfg.algo.algo} on {agent.cfg.env.env}, {len(s)} games ({res['policy']}): "
         f"mean {s.mean():.2f}  median {float(__import__('numpy').median(s)):.2f}  min {s.min():g}  max {s.max():g}"
     )
+    from .envs.doom import outcome, outcome_name
+
+    if outcome_name(agent.cfg.env.env):  # ViZDoom: what a user reads besides the score
+        hits = sum(bool(outcome(agent.cfg.env.env, sc, ln)) for sc, ln in zip(s, res["lengths"]))
+        click.echo(f"{outcome_name(agent.cfg.env.env)} in {hits} of {len(s)} games; "
+                   f"mean length {float(__import__('numpy').mean(res['lengths'])):.0f} agent steps (x4 tics)")
     if gif:
         click.echo(f"wrote {gif}")
 
@@ -267,13 +274,15 @@ def envs(backend):
         click.echo(f"  Atari ({len(atari)}): observations 4x84x84 frames, discrete actions")
         for i in range(0, len(atari), 6):
             click.echo("    " + "  ".join(atari[i : i + 6]))
-        for fam, title in (("classic", "classic control"), ("mujoco", "MuJoCo (frames = env steps)")):
+        for fam, title in (("classic", "classic control"), ("mujoco", "MuJoCo (frames = env steps)"),
+                           ("doom", "ViZDoom (RGB frames, 4 stacked; frames = tics)")):
             rows = [info for info in infos if info.family == fam]
             if not rows:
                 continue
             click.echo(f"  {title} ({len(rows)}):")
             for info in rows:
-                click.echo(f"    {info.env_id:<27} obs {info.obs_shape[0]:>3}  {_action_text(info)}")
+                obs = "x".join(str(n) for n in info.obs_shape)
+                click.echo(f"    {info.env_id:<27} obs {obs:>3}  {_action_text(info)}")
         for line in broken:
             click.echo(f"  not usable here: {line}")
 

@@ -45,6 +45,8 @@ class EnvConfig:
     """up to this many no-op actions at the start of every game"""
     max_episode_frames: int = 108_000
     """a game is truncated after this many emulator frames (30 minutes of play)"""
+    doom_reward: str = "scenario"
+    """ViZDoom: train on the scenario's own reward (scenario) or on envpool's shaping of game variables (envpool)"""
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,8 @@ Q_ALGOS = ("nstep-q", "onestep-q", "onestep-sarsa")
 
 # Classic-control tasks (gymnasium's, also in envpool): vector observations, an MLP net.
 CLASSIC_CONTROL = ("CartPole", "Acrobot", "MountainCar", "MountainCarContinuous", "Pendulum")
+# ViZDoom scenarios (fastasync/envs/doom.py): first-person 3D pixels
+DOOM_SCENARIOS = ("MyWayHome", "HealthGathering", "HealthGatheringSupreme")
 
 
 def env_family(env_id: str) -> str:
@@ -140,6 +144,8 @@ def env_family(env_id: str) -> str:
     name = str(env_id).rsplit(":", 1)[-1].split("-v", 1)[0]
     if name in CLASSIC_CONTROL:
         return "classic"
+    if name in DOOM_SCENARIOS and ":" not in str(env_id):
+        return "doom"
     if str(env_id).endswith("-v5") and ":" not in str(env_id):
         return "atari"
     return "other"
@@ -165,6 +171,14 @@ FAMILY_DEFAULTS: dict[tuple, dict] = {
     **{("classic", q): {"lr": 1e-3, "rms_eps": 0.1, "envs_per_thread": 8, "value_coef": 0.5, "frames": 400_000,
                         "eps_anneal_frames": 100_000, "target_update_frames": 10_000} for q in Q_ALGOS},
 }
+
+
+# The method a family trains when --algo is not given: the paper's Labyrinth agent is A3C-LSTM.
+FAMILY_ALGO = {"doom": "a3c-lstm"}
+
+
+def default_algo(env_id: str) -> str:
+    return FAMILY_ALGO.get(env_family(env_id), AlgoConfig.algo)
 
 
 def defaults_for(env_id: str, algo: str) -> dict:
@@ -237,7 +251,10 @@ def build(overrides: dict) -> TrainConfig:
     ff = flat_fields()
     per = {sec: {} for sec in SECTIONS}
     given = {key.replace("-", "_") for key in overrides}
-    env_id, algo = overrides.get("env", EnvConfig.env), overrides.get("algo", AlgoConfig.algo)
+    env_id = overrides.get("env", EnvConfig.env)
+    algo = overrides.get("algo", default_algo(env_id) if isinstance(env_id, str) else AlgoConfig.algo)
+    if "algo" not in given:
+        per["algo"]["algo"] = algo
     if isinstance(env_id, str) and isinstance(algo, str):  # (a wrong type is _coerce's error below)
         for name, value in defaults_for(env_id, algo).items():
             if name not in given:
@@ -348,6 +365,7 @@ def validate(cfg: TrainConfig) -> None:
         (0.0 <= o.rms_alpha < 1.0, f"rms-alpha must be in [0, 1), got {o.rms_alpha}"),
         (o.rms_eps > 0.0, f"rms-eps must be > 0, got {o.rms_eps}"),
         (o.grad_clip >= 0.0, f"grad-clip must be >= 0, got {o.grad_clip}"),
+        (e.doom_reward in ("scenario", "envpool"), f"doom-reward must be scenario or envpool, got {e.doom_reward!r}"),
         (e.backend in ("auto", "envpool", "gymnasium"), f"unknown backend {e.backend!r}; choose envpool, gymnasium or auto"),
         (e.noop_max >= 0, f"noop-max must be >= 0, got {e.noop_max}"),
         (r.seed >= 0, f"--seed must be >= 0, got {r.seed}"),

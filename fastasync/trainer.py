@@ -25,7 +25,7 @@ import numpy as np
 from . import checkpoint as ckpt
 from . import placement
 from .config import TrainConfig
-from .stats import EpisodeLog, ScoreWindow, learning_summary, progress_line, read_episodes
+from .stats import EpisodeLog, OutcomeWindow, ScoreWindow, learning_summary, progress_line, read_episodes
 
 
 class LearnerError(RuntimeError):
@@ -107,6 +107,7 @@ def learner_env(cfg: TrainConfig, i: int, cpus, frames: int = 0):
         reward_clip=e.reward_clip,
         noop_max=e.noop_max,
         max_episode_frames=e.max_episode_frames,
+        doom_reward=e.doom_reward,
         cpu=None if cpus is None else cpus[i],
     )
 
@@ -165,6 +166,7 @@ class Trainer:
         self.interrupted = False
         self.head = head_for(a.algo)
         self._diag_seen = np.zeros(6)
+        self.outcomes = OutcomeWindow.for_env(e.env)  # ViZDoom: goal reached / time survived
 
     # -- checkpoints ----------------------------------------------------------------------
 
@@ -244,8 +246,12 @@ class Trainer:
         path = os.path.join(self.run_dir, "episodes.csv")
         window = ScoreWindow(10)
         if self.games_before and os.path.exists(path):  # resumed: the progress line goes on where it was
-            for score in read_episodes(path)["score"][-10:]:
+            done = read_episodes(path)
+            for score in done["score"][-10:]:
                 window.add(score)
+            if self.outcomes is not None:
+                for score, length in zip(done["score"][-100:], done["length"][-100:]):
+                    self.outcomes.add(score, length)
         window.games = self.games_before
         log = EpisodeLog(path)
         threads = [threading.Thread(target=self._thread_main, args=(lr,), name=f"learner-{lr.index}", daemon=True)
@@ -350,6 +356,8 @@ class Trainer:
             log.write(rows)
             for row in rows:
                 window.add(row[3])
+                if self.outcomes is not None:
+                    self.outcomes.add(row[3], row[4])
 
     def _progress(self, window, fps, now):
         s = self.shared
@@ -358,6 +366,8 @@ class Trainer:
         eta = remaining / fps if fps > 0 else float("inf")
         diag = sum(lr.diag for lr in self.learners)  # racy reads of running sums: fine for a display
         learning = learning_summary(diag - self._diag_seen, self.head)
+        if self.outcomes is not None and self.outcomes.text():
+            learning = self.outcomes.text() + (f" | {learning}" if learning else "")
         self._diag_seen = diag
         self.out(progress_line(s.frames, s.total_frames, fps, window.games, window.mean(), elapsed, max(eta, 0), learning))
 

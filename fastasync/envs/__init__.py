@@ -104,6 +104,7 @@ from .classic import _CLASSIC, _GymGame
 from .mujoco import INSTALL as _MUJOCO_INSTALL
 from .mujoco import MUJOCO as _MUJOCO
 from .mujoco import gymnasium_has_mujoco
+from . import doom as _doom
 
 __all__ = [
     "EnvError",
@@ -139,6 +140,9 @@ def _catalog(backend: str) -> dict:
         for env_id in _MUJOCO:
             if env_id in have:
                 out[env_id] = ("mujoco", None)
+        for env_id in _doom.DOOM:
+            if env_id in have:
+                out[env_id] = ("doom", None)
     else:
         gymnasium, _ = _import(backend)
         for env_id, rom in _ale_roms()[0].items():
@@ -150,8 +154,23 @@ def _catalog(backend: str) -> dict:
             for env_id in _MUJOCO:
                 if env_id in gymnasium.registry:
                     out[env_id] = ("mujoco", None)
+        if _doom.has_vizdoom():
+            for env_id in _doom.DOOM:
+                out[env_id] = ("doom", None)
     return out
 
+
+
+@functools.lru_cache(maxsize=None)
+def _doom_actions(env_id: str) -> int:
+    """Size of the combined action set of a ViZDoom scenario (the vizdoom package's .cfg)."""
+    import os
+
+    import vizdoom as vzd
+
+    g = vzd.DoomGame()
+    g.load_config(os.path.join(vzd.scenarios_path, _doom.DOOM[env_id].cfg + ".cfg"))
+    return len(_doom.action_table([int(b) for b in g.get_available_buttons()]))
 
 
 def list_envs(backend: str = "envpool") -> list[str]:
@@ -168,6 +187,8 @@ def _lookup(env_id: str, backend: str) -> tuple:
                 f"{env_id} is a multiplayer-only Atari game (ALE has no single-player mode for its ROM "
                 f"{rom!r}); fastasync trains single-player games only, see `fastasync envs`"
             )
+        if env_id in _doom.DOOM and backend == "gymnasium":
+            raise EnvError(f"{env_id} needs the vizdoom package for the gymnasium backend: {_doom.INSTALL}")
         if env_id in _MUJOCO and backend == "gymnasium":
             raise EnvError(f"{env_id} needs the mujoco package for the gymnasium backend: {_MUJOCO_INSTALL}")
         close = difflib.get_close_matches(env_id, list(cat), n=5, cutoff=0.6)
@@ -191,6 +212,18 @@ def env_info(env_id: str, backend: str = "envpool") -> EnvInfo:
         return EnvInfo(
             env_id, backend, (_STACK, _SIZE, _SIZE), np.dtype(np.uint8), n, True,
             _ATARI_FRAME_SKIP, True, (), "atari",
+        )
+    if kind == "doom":
+        if backend == "envpool":
+            envpool = _import(backend)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                n = int(envpool.make_spec(env_id, **_doom.envpool_kwargs()).action_space.n)
+        else:
+            n = _doom_actions(env_id)
+        return EnvInfo(
+            env_id, backend, (_doom.STACK * 3, _doom.SIZE, _doom.SIZE), np.dtype(np.uint8), n, True,
+            _doom.FRAME_SKIP, False, (), "doom",
         )
     if backend == "envpool":
         obs_space, act_space = _envpool_spaces(env_id)
@@ -227,6 +260,7 @@ def make_env(
     max_episode_frames: int = 108_000,
     num_threads: int = 1,
     cpu: int | None = None,
+    doom_reward: str = "scenario",
 ) -> EnvBatch:
     """Make a batch of ``num_envs`` envs; see the module docstring for semantics.
 
@@ -244,6 +278,10 @@ def make_env(
         raise EnvError(f"seed must be an integer in [0, 2**31 - num_envs), got {seed!r}")
     info = env_info(env_id, backend)
     kind, rom = _lookup(env_id, backend)
+    if doom_reward not in ("scenario", "envpool"):
+        raise EnvError(f"doom_reward must be 'scenario' or 'envpool', got {doom_reward!r}")
+    if kind == "doom" and doom_reward == "envpool" and backend != "envpool":
+        raise EnvError("doom_reward 'envpool' (envpool's shaping) needs the envpool backend")
     if info.is_atari:
         if noop_max < 1:
             raise EnvError(f"noop_max must be >= 1 (reset always runs >= 1 no-op/FIRE), got {noop_max}")
@@ -269,6 +307,8 @@ def make_env(
                 use_fire_reset=True, stack_num=_STACK, frame_skip=_ATARI_FRAME_SKIP,
                 img_height=_SIZE, img_width=_SIZE, gray_scale=True,
             )
+        elif kind == "doom":
+            kwargs.update(_doom.envpool_kwargs())
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
@@ -276,8 +316,14 @@ def make_env(
                 _ = (env.observation_space, env.action_space)  # built and cached here, quietly
         except Exception as e:  # noqa: BLE001
             raise EnvError(f"envpool could not make {env_id!r}: {e}") from e
+        if kind == "doom":
+            return _doom.envpool_batch(_EnvpoolBatch)(
+                env, info, num_envs, _doom.DOOM[env_id], doom_reward == "envpool", bool(reward_clip)
+            )
         return _EnvpoolBatch(env, info, num_envs)
-    if info.is_atari:
+    if kind == "doom":
+        games = [_doom.DoomGame(env_id, seed + i, False, bool(reward_clip)) for i in range(num_envs)]
+    elif info.is_atari:
         games = [
             _AleGame(rom, seed + i, int(noop_max), bool(episodic_life), bool(reward_clip), max_steps)
             for i in range(num_envs)
