@@ -71,6 +71,8 @@ def main():
 @_opt("--checkpoint-every-s", "run", "checkpoint_every_s", type=float)
 @_opt("--progress-every-s", "run", "progress_every_s", type=float)
 @_opt("--pin-threads/--no-pin-threads", "run", "pin_threads")
+@_opt("--obs-norm/--no-obs-norm", "env", "obs_norm")
+@_opt("--reward-scale", "env", "reward_scale", type=float)
 @click.option("--resume", type=str, default=None, help="continue a run from its directory or checkpoint.npz")
 @click.option("--config", "config_file", type=str, default=None, help="TOML file of options (command-line options override it)")
 @click.pass_context
@@ -136,6 +138,10 @@ def train(ctx, resume, config_file, **options):
     try:
         summary = trainer.run()
     except LearnerError as exc:
+        from .obsnorm import NonFiniteObservation
+
+        if isinstance(exc.exc, NonFiniteObservation):  # the env's fault, not ours: no traceback
+            fail(f"{exc.exc}; training stopped. {trainer._last_checkpoint_note()}", code=1)
         click.echo(exc.tb, err=True)
         fail(str(exc), code=1)
     except RunIOError as exc:

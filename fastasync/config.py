@@ -45,6 +45,10 @@ class EnvConfig:
     """up to this many no-op actions at the start of every game"""
     max_episode_frames: int = 108_000
     """a game is truncated after this many emulator frames (30 minutes of play)"""
+    obs_norm: bool = False
+    """vector observations: normalise by running mean and std (all learners' statistics, saved in checkpoints)"""
+    reward_scale: float = 1.0
+    """multiply training rewards by this (scores stay unscaled)"""
 
 
 @dataclass(frozen=True)
@@ -292,6 +296,7 @@ def validate(cfg: TrainConfig) -> None:
         (r.checkpoint_every_s > 0, f"--checkpoint-every-s must be > 0, got {r.checkpoint_every_s}"),
         (r.progress_every_s > 0, f"--progress-every-s must be > 0, got {r.progress_every_s}"),
         (a.value_coef >= 0.0, f"--value-coef must be >= 0, got {a.value_coef}"),
+        (e.reward_scale > 0.0, f"--reward-scale must be > 0, got {e.reward_scale}"),
     ]
     for ok, msg in checks:
         if not ok:
