@@ -247,3 +247,144 @@ def test_obs_statistics_that_do_not_fit_are_refused():
     off = ObsNorm(5, enabled=False)  # disabled: the identity, nothing saved, nothing needed
     off.merge(batches(0, [4])[0])
     assert off.state() == {} and off.count[0] == 0
+
+
+# ----------------------------------------------------------------------------- MuJoCo end to end
+
+from click.testing import CliRunner  # noqa: E402
+
+from fastasync import envs  # noqa: E402
+from fastasync.cli import main  # noqa: E402
+
+HAVE_GYM_MUJOCO = envs.gymnasium_has_mujoco()
+
+
+@pytest.mark.parametrize("backend", ["envpool", pytest.param("gymnasium", marks=pytest.mark.skipif(
+    not HAVE_GYM_MUJOCO, reason="the mujoco package is not installed"))])
+def test_mujoco_env_in_both_backends(backend):
+    info = envs.env_info("HalfCheetah-v4", backend)
+    assert info.family == "mujoco" and not info.discrete and info.frame_skip == 1
+    assert info.obs_shape == (17,) and info.action_shape == (6,) and info.action_dim == 6
+    assert info.action_low == (-1.0,) * 6 and info.action_high == (1.0,) * 6
+    with envs.make_env("HalfCheetah-v4", 3, seed=5, backend=backend) as env:
+        obs = env.reset()
+        assert obs.dtype == np.float32 and obs.shape == (3, 17)
+        for _ in range(3):
+            step = env.step(np.full((3, 6), 0.5, np.float32))
+        assert step.obs.shape == (3, 17) and np.isfinite(step.obs).all() and step.reward.dtype == np.float32
+        np.testing.assert_array_equal(step.reward, step.raw_reward)  # never clipped
+        with pytest.raises(envs.EnvError, match="shape"):
+            env.step(np.zeros((3, 5), np.float32))
+
+
+def test_envs_lists_mujoco_with_sizes():
+    r = CliRunner().invoke(main, ["envs", "--backend", "envpool"])
+    assert r.exit_code == 0, r.output
+    line = next(x for x in r.output.splitlines() if "HalfCheetah-v4" in x)
+    assert "obs  17" in line and "6-dim continuous actions in [-1, 1]" in line
+    assert "frames = env steps" in r.output
+
+
+def test_q_method_on_mujoco_is_refused_up_front(tmp_path):
+    r = CliRunner().invoke(main, ["train", "--env", "Hopper-v4", "--algo", "onestep-q", "--run-dir", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "continuous" in r.output and "a3c" in r.output
+    assert not (tmp_path / "x").exists()
+
+
+def _mujoco_run(run, *args):
+    r = CliRunner().invoke(main, ["train", "--env", "HalfCheetah-v4", "--threads", "1", "--envs-per-thread", "3",
+                                  "--seed", "2", "--run-dir", str(run), *args])
+    assert r.exit_code == 0, r.output
+    return ckpt.load(str(run))
+
+
+@pytest.mark.parametrize("algo", ["a3c", "a3c-lstm"])
+def test_mujoco_train_eval_resume_keeps_the_observation_statistics(tmp_path, algo):
+    """Family defaults (obs-norm on): the checkpoint holds the running statistics of every
+    observation the learner saw; resume continues them (they only grow), eval uses them."""
+    from fastasync.trainer import Trainer, resume_config
+
+    run = tmp_path / algo
+    ck = _mujoco_run(run, "--algo", algo, "--frames", "1500")
+    cfg = ck["config"]
+    assert cfg["env"]["obs_norm"] and cfg["algo"]["entropy"] == 1e-4
+    if algo == "a3c-lstm":
+        assert cfg["algo"]["lstm_size"] == 128
+    n = ck["extra"]["obs_count"][0]
+    assert n == ck["frames"]  # one observation per env step (the first of each segment ... the last)
+    assert np.isfinite(ck["theta"]).all()
+    # a resumed trainer starts from exactly the saved statistics
+    trainer = Trainer(resume_config(ck, {"frames": 3000, "run_dir": str(run)}), resume=ck)
+    np.testing.assert_array_equal(trainer.shared.obsnorm.mean, ck["extra"]["obs_mean"])
+    np.testing.assert_array_equal(trainer.shared.obsnorm.m2, ck["extra"]["obs_m2"])
+    for lr in trainer.learners:
+        lr.env.close()
+    r = CliRunner().invoke(main, ["train", "--resume", str(run), "--frames", "3000"])
+    assert r.exit_code == 0, r.output
+    ck2 = ckpt.load(str(run))
+    assert ck2["extra"]["obs_count"][0] == ck2["frames"] > n
+    for greedy in ("--greedy", "--sample"):
+        r = CliRunner().invoke(main, ["eval", str(run), "--episodes", "2", greedy])
+        assert r.exit_code == 0, r.output
+        assert "2 games" in r.output
+
+
+def test_atari_net_resumed_on_mujoco_is_refused(tmp_path):
+    """A checkpoint of another net (an Atari one) under a MuJoCo config, and an Atari run
+    resumed with a MuJoCo --env: one-line errors, exit 2."""
+    run = tmp_path / "hc"
+    ck = _mujoco_run(run, "--frames", "600")
+    atari = make_net((4, 84, 84), 6, head="a3c")
+    bad = tmp_path / "bad.npz"
+    ckpt.save(str(bad), theta=atari.init_params(0), rms_g=atari.layout.zeros(), frames=600, wall_s=1.0, games=0,
+              rng_states=ck["rng_states"], config=ck["config"], layout_signature=atari.layout.signature(),
+              extra=ck["extra"])
+    for cmd in (["train", "--resume", str(bad), "--frames", "2k", "--run-dir", str(tmp_path / "b")], ["eval", str(bad)]):
+        r = CliRunner().invoke(main, cmd)
+        assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+        assert "different network" in r.output
+    pong = dict(ck["config"], env=dict(ck["config"]["env"], env="Pong-v5"))
+    ckpt.save(str(bad), theta=atari.init_params(0), rms_g=atari.layout.zeros(), frames=600, wall_s=1.0, games=0,
+              rng_states=ck["rng_states"], config=pong, layout_signature=atari.layout.signature())
+    r = CliRunner().invoke(main, ["train", "--resume", str(bad), "--env", "HalfCheetah-v4", "--frames", "2k",
+                                  "--run-dir", str(tmp_path / "c")])
+    assert r.exit_code == 2 and "cannot switch" in r.output and "Traceback" not in r.output
+
+
+def test_non_finite_observation_stops_the_run_naming_env_and_step(tmp_path, monkeypatch):
+    """An env that returns NaN: a one-line error naming the env and the step, exit 1, and
+    the last good checkpoint (of the run before) kept as it was."""
+    import fastasync.trainer as T
+
+    run = tmp_path / "nan"
+    ck = _mujoco_run(run, "--frames", "600")
+    real = T.learner_env
+
+    class NaNAfter:
+        def __init__(self, env, steps):
+            self.env, self.steps, self.info, self.num_envs = env, steps, env.info, env.num_envs
+
+        def reset(self):
+            return self.env.reset()
+
+        def step(self, actions):
+            step = self.env.step(actions)
+            self.steps -= 1
+            if self.steps == 0:
+                step.obs[1, 3] = np.nan
+            return step
+
+        def close(self):
+            self.env.close()
+
+    monkeypatch.setattr(T, "learner_env", lambda *a, **k: NaNAfter(real(*a, **k), 7))
+    r = CliRunner().invoke(main, ["train", "--resume", str(run), "--frames", "5000"])
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert "HalfCheetah-v4 returned a non-finite observation" in r.output and "env 1" in r.output
+    # the 7th step's observation is slot 2 of the resumed run's second segment (3 envs x t_max 5 frames later)
+    assert f"step 2 of the segment that started at frame {ck['frames'] + 15}" in r.output, r.output
+    assert "last good checkpoint is kept" in r.output
+    after = ckpt.load(str(run))
+    assert after["frames"] == ck["frames"]
+    np.testing.assert_array_equal(after["theta"], ck["theta"])
