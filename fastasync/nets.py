@@ -28,7 +28,9 @@ Nets (``make_net``):
 * ``mlp``: obs vector -> dense 64 -> dense 64 -> head, for classic-control envs.
 * with ``lstm=N`` (a3c-lstm): an LSTM of N cells between the torso and the head; its state
   is carried across segments and reset per env where ``ws.reset_in`` says so.
-The head has ``A + 1`` outputs for actor-critic (logits and value) and ``A`` for Q methods.
+The head has ``A + 1`` outputs for actor-critic (logits and value), ``2A + 1`` for the
+Gaussian policy on an A-dimensional continuous action (means, variance pre-activations,
+value; ``kernels/heads.py``) and ``A`` for Q methods.
 """
 
 from __future__ import annotations
