@@ -279,7 +279,7 @@ def summary_text(meta: dict, games: dict) -> str:
     lines += [status, ""]
     lines += [
         f"- target: {WINDOW}-game mean of the true (unclipped, whole-game) score >= {target:+g} within "
-        f"{_fmt(budget)} emulator frames; the paper: {paper}",
+        f"{_fmt(budget)} {'emulator frames' if env.endswith('-v5') else 'env steps (no frame skip)'}; the paper: {paper}",
         f"- best {WINDOW}-game mean {st['best']:+.1f}; at the end of the last part {st['final']:+.1f}; "
         f"{st['games']} games, {st['frames']:,} frames, {st['wall_min']:.1f} min of training, "
         f"{st['fps']:,.0f} frames/s",
