@@ -156,6 +156,8 @@ def env_family(env_id: str) -> str:
     return "other"
 
 
+_MUJOCO_A3C = {"entropy": 1e-3, "obs_norm": True, "reward_scale": 0.1, "t_max": 20, "frames": 5_000_000}
+
 # Defaults per (env family, method), over the dataclass defaults (the paper's A3C on Atari).
 # A key (family, None) holds for every method of the family; (family, algo) overrides it.
 # Options the user gives (CLI, TOML, API) always win, and config.json records what was used.
@@ -183,8 +185,9 @@ FAMILY_DEFAULTS: dict[tuple, dict] = {
     # t_max 20: at t_max 5 HalfCheetah-v4 stayed at 500-800 through 1M-5M steps, at 20 it
     # scored 2,765 at 840k and 3,257 at 1.6M (one thread each). The LSTM has the paper's 128
     # cells. README, Defaults per env family and method.
-    ("mujoco", None): {"entropy": 1e-3, "obs_norm": True, "reward_scale": 0.1, "t_max": 20, "frames": 5_000_000},
-    ("mujoco", "a3c-lstm"): {"lstm_size": 128},
+    # (A3C's only: the Q methods refuse continuous actions, and obs-norm is A3C's.)
+    ("mujoco", "a3c"): _MUJOCO_A3C,
+    ("mujoco", "a3c-lstm"): {**_MUJOCO_A3C, "lstm_size": 128},
 }
 
 
@@ -378,6 +381,11 @@ def validate(cfg: TrainConfig) -> None:
         (r.progress_every_s > 0, f"--progress-every-s must be > 0, got {r.progress_every_s}"),
         (a.value_coef >= 0.0, f"--value-coef must be >= 0, got {a.value_coef}"),
         (e.reward_scale > 0.0, f"--reward-scale must be > 0, got {e.reward_scale}"),
+        (
+            not e.obs_norm or a.algo.startswith("a3c"),
+            f"--obs-norm is for a3c and a3c-lstm (the Q methods' target network reads raw observations); "
+            f"not for {a.algo}",
+        ),
     ]
     for ok, msg in checks:
         if not ok:

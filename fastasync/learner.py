@@ -87,7 +87,8 @@ class Learner:
         if self.obsnorm is not None:
             D = int(np.prod(info.obs_shape))
             self.obs_raw = np.zeros((self.T + 1, self.E, D), np.float32)
-            self.obs_in = np.zeros((self.T + 1, self.E, D), np.float32)
+            self.obs_in = np.zeros((self.T + 1, self.E, *info.obs_shape), np.float32)  # what the net reads
+            self.obs_in2d = [self.obs_in[t].reshape(self.E, D) for t in range(self.T + 1)]  # what the kernel writes
             self.obs_raw_flat = self.obs_raw[: self.T].reshape(self.T * self.E, D)
             self.obs_mean = np.zeros(D, np.float32)
             self.obs_istd = np.ones(D, np.float32)
@@ -182,8 +183,9 @@ class Learner:
 
     def _normalized(self, t, frames):
         """Slot t's observations, normalised with this segment's snapshot (raw ones kept)."""
-        bad = knormalize.normalize_obs(self.obs, self.obs_mean, self.obs_istd, self.obsnorm.clip,
-                                       self.obs_raw[t], self.obs_in[t])
+        obs = self.obs if self.obs.ndim == 2 else self.obs.reshape(self.E, -1)
+        bad = knormalize.normalize_obs(obs, self.obs_mean, self.obs_istd, self.obsnorm.clip, self.obs_raw[t],
+                                       self.obs_in2d[t])
         if bad >= 0:
             from .obsnorm import NonFiniteObservation
 
@@ -263,7 +265,8 @@ class Learner:
             self.algo.observe(dummy_obs, t + 1, True)
         self.net.forward(self.ws, dummy_obs, self.T)
         if self.obsnorm is not None:
-            knormalize.normalize_obs(dummy_obs, self.obs_mean, self.obs_istd, 10.0, self.obs_raw[0], self.obs_in[0])
+            knormalize.normalize_obs(dummy_obs.reshape(self.E, -1), self.obs_mean, self.obs_istd, 10.0, self.obs_raw[0],
+                                     self.obs_in2d[0])
             from .kernels.normalize import moments_merge, moments_snapshot
 
             moments_merge(self.obs_raw_flat, np.zeros(1), np.zeros(self.obs_mean.size), np.zeros(self.obs_mean.size))
