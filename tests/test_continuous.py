@@ -172,6 +172,56 @@ def test_gaussian_mlp_gradient_matches_finite_differences(hidden):
         assert err.max() < 1e-3 and err.mean() < 1e-4, (spec.name, err.max(), err.mean())
 
 
+def test_gaussian_lstm_net_gradient_through_time_matches_finite_differences():
+    """MLP -> LSTM (state zeroed where an episode starts) -> Gaussian head: the recurrent path
+    a3c-lstm takes on MuJoCo, against central differences of a float64 reference."""
+    T, E, A, D = 4, 3, 2, 4
+    net = make_net((D,), A, "gaussian", hidden=(6,), lstm=5)
+    rs = np.random.default_rng(0)
+    theta = net.init_params(0)
+    for k, v in net.layout.views(theta).items():
+        v[...] += rs.uniform(-0.3, 0.3, v.shape)  # larger weights: gradients flow through time
+    obs = rs.standard_normal((T, E, D)).astype(np.float32)
+    reset = np.zeros((T, E), np.uint8)
+    reset[2, 1] = 1
+    actions = rs.normal(0, 1.5, (T * E, A)).astype(np.float32)
+    returns = rs.standard_normal(T * E).astype(np.float32)
+    weight = np.full(T * E, 1.0 / E, np.float32)
+    grad = np.full(net.num_params, np.nan, np.float32)
+    ws = net.workspace(T + 1, E, theta, grad)
+    for t in range(T):
+        ws.reset_in[t] = reset[t]
+        net.forward(ws, obs[t], t)
+    out = net.outputs(ws, T).copy()
+    kheads.gaussian_head_backward(net.outputs(ws, T), actions, returns, weight, BETA, VALUE_COEF, VAR_MIN,
+                                  net.dout(ws, T), np.zeros(4))
+    net.backward(ws, T)
+    assert np.isfinite(grad).all()
+
+    def forward_ref(th):
+        p = ref.named_params(net.layout, th)
+        h = ref.relu_ref(ref.dense_ref(obs.reshape(T * E, D).astype(np.float64), p["fc1.W"], p["fc1.b"]))
+        H = p["lstm.Wh"].shape[1]
+        hs, _ = ref.lstm_forward_ref(h.reshape(T, E, -1), np.zeros((E, H)), np.zeros((E, H)), reset, p["lstm.Wx"],
+                                     p["lstm.Wh"], p["lstm.b"])
+        return ref.dense_ref(hs.reshape(T * E, H), p["head.W"], p["head.b"])
+
+    theta64 = theta.astype(np.float64)
+    out_ref = forward_ref(theta64)
+    np.testing.assert_allclose(out, out_ref, rtol=1e-4, atol=1e-5)
+    adv = returns.astype(np.float64) - out_ref[:, 2 * A]
+
+    def loss(th):
+        return ref.gaussian_loss_ref(forward_ref(th), actions, returns, weight, BETA, VALUE_COEF, VAR_MIN, adv=adv)
+
+    for spec in net.layout.specs:
+        a, b = net.layout.offsets[spec.name]
+        idx = a + rs.choice(b - a, size=min(25, b - a), replace=False)
+        fd = ref.central_diff(loss, theta64, idx, 1e-5)
+        err = ref.rel_error(grad[idx], fd, 1e-2 * max(float(np.abs(grad[a:b]).max()), 1e-8))
+        assert err.max() < 1e-3 and err.mean() < 1e-4, (spec.name, err.max(), err.mean())
+
+
 def test_gaussian_head_starts_near_zero_mean_and_unit_scale_variance():
     net = make_net((11,), 3, head="gaussian", hidden=(16,))
     w = net.layout.views(net.init_params(0))
