@@ -72,6 +72,8 @@ def main():
 @_opt("--checkpoint-every-s", "run", "checkpoint_every_s", type=float)
 @_opt("--progress-every-s", "run", "progress_every_s", type=float)
 @_opt("--pin-threads/--no-pin-threads", "run", "pin_threads")
+@_opt("--obs-norm/--no-obs-norm", "env", "obs_norm")
+@_opt("--reward-scale", "env", "reward_scale", type=float)
 @click.option("--resume", type=str, default=None, help="continue a run from its directory or checkpoint.npz")
 @click.option("--config", "config_file", type=str, default=None, help="TOML file of options (command-line options override it)")
 @click.pass_context
@@ -137,6 +139,10 @@ def train(ctx, resume, config_file, **options):
     try:
         summary = trainer.run()
     except LearnerError as exc:
+        from .obsnorm import NonFiniteObservation
+
+        if isinstance(exc.exc, NonFiniteObservation):  # the env's fault, not ours: no traceback
+            fail(f"{exc.exc}; training stopped. {trainer._last_checkpoint_note()}", code=1)
         click.echo(exc.tb, err=True)
         fail(str(exc), code=1)
     except RunIOError as exc:
@@ -343,6 +349,15 @@ def _bench_options(threads_default, seconds_default, warmup_default, threads_hel
     return deco
 
 
+def _frames_unit(cfg):
+    """What a frame is for this env: Atari's emulator frames, or env steps (no frame skip)."""
+    from .envs import env_info
+
+    if env_info(cfg.env.env, cfg.env.backend).frame_skip > 1:
+        return "emulator frames (agent steps x frame skip)"
+    return "env steps (agent steps x envs; this env has no frame skip: MuJoCo's physics substeps are inside a step)"
+
+
 def _check_window(seconds, warmup):
     if not 0 < seconds < math.inf:
         fail(f"--seconds must be a number > 0, got {seconds}")
@@ -390,7 +405,7 @@ def bench(env, algo, threads, envs_per_thread, seconds, warmup, backend, pin_thr
     click.echo(f"fastasync bench: {cfg.algo.algo} on {cfg.env.env} ({cfg.env.backend}), "
                f"{cfg.env.envs_per_thread} envs per thread, {time.strftime('%Y-%m-%d %H:%M')}")
     click.echo(f"machine: {cpu_model()} ({', '.join(cpu_flags()) or 'no AVX'}), {os.cpu_count()} cores")
-    click.echo(f"frames/s = emulator frames (agent steps x frame skip); each figure after {warmup:g}s warm-up "
+    click.echo(f"frames/s = {_frames_unit(cfg)}; each figure after {warmup:g}s warm-up "
                f"(train: after kernel compilation and the first segment too), measured over {seconds:g}s")
     click.echo("")
     click.echo(format_table(rows))
@@ -449,6 +464,7 @@ def profile_cmd(env, algo, threads, envs_per_thread, seconds, warmup, backend, p
                f"{warmup:g}s warm-up after compilation excluded, {seconds:g}s profiled")
     click.echo("")
     click.echo(format_report(res))
+    click.echo(f"frames = {_frames_unit(cfg)}")
     click.echo("threads: numba layer " + str(s["numba"]["threading_layer_in_use"]) + "; BLAS "
                + ", ".join(f"{b['file']} {b['num_threads']} thread(s) {b['arch']}" for b in s["blas"])
                + f"; envpool {s['envpool']['num_threads_per_batch']} thread per batch")

@@ -122,6 +122,6 @@ def learning_summary(diag, head) -> str:
     if w <= 0 or updates <= 0:
         return ""
     grad = f"|g| {diag[4] / updates:.3g}"
-    if head == "a3c":
+    if head in ("a3c", "gaussian"):  # a Gaussian's entropy is per action vector, in nats (can be < 0)
         return f"entropy {diag[2] / w:.3f} value loss {diag[1] / w:.3g} {grad}"
     return f"TD loss {diag[0] / w:.3g} {grad}"

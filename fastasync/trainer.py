@@ -55,6 +55,7 @@ class SharedState:
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.games = deque()
+        self.obsnorm = None  # vector observations: fastasync.obsnorm.ObsNorm, beside theta
         self.error = None
         self.t0 = time.monotonic()
         self.wall_offset = 0.0
@@ -143,12 +144,20 @@ class Trainer:
             theta, rms_g = self.net.init_params(r.seed), self.net.layout.zeros()
             frames, wall, games = 0, 0.0, 0
             rng = seed_states(r.seed, r.threads)
+        obsnorm = None
+        if not self.info.is_atari:  # vector observations: running normalisation (or the identity) and a NaN check
+            from .obsnorm import ObsNorm
+
+            obsnorm = ObsNorm(int(np.prod(self.info.obs_shape)), e.obs_norm)
+            if resume is not None:
+                obsnorm.load(resume["extra"], f"checkpoint {resume['path']}")
         target = None
-        if head_for(a.algo) == "q":
+        if head_for(a.algo, self.info) == "q":
             target = resume["extra"].get("target") if resume is not None else None
             target = np.ascontiguousarray(target if target is not None else theta, np.float32).copy()
         self.shared = SharedState(theta, rms_g, r.frames, frames, cfg.optim.lr, target, a.target_update_frames)
         self.shared.wall_offset = wall
+        self.shared.obsnorm = obsnorm
         self.games_before = games
         self.learners = []
         self.cpus = placement.cpu_plan(r.threads, r.pin_threads)
@@ -164,7 +173,7 @@ class Trainer:
         self.resume_frames = frames if resume is not None else None
         self.resume_path = resume["path"] if resume is not None else None
         self.interrupted = False
-        self.head = head_for(a.algo)
+        self.head = head_for(a.algo, self.info)
         self._diag_seen = np.zeros(6)
         self.outcomes = OutcomeWindow.for_env(e.env)  # ViZDoom: goal reached / time survived
 
@@ -193,10 +202,11 @@ class Trainer:
         return True
 
     def _extra_state(self):
+        extra = self.shared.obsnorm.state() if self.shared.obsnorm is not None else {}
         if self.shared.target is None:
-            return {}
+            return extra
         eps = np.array([lr.algo.final_epsilon for lr in self.learners])
-        return {"target": self.shared.target.copy(), "final_epsilon": eps}
+        return {**extra, "target": self.shared.target.copy(), "final_epsilon": eps}
 
     # -- the run --------------------------------------------------------------------------
 
