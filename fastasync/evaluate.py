@@ -36,7 +36,7 @@ def load_agent(path: str, backend: str = "auto") -> Agent:
     info = env_info(cfg.env.env, backend)
     net = build_net(cfg, info)
     ckpt.check_matches(ck, net.layout)
-    if not info.is_atari:  # the observation statistics it was trained with must be there (and fit)
+    if info.vector_obs:  # the observation statistics it was trained with must be there (and fit)
         from .obsnorm import ObsNorm
 
         try:
@@ -80,7 +80,7 @@ def evaluate(agent: Agent, episodes: int = 10, greedy=None, seed: int = 12345, g
         actions = np.zeros((E, info.action_dim), np.float32)
         sent = algo.sent = np.zeros_like(actions)
     norm = None
-    if not info.is_atari:  # the training run's observation statistics, frozen
+    if info.vector_obs:  # the training run's observation statistics, frozen
         from .kernels.normalize import normalize_obs
         from .obsnorm import ObsNorm
 

@@ -145,7 +145,7 @@ class Trainer:
             frames, wall, games = 0, 0.0, 0
             rng = seed_states(r.seed, r.threads)
         obsnorm = None
-        if not self.info.is_atari:  # vector observations: running normalisation (or the identity) and a NaN check
+        if self.info.vector_obs:  # vector observations: running normalisation (or the identity) and a NaN check
             from .obsnorm import ObsNorm
 
             obsnorm = ObsNorm(int(np.prod(self.info.obs_shape)), e.obs_norm)

@@ -3,6 +3,7 @@ and checked against the engine's own, the action set, the preprocessing, the two
 step by step, the outcome statistics, and a short training run."""
 
 import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ def _engine(env_id, seed):
     g.load_config(os.path.join(vzd.scenarios_path, doom.DOOM[env_id].cfg + ".cfg"))
     g.set_window_visible(False)
     g.set_mode(vzd.Mode.PLAYER)
+    g.set_doom_config_path(os.path.join(tempfile.gettempdir(), "fastasync-vizdoom.ini"))
     g.set_screen_resolution(vzd.ScreenResolution.RES_320X240)
     g.set_seed(seed)
     g.init()

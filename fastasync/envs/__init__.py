@@ -312,7 +312,7 @@ def make_env(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                env = envpool.make(env_id, **kwargs)
+                env = _doom.make_watched(envpool, env_id, kwargs) if kind == "doom" else envpool.make(env_id, **kwargs)
                 _ = (env.observation_space, env.action_space)  # built and cached here, quietly
         except Exception as e:  # noqa: BLE001
             raise EnvError(f"envpool could not make {env_id!r}: {e}") from e

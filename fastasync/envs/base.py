@@ -38,6 +38,11 @@ class EnvInfo:
     action_high: tuple = ()
 
     @property
+    def vector_obs(self) -> bool:
+        """Observations are flat vectors (MLP torso, running normalisation), not pixels."""
+        return len(self.obs_shape) == 1
+
+    @property
     def action_dim(self) -> int:
         """Entries of one env's action: 1 for a discrete action, else the Box's size."""
         return int(np.prod(self.action_shape)) if self.action_shape else 1

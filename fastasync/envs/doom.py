@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import functools
 import os
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -179,6 +180,37 @@ def envpool_kwargs() -> dict:
     )
 
 
+START_TIMEOUT_S = 60.0
+
+
+def make_watched(envpool, env_id: str, kwargs: dict, timeout_s: float = START_TIMEOUT_S, tries: int = 2):
+    """``envpool.make`` for ViZDoom, watched: starting a Doom engine process has been seen to
+    hang for good (once in ~20 starts on a heavily loaded machine; envpool waits in C++ with
+    the GIL released). A start that takes longer than ``timeout_s`` is abandoned (its thread
+    and engine are left behind) and tried again, up to ``tries`` times; then an EnvError."""
+    import threading
+
+    for _ in range(tries):
+        box: dict = {}
+
+        def start():
+            try:
+                box["env"] = envpool.make(env_id, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+                box["error"] = exc
+
+        th = threading.Thread(target=start, name=f"start-{env_id}", daemon=True)
+        th.start()
+        th.join(timeout_s)
+        if "error" in box:
+            raise box["error"]
+        if "env" in box:
+            return box["env"]
+    from .base import EnvError
+
+    raise EnvError(f"envpool's ViZDoom did not start {env_id} within {timeout_s:g} s, {tries} times")
+
+
 def envpool_batch(base_cls):
     """The envpool batch class for ViZDoom: envpool's stepping, the scenario's reward."""
 
@@ -234,6 +266,8 @@ class DoomGame:
         g.load_config(os.path.join(vzd.scenarios_path, self.scenario.cfg + ".cfg"))
         g.set_window_visible(False)
         g.set_mode(vzd.Mode.PLAYER)
+        # the engine writes its settings file here (by default _vizdoom.ini in the working directory)
+        g.set_doom_config_path(os.path.join(tempfile.gettempdir(), "fastasync-vizdoom.ini"))
         g.set_screen_format(vzd.ScreenFormat.CRCGCB)
         g.set_screen_resolution(vzd.ScreenResolution.RES_320X240)
         g.set_episode_timeout((MAX_STEPS + 1) * FRAME_SKIP)  # the step limit ends it first, as in envpool
