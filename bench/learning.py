@@ -49,6 +49,9 @@ TARGETS = {
     ("Pong-v5", "onestep-q"): (0.0, 40_000_000, "learns, more slowly than n-step Q and A3C"),
     ("Pong-v5", "onestep-sarsa"): (0.0, 40_000_000, "learns, more slowly than n-step Q and A3C"),
     ("CartPole-v1", "a3c"): (195.0, 2_000_000, "-"),
+    # MuJoCo (frames = env steps): the targets; the paper shows these tasks as curves only
+    ("HalfCheetah-v4", "a3c"): (2000.0, 5_000_000, "learns within 24 h on 16 threads (MuJoCo figures, no table)"),
+    ("Hopper-v4", "a3c"): (1500.0, 5_000_000, "learns within 24 h on 16 threads (MuJoCo figures, no table)"),
 }
 README_START = "<!-- learning-table:start -->"
 README_END = "<!-- learning-table:end -->"
@@ -276,7 +279,7 @@ def summary_text(meta: dict, games: dict) -> str:
     lines += [status, ""]
     lines += [
         f"- target: {WINDOW}-game mean of the true (unclipped, whole-game) score >= {target:+g} within "
-        f"{_fmt(budget)} emulator frames; the paper: {paper}",
+        f"{_fmt(budget)} {'emulator frames' if env.endswith('-v5') else 'env steps (no frame skip)'}; the paper: {paper}",
         f"- best {WINDOW}-game mean {st['best']:+.1f}; at the end of the last part {st['final']:+.1f}; "
         f"{st['games']} games, {st['frames']:,} frames, {st['wall_min']:.1f} min of training, "
         f"{st['fps']:,.0f} frames/s",

@@ -5,7 +5,8 @@ For each thread count N, in one process and one after the other:
 1. **ceiling**: N Python threads, each stepping its own env batch (made by
    :func:`fastasync.envs.make_env` with the trainer's layout: E envs, the TrainConfig env
    defaults, envpool's default worker threads per batch, pinned to CPUs as the trainer pins
-   them) with precomputed random actions and nothing else. frames/s = agent steps x E x frame skip, summed over threads.
+   them) with precomputed random actions and nothing else. frames/s = agent steps x E x frame skip, summed over threads
+   (MuJoCo and classic control: frame skip 1, so frames are env steps).
 2. **train**: the real :class:`~fastasync.trainer.Trainer` with N learner threads (huge
    frame budget, temporary run dir, no progress or periodic checkpoints), run in a
    background thread; after kernel compilation, the first segment and ``warmup`` more
@@ -89,10 +90,15 @@ def ceiling_fps(cfg: C.TrainConfig, seconds: float, warmup: float, refused: list
     E = cfg.env.envs_per_thread
     K = 1024
     rng = np.random.default_rng(cfg.run.seed)
-    actions = [
-        np.ascontiguousarray(rng.integers(0, max(info.num_actions, 1), size=(K, E)).astype(np.int32))
-        for _ in envs
-    ]
+    if info.discrete:
+        actions = [
+            np.ascontiguousarray(rng.integers(0, max(info.num_actions, 1), size=(K, E)).astype(np.int32))
+            for _ in envs
+        ]
+    else:  # continuous: uniform within the Box bounds, float32 as the learners send them
+        low, high = np.array(info.action_low, np.float32), np.array(info.action_high, np.float32)
+        actions = [np.ascontiguousarray(rng.uniform(low, high, size=(K, E, info.action_dim)).astype(np.float32))
+                   for _ in envs]
     steps = [0] * len(envs)
     errors = []
     stop = threading.Event()

@@ -67,10 +67,13 @@ def main():
 @_opt("--seed", "run", "seed", type=int)
 @_opt("--run-dir", "run", "run_dir", type=str)
 @_opt("--backend", "env", "backend", type=click.Choice(["auto", "envpool", "gymnasium"]))
+@_opt("--doom-reward", "env", "doom_reward", type=click.Choice(["scenario", "envpool"]))
 @_opt("--value-coef", "algo", "value_coef", type=float)
 @_opt("--checkpoint-every-s", "run", "checkpoint_every_s", type=float)
 @_opt("--progress-every-s", "run", "progress_every_s", type=float)
 @_opt("--pin-threads/--no-pin-threads", "run", "pin_threads")
+@_opt("--obs-norm/--no-obs-norm", "env", "obs_norm")
+@_opt("--reward-scale", "env", "reward_scale", type=float)
 @click.option("--resume", type=str, default=None, help="continue a run from its directory or checkpoint.npz")
 @click.option("--config", "config_file", type=str, default=None, help="TOML file of options (command-line options override it)")
 @click.pass_context
@@ -136,6 +139,10 @@ def train(ctx, resume, config_file, **options):
     try:
         summary = trainer.run()
     except LearnerError as exc:
+        from .obsnorm import NonFiniteObservation
+
+        if isinstance(exc.exc, NonFiniteObservation):  # the env's fault, not ours: no traceback
+            fail(f"{exc.exc}; training stopped. {trainer._last_checkpoint_note()}", code=1)
         click.echo(exc.tb, err=True)
         fail(str(exc), code=1)
     except RunIOError as exc:
@@ -209,6 +216,12 @@ def eval_cmd(path, episodes, greedy, gif, seed, backend):
         f"{agent.cfg.algo.algo} on {agent.cfg.env.env}, {len(s)} games ({res['policy']}): "
         f"mean {s.mean():.2f}  median {float(__import__('numpy').median(s)):.2f}  min {s.min():g}  max {s.max():g}"
     )
+    from .envs.doom import outcome, outcome_name
+
+    if outcome_name(agent.cfg.env.env):  # ViZDoom: what a user reads besides the score
+        hits = sum(bool(outcome(agent.cfg.env.env, sc, ln)) for sc, ln in zip(s, res["lengths"]))
+        click.echo(f"{outcome_name(agent.cfg.env.env)} in {hits} of {len(s)} games; "
+                   f"mean length {float(__import__('numpy').mean(res['lengths'])):.0f} agent steps (x4 tics)")
     if gif:
         click.echo(f"wrote {gif}")
 
@@ -240,8 +253,13 @@ def plot(run_dir, output, window):
 @main.command(context_settings=CONTEXT)
 @click.option("--backend", type=click.Choice(["all", "envpool", "gymnasium"]), default="all", show_default=True)
 def envs(backend):
-    """List supported environment ids by backend."""
-    from .envs import EnvError, list_envs
+    """List supported environment ids by backend; vector-observation envs with their sizes.
+
+    Atari ids are listed by name (observations 4x84x84 frames, discrete actions); classic
+    control and MuJoCo ids with the size of their observation vector and of their action
+    (the number of discrete actions, or the dimensions of a continuous action and its bounds).
+    """
+    from .envs import EnvError, env_info, list_envs
 
     for b in ["envpool", "gymnasium"] if backend == "all" else [backend]:
         try:
@@ -249,9 +267,39 @@ def envs(backend):
         except EnvError as exc:
             click.echo(f"{b}: not available ({exc})")
             continue
+        atari = [i for i in ids if i.endswith("-v5")]  # Atari ids alone end in -v5
+        infos, broken = [], []
+        for i in ids:
+            if i.endswith("-v5"):
+                continue
+            try:
+                infos.append(env_info(i, b))
+            except EnvError as exc:  # gymnasium's Pusher-v4 refuses mujoco >= 3
+                broken.append(f"{i}: {exc}")
         click.echo(f"{b} ({len(ids)}):")
-        for i in range(0, len(ids), 6):
-            click.echo("  " + "  ".join(ids[i : i + 6]))
+        click.echo(f"  Atari ({len(atari)}): observations 4x84x84 frames, discrete actions")
+        for i in range(0, len(atari), 6):
+            click.echo("    " + "  ".join(atari[i : i + 6]))
+        for fam, title in (("classic", "classic control"), ("mujoco", "MuJoCo (frames = env steps)"),
+                           ("doom", "ViZDoom (RGB frames, 4 stacked; frames = tics)")):
+            rows = [info for info in infos if info.family == fam]
+            if not rows:
+                continue
+            click.echo(f"  {title} ({len(rows)}):")
+            for info in rows:
+                obs = "x".join(str(n) for n in info.obs_shape)
+                click.echo(f"    {info.env_id:<27} obs {obs:>3}  {_action_text(info)}")
+        for line in broken:
+            click.echo(f"  not usable here: {line}")
+
+
+def _action_text(info):
+    """'3 discrete actions' or '6-dim continuous actions in [-1, 1]' (bounds shown when all alike)."""
+    if info.discrete:
+        return f"{info.num_actions} discrete actions"
+    lo, hi = set(info.action_low), set(info.action_high)
+    bounds = f" in [{min(lo):g}, {max(hi):g}]" + ("" if len(lo) == 1 and len(hi) == 1 else " (per-dim bounds differ)")
+    return f"{info.action_dim}-dim continuous actions{bounds}"
 
 
 def _measured(env, algo, threads, envs_per_thread, backend, measure):
@@ -301,6 +349,15 @@ def _bench_options(threads_default, seconds_default, warmup_default, threads_hel
     return deco
 
 
+def _frames_unit(cfg):
+    """What a frame is for this env: Atari's emulator frames, or env steps (no frame skip)."""
+    from .envs import env_info
+
+    if env_info(cfg.env.env, cfg.env.backend).frame_skip > 1:
+        return "emulator frames (agent steps x frame skip)"
+    return "env steps (agent steps x envs; this env has no frame skip: MuJoCo's physics substeps are inside a step)"
+
+
 def _check_window(seconds, warmup):
     if not 0 < seconds < math.inf:
         fail(f"--seconds must be a number > 0, got {seconds}")
@@ -348,7 +405,7 @@ def bench(env, algo, threads, envs_per_thread, seconds, warmup, backend, pin_thr
     click.echo(f"fastasync bench: {cfg.algo.algo} on {cfg.env.env} ({cfg.env.backend}), "
                f"{cfg.env.envs_per_thread} envs per thread, {time.strftime('%Y-%m-%d %H:%M')}")
     click.echo(f"machine: {cpu_model()} ({', '.join(cpu_flags()) or 'no AVX'}), {os.cpu_count()} cores")
-    click.echo(f"frames/s = emulator frames (agent steps x frame skip); each figure after {warmup:g}s warm-up "
+    click.echo(f"frames/s = {_frames_unit(cfg)}; each figure after {warmup:g}s warm-up "
                f"(train: after kernel compilation and the first segment too), measured over {seconds:g}s")
     click.echo("")
     click.echo(format_table(rows))
@@ -407,6 +464,7 @@ def profile_cmd(env, algo, threads, envs_per_thread, seconds, warmup, backend, p
                f"{warmup:g}s warm-up after compilation excluded, {seconds:g}s profiled")
     click.echo("")
     click.echo(format_report(res))
+    click.echo(f"frames = {_frames_unit(cfg)}")
     click.echo("threads: numba layer " + str(s["numba"]["threading_layer_in_use"]) + "; BLAS "
                + ", ".join(f"{b['file']} {b['num_threads']} thread(s) {b['arch']}" for b in s["blas"])
                + f"; envpool {s['envpool']['num_threads_per_batch']} thread per batch")

@@ -18,6 +18,7 @@ class Agent:
     info: object
     backend: str
     frames: int
+    extra: dict = None  # the checkpoint's extra arrays (observation statistics among them)
 
 
 def load_agent(path: str, backend: str = "auto") -> Agent:
@@ -35,7 +36,14 @@ def load_agent(path: str, backend: str = "auto") -> Agent:
     info = env_info(cfg.env.env, backend)
     net = build_net(cfg, info)
     ckpt.check_matches(ck, net.layout)
-    return Agent(cfg, net, ck["theta"], info, backend, ck["frames"])
+    if info.vector_obs:  # the observation statistics it was trained with must be there (and fit)
+        from .obsnorm import ObsNorm
+
+        try:
+            ObsNorm(int(np.prod(info.obs_shape)), cfg.env.obs_norm).load(ck["extra"], f"checkpoint {ck['path']}")
+        except ValueError as exc:
+            raise ckpt.CheckpointError(str(exc)) from None
+    return Agent(cfg, net, ck["theta"], info, backend, ck["frames"], ck["extra"])
 
 
 def evaluate(agent: Agent, episodes: int = 10, greedy=None, seed: int = 12345, gif: str | None = None,
@@ -55,7 +63,7 @@ def evaluate(agent: Agent, episodes: int = 10, greedy=None, seed: int = 12345, g
         raise ValueError(f"--gif needs an Atari env with image observations; {cfg.env.env} has none")
     algo = make_algorithm(cfg.algo.algo, cfg, net, info)
     if greedy is None:
-        greedy = algo.head != "a3c"
+        greedy = algo.head == "q"
     E = min(episodes, max_envs)
     quota = np.full(E, episodes // E)
     quota[: episodes % E] += 1
@@ -65,7 +73,23 @@ def evaluate(agent: Agent, episodes: int = 10, greedy=None, seed: int = 12345, g
     )
     theta = np.ascontiguousarray(agent.theta, np.float32)
     ws = net.workspace(2, E, theta)  # forward only; slot 0 only; 2 slots carry LSTM state
-    actions = np.zeros(E, np.int32)
+    if info.discrete:
+        actions = np.zeros(E, np.int32)
+        sent = actions
+    else:  # the Gaussian head samples (or takes mu) into actions, clipped into what the env is sent
+        actions = np.zeros((E, info.action_dim), np.float32)
+        sent = algo.sent = np.zeros_like(actions)
+    norm = None
+    if info.vector_obs:  # the training run's observation statistics, frozen
+        from .kernels.normalize import normalize_obs
+        from .obsnorm import ObsNorm
+
+        stats = ObsNorm(int(np.prod(info.obs_shape)), cfg.env.obs_norm)
+        stats.load(agent.extra or {})
+        D = stats.dim
+        mean32, istd32 = np.zeros(D, np.float32), np.ones(D, np.float32)
+        stats.snapshot(mean32, istd32)
+        norm = (mean32, istd32, stats.clip, np.zeros((E, D), np.float32), np.zeros((E, D), np.float32))
     rng = seed_state(seed)
     score = np.zeros(E)
     length = np.zeros(E, np.int64)
@@ -81,12 +105,18 @@ def evaluate(agent: Agent, episodes: int = 10, greedy=None, seed: int = 12345, g
             if net.recurrent:
                 net.begin_segment(ws)  # state after the last step, reset where a new episode starts
                 ws.reset_in[0] = prev_reset
-            out = net.forward(ws, obs, 0)
+            if norm is not None:
+                if normalize_obs(obs.reshape(E, -1), *norm) >= 0:
+                    raise ValueError(f"{cfg.env.env} returned a non-finite observation during evaluation")
+                x = norm[-1].reshape(obs.shape)
+            else:
+                x = obs
+            out = net.forward(ws, x, 0)
             if greedy:
                 algo.act_greedy(out, actions)
             else:
                 algo.act_eval(out, actions, rng)
-            step = env.step(actions)
+            step = env.step(sent)
             score += step.raw_reward
             length += ~prev_done
             prev_reset = prev_done

@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from .kernels import normalize as knormalize
 from .kernels import optim
 from .kernels import segment as ksegment
 
@@ -30,11 +31,18 @@ def _no_clock():
 
 
 class Segment:
-    """What one learner records over one segment of T steps x E envs (time-major)."""
+    """What one learner records over one segment of T steps x E envs (time-major).
 
-    def __init__(self, T, E):
+    ``action_shape``: () for discrete actions (int32), else the Box shape (float32: the
+    Gaussian head's unclipped samples; the env is sent a clipped copy, ``Learner.sent``).
+    """
+
+    def __init__(self, T, E, action_shape=()):
         self.T, self.E = T, E
-        self.actions = np.zeros((T + 1, E), np.int32)
+        if action_shape:
+            self.actions = np.zeros((T + 1, E, int(np.prod(action_shape))), np.float32)
+        else:
+            self.actions = np.zeros((T + 1, E), np.int32)
         self.rewards = np.zeros((T, E), np.float32)
         self.terminated = np.zeros((T, E), np.uint8)
         self.truncated = np.zeros((T, E), np.uint8)
@@ -43,7 +51,7 @@ class Segment:
         self.returns = np.zeros((T, E), np.float32)
         self.weight = np.zeros((T, E), np.float32)
         self.stats = np.zeros(4, np.float64)
-        self.actions_flat = self.actions[:T].reshape(-1)
+        self.actions_flat = self.actions[:T].reshape(T * E, *self.actions.shape[2:])
         self.returns_flat = self.returns.reshape(-1)
         self.weight_flat = self.weight.reshape(-1)
 
@@ -67,7 +75,23 @@ class Learner:
         self.theta = net.layout.zeros()
         self.grad = net.layout.zeros()
         self.ws = net.workspace(self.T + 1, self.E, self.theta, self.grad)
-        self.seg = Segment(self.T, self.E)
+        info = env.info
+        self.env_id = info.env_id
+        self.seg = Segment(self.T, self.E, () if info.discrete else info.action_shape)
+        # continuous actions: what the env is sent, the Gaussian head's samples clipped to the bounds
+        self.sent = None if info.discrete else np.zeros((self.E, info.action_dim), np.float32)
+        self.reward_scale = float(cfg.env.reward_scale)
+        # vector observations pass through kernels.normalize (running normalisation when
+        # shared.obsnorm is enabled, the identity otherwise; a NaN/inf check either way)
+        self.obsnorm = getattr(shared, "obsnorm", None) if info.vector_obs else None
+        if self.obsnorm is not None:
+            D = int(np.prod(info.obs_shape))
+            self.obs_raw = np.zeros((self.T + 1, self.E, D), np.float32)
+            self.obs_in = np.zeros((self.T + 1, self.E, *info.obs_shape), np.float32)  # what the net reads
+            self.obs_in2d = [self.obs_in[t].reshape(self.E, D) for t in range(self.T + 1)]  # what the kernel writes
+            self.obs_raw_flat = self.obs_raw[: self.T].reshape(self.T * self.E, D)
+            self.obs_mean = np.zeros(D, np.float32)
+            self.obs_istd = np.ones(D, np.float32)
         self.obs = None
         self.prev_done = np.zeros(self.E, bool)
         self.new_episode = np.zeros(self.E, np.uint8)  # recurrent nets: a new episode starts at the next slot
@@ -104,6 +128,9 @@ class Learner:
         recurrent = net.recurrent
         t0 = clock()
         optim.copy_into(self.theta, shared.theta)
+        obsnorm = self.obsnorm
+        if obsnorm is not None:
+            obsnorm.snapshot(self.obs_mean, self.obs_istd)
         if recurrent:
             net.begin_segment(ws)
         t1 = clock()
@@ -113,11 +140,11 @@ class Learner:
             a = clock()
             if recurrent:
                 ws.reset_in[t] = self.new_episode
-            out = net.forward(ws, self.obs, t)
+            out = net.forward(ws, self.obs if obsnorm is None else self._normalized(t, frames), t)
             b = clock()
             self._act(out, t, frames)
             c = clock()
-            step = self.env.step(seg.actions[t])
+            step = self.env.step(seg.actions[t] if self.sent is None else self.sent)
             d = clock()
             truncated_any = self._record(t, step)
             self.obs = step.obs
@@ -130,6 +157,10 @@ class Learner:
             tm["glue"] += e - d
         a = clock()
         self._bootstrap(frames)
+        if obsnorm is not None:
+            obsnorm.merge(self.obs_raw_flat)  # this segment's observations, for the next segments
+        if self.reward_scale != 1.0:
+            seg.rewards *= self.reward_scale  # training rewards only: scores are raw_reward
         b = clock()
         algo.loss(ws, seg)
         self.diag[:4] += seg.stats
@@ -150,6 +181,20 @@ class Learner:
         """Accumulate seconds per phase in ``self.timings`` (for ``fastasync profile``)."""
         self.timings = dict.fromkeys(PHASES, 0.0)
 
+    def _normalized(self, t, frames):
+        """Slot t's observations, normalised with this segment's snapshot (raw ones kept)."""
+        obs = self.obs if self.obs.ndim == 2 else self.obs.reshape(self.E, -1)
+        bad = knormalize.normalize_obs(obs, self.obs_mean, self.obs_istd, self.obsnorm.clip, self.obs_raw[t],
+                                       self.obs_in2d[t])
+        if bad >= 0:
+            from .obsnorm import NonFiniteObservation
+
+            raise NonFiniteObservation(
+                f"{self.env_id} returned a non-finite observation (NaN or inf) to learner {self.index}, env {bad}, "
+                f"at step {t} of the segment that started at frame {frames:,}: {self.obs[bad].tolist()}"
+            )
+        return self.obs_in[t]
+
     def _act(self, out, t, frames):
         seg = self.seg
         if t == 0 and self.has_carry:
@@ -161,7 +206,8 @@ class Learner:
         """Forward s_T into the bootstrap slot (and pick a_T for methods that carry it)."""
         if self.net.recurrent:
             self.ws.reset_in[self.T] = self.new_episode
-        out = self.net.forward(self.ws, self.obs, self.T)
+        obs = self.obs if self.obsnorm is None else self._normalized(self.T, frames)
+        out = self.net.forward(self.ws, obs, self.T)
         if self.algo.carries_action:
             self.algo.act(out, self.seg.actions[self.T], self.rng_state, frames)
             self.has_carry = True
@@ -218,6 +264,14 @@ class Learner:
             self.algo.act(out, seg.actions[t], self.rng_state.copy(), 0)
             self.algo.observe(dummy_obs, t + 1, True)
         self.net.forward(self.ws, dummy_obs, self.T)
+        if self.obsnorm is not None:
+            knormalize.normalize_obs(dummy_obs.reshape(self.E, -1), self.obs_mean, self.obs_istd, 10.0, self.obs_raw[0],
+                                     self.obs_in2d[0])
+            from .kernels.normalize import moments_merge, moments_snapshot
+
+            moments_merge(self.obs_raw_flat, np.zeros(1), np.zeros(self.obs_mean.size), np.zeros(self.obs_mean.size))
+            moments_snapshot(np.ones(1), np.zeros(self.obs_mean.size), np.ones(self.obs_mean.size), 1e-8,
+                             self.obs_mean.copy(), self.obs_istd.copy())
         f32, no = np.zeros(self.E, np.float32), np.zeros(self.E, bool)  # a Step's dtypes (envs.Step)
         ksegment.record_step(f32, no, no, f32, no, self.prev_done.copy(), seg.reset[0].copy(), seg.rewards[0].copy(),
                              seg.terminated[0].copy(), seg.truncated[0].copy(), self.new_episode.copy(),

@@ -28,7 +28,9 @@ Nets (``make_net``):
 * ``mlp``: obs vector -> dense 64 -> dense 64 -> head, for classic-control envs.
 * with ``lstm=N`` (a3c-lstm): an LSTM of N cells between the torso and the head; its state
   is carried across segments and reset per env where ``ws.reset_in`` says so.
-The head has ``A + 1`` outputs for actor-critic (logits and value) and ``A`` for Q methods.
+The head has ``A + 1`` outputs for actor-critic (logits and value), ``2A + 1`` for the
+Gaussian policy on an A-dimensional continuous action (means, variance pre-activations,
+value; ``kernels/heads.py``) and ``A`` for Q methods.
 """
 
 from __future__ import annotations
@@ -273,6 +275,7 @@ class Net:
         self.layers = layers
         self.layout = Layout([s for layer in layers for s in layer.param_specs()])
         self.fused = _is_atari_ff(layers)
+        self.head = "a3c" if head_outputs == num_actions + 1 else "q"  # make_net sets it ("gaussian" too)
 
     @property
     def num_params(self):
@@ -283,14 +286,17 @@ class Net:
         return sum(layer.flops() for layer in self.layers)
 
     def init_params(self, seed):
-        """Fresh parameters; the policy logits of an actor-critic head start small (x0.01)."""
+        """Fresh parameters; the policy outputs of an actor-critic head (logits, or the Gaussian's
+        means and variance pre-activations) start small (weights x0.01)."""
         flat = self.layout.init(seed)
         views = self.layout.views(flat)
         for layer in self.layers:
             if hasattr(layer, "init_fixup"):
                 layer.init_fixup(views)
-        if self.head_outputs == self.num_actions + 1:
-            head = self.layers[-1].name
+        head = self.layers[-1].name
+        if self.head == "gaussian":  # means and variances start near mu = 0, sigma^2 = softplus(0) = 0.69
+            self.layout.views(flat)[f"{head}.W"][: 2 * self.num_actions] *= 0.01
+        elif self.head_outputs == self.num_actions + 1:
             self.layout.views(flat)[f"{head}.W"][: self.num_actions] *= 0.01
         return flat
 
@@ -523,10 +529,14 @@ def mlp_net(num_actions, head_outputs, obs_shape, hidden=(64, 64), lstm=0):
 def make_net(obs_shape, num_actions, head="a3c", hidden=(64, 64), lstm=0):
     """The net for an observation shape: conv net for image stacks, MLP for vectors.
 
-    ``head``: "a3c" (A logits + 1 value) or "q" (A values); ``lstm``: LSTM cells after the
-    torso (0 = feed-forward).
+    ``head``: "a3c" (A logits + 1 value), "gaussian" (A means, A variance pre-activations,
+    1 value; ``num_actions`` is then the action's dimension A) or "q" (A values); ``lstm``:
+    LSTM cells after the torso (0 = feed-forward).
     """
-    outputs = num_actions + 1 if head == "a3c" else num_actions
+    outputs = {"a3c": num_actions + 1, "gaussian": 2 * num_actions + 1}.get(head, num_actions)
     if len(obs_shape) == 3:
-        return atari_net(num_actions, outputs, obs_shape, lstm)
-    return mlp_net(num_actions, outputs, obs_shape, hidden, lstm)
+        net = atari_net(num_actions, outputs, obs_shape, lstm)
+    else:
+        net = mlp_net(num_actions, outputs, obs_shape, hidden, lstm)
+    net.head = head
+    return net

@@ -62,6 +62,31 @@ class ScoreWindow:
         return sum(self.scores) / len(self.scores) if self.scores else math.nan
 
 
+class OutcomeWindow:
+    """Share of the last ``n`` games that succeeded, for envs whose games have an outcome a
+    user reads (ViZDoom: MyWayHome's vest reached, HealthGathering's full time survived)."""
+
+    def __init__(self, env_id: str, n=100):
+        from .envs.doom import outcome, outcome_name
+
+        self.env_id, self.name, self._outcome = env_id, outcome_name(env_id), outcome
+        self.hits = deque(maxlen=n)
+
+    @classmethod
+    def for_env(cls, env_id: str, n=100):
+        from .envs.doom import DOOM
+
+        return cls(env_id, n) if env_id in DOOM else None
+
+    def add(self, score, length):
+        self.hits.append(bool(self._outcome(self.env_id, score, length)))
+
+    def text(self) -> str:
+        if not self.hits:
+            return ""
+        return f"{self.name} {100 * sum(self.hits) / len(self.hits):.0f}% of last {len(self.hits)}"
+
+
 def human_count(n: float) -> str:
     for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(n) >= div:
@@ -97,6 +122,6 @@ def learning_summary(diag, head) -> str:
     if w <= 0 or updates <= 0:
         return ""
     grad = f"|g| {diag[4] / updates:.3g}"
-    if head == "a3c":
+    if head in ("a3c", "gaussian"):  # a Gaussian's entropy is per action vector, in nats (can be < 0)
         return f"entropy {diag[2] / w:.3f} value loss {diag[1] / w:.3g} {grad}"
     return f"TD loss {diag[0] / w:.3g} {grad}"

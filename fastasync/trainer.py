@@ -25,7 +25,7 @@ import numpy as np
 from . import checkpoint as ckpt
 from . import placement
 from .config import TrainConfig
-from .stats import EpisodeLog, ScoreWindow, learning_summary, progress_line, read_episodes
+from .stats import EpisodeLog, OutcomeWindow, ScoreWindow, learning_summary, progress_line, read_episodes
 
 
 class LearnerError(RuntimeError):
@@ -55,6 +55,7 @@ class SharedState:
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.games = deque()
+        self.obsnorm = None  # vector observations: fastasync.obsnorm.ObsNorm, beside theta
         self.error = None
         self.t0 = time.monotonic()
         self.wall_offset = 0.0
@@ -107,6 +108,7 @@ def learner_env(cfg: TrainConfig, i: int, cpus, frames: int = 0):
         reward_clip=e.reward_clip,
         noop_max=e.noop_max,
         max_episode_frames=e.max_episode_frames,
+        doom_reward=e.doom_reward,
         cpu=None if cpus is None else cpus[i],
     )
 
@@ -142,12 +144,20 @@ class Trainer:
             theta, rms_g = self.net.init_params(r.seed), self.net.layout.zeros()
             frames, wall, games = 0, 0.0, 0
             rng = seed_states(r.seed, r.threads)
+        obsnorm = None
+        if self.info.vector_obs:  # vector observations: running normalisation (or the identity) and a NaN check
+            from .obsnorm import ObsNorm
+
+            obsnorm = ObsNorm(int(np.prod(self.info.obs_shape)), e.obs_norm)
+            if resume is not None:
+                obsnorm.load(resume["extra"], f"checkpoint {resume['path']}")
         target = None
-        if head_for(a.algo) == "q":
+        if head_for(a.algo, self.info) == "q":
             target = resume["extra"].get("target") if resume is not None else None
             target = np.ascontiguousarray(target if target is not None else theta, np.float32).copy()
         self.shared = SharedState(theta, rms_g, r.frames, frames, cfg.optim.lr, target, a.target_update_frames)
         self.shared.wall_offset = wall
+        self.shared.obsnorm = obsnorm
         self.games_before = games
         self.learners = []
         self.cpus = placement.cpu_plan(r.threads, r.pin_threads)
@@ -163,8 +173,9 @@ class Trainer:
         self.resume_frames = frames if resume is not None else None
         self.resume_path = resume["path"] if resume is not None else None
         self.interrupted = False
-        self.head = head_for(a.algo)
+        self.head = head_for(a.algo, self.info)
         self._diag_seen = np.zeros(6)
+        self.outcomes = OutcomeWindow.for_env(e.env)  # ViZDoom: goal reached / time survived
 
     # -- checkpoints ----------------------------------------------------------------------
 
@@ -191,10 +202,11 @@ class Trainer:
         return True
 
     def _extra_state(self):
+        extra = self.shared.obsnorm.state() if self.shared.obsnorm is not None else {}
         if self.shared.target is None:
-            return {}
+            return extra
         eps = np.array([lr.algo.final_epsilon for lr in self.learners])
-        return {"target": self.shared.target.copy(), "final_epsilon": eps}
+        return {**extra, "target": self.shared.target.copy(), "final_epsilon": eps}
 
     # -- the run --------------------------------------------------------------------------
 
@@ -244,8 +256,12 @@ class Trainer:
         path = os.path.join(self.run_dir, "episodes.csv")
         window = ScoreWindow(10)
         if self.games_before and os.path.exists(path):  # resumed: the progress line goes on where it was
-            for score in read_episodes(path)["score"][-10:]:
+            done = read_episodes(path)
+            for score in done["score"][-10:]:
                 window.add(score)
+            if self.outcomes is not None:
+                for score, length in zip(done["score"][-100:], done["length"][-100:]):
+                    self.outcomes.add(score, length)
         window.games = self.games_before
         log = EpisodeLog(path)
         threads = [threading.Thread(target=self._thread_main, args=(lr,), name=f"learner-{lr.index}", daemon=True)
@@ -350,6 +366,8 @@ class Trainer:
             log.write(rows)
             for row in rows:
                 window.add(row[3])
+                if self.outcomes is not None:
+                    self.outcomes.add(row[3], row[4])
 
     def _progress(self, window, fps, now):
         s = self.shared
@@ -358,6 +376,8 @@ class Trainer:
         eta = remaining / fps if fps > 0 else float("inf")
         diag = sum(lr.diag for lr in self.learners)  # racy reads of running sums: fine for a display
         learning = learning_summary(diag - self._diag_seen, self.head)
+        if self.outcomes is not None and self.outcomes.text():
+            learning = self.outcomes.text() + (f" | {learning}" if learning else "")
         self._diag_seen = diag
         self.out(progress_line(s.frames, s.total_frames, fps, window.games, window.mean(), elapsed, max(eta, 0), learning))
 

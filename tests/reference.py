@@ -327,15 +327,93 @@ def net_forward_ref(net, theta, obs):
     raise ValueError(f"no reference for net kind {net.kind!r}")
 
 
-def net_loss_ref(net, theta, obs, actions, targets, weight, head="a3c", beta=0.01, value_coef=0.5, adv=None):
-    """Scalar float64 loss of the whole net: a3c_loss_ref or q_loss_ref of net_forward_ref.
+def net_loss_ref(net, theta, obs, actions, targets, weight, head="a3c", beta=0.01, value_coef=0.5, adv=None,
+                 var_min=1e-4):
+    """Scalar float64 loss of the whole net: a3c_loss_ref, gaussian_loss_ref or q_loss_ref of
+    net_forward_ref.
 
-    ``targets`` are the n-step returns (a3c) or TD targets (q); ``adv`` as in a3c_loss_ref.
+    ``targets`` are the n-step returns (a3c, gaussian) or TD targets (q); ``adv`` as in a3c_loss_ref.
     """
     out = net_forward_ref(net, theta, obs)
     if head == "a3c":
         return a3c_loss_ref(out, actions, targets, weight, beta, value_coef, adv=adv)
+    if head == "gaussian":
+        return gaussian_loss_ref(out, actions, targets, weight, beta, value_coef, var_min, adv=adv)
     return q_loss_ref(out, actions, targets, weight)
+
+
+# ----------------------------------------------------------------------------- Gaussian policy head
+
+
+def softplus_ref(x):
+    x = np.asarray(x, np.float64)
+    return np.logaddexp(0.0, x)
+
+
+def gaussian_parts_ref(out, var_min):
+    """(mu (N, A), sigma^2 (N, A), V (N,)) of head outputs ``out (N, 2A+1)`` in float64:
+    columns [:A] the mean, [A:2A] the variance's pre-activation rho (sigma^2 = softplus(rho) +
+    var_min), the last the value."""
+    out = np.asarray(out, np.float64)
+    A = (out.shape[1] - 1) // 2
+    return out[:, :A], softplus_ref(out[:, A : 2 * A]) + var_min, out[:, 2 * A]
+
+
+def gaussian_log_density_ref(a, mu, var):
+    """log N(a; mu, diag(var)) per row: sum_j -1/2 log(2 pi var_j) - (a_j - mu_j)^2 / (2 var_j)."""
+    a = np.asarray(a, np.float64)
+    return (-0.5 * np.log(2.0 * np.pi * var) - (a - mu) ** 2 / (2.0 * var)).sum(axis=1)
+
+
+def gaussian_entropy_ref(var):
+    """Entropy of N(mu, diag(var)) per row: sum_j 1/2 (log(2 pi var_j) + 1)."""
+    return (0.5 * (np.log(2.0 * np.pi * var) + 1.0)).sum(axis=1)
+
+
+def gaussian_loss_ref(out, actions, returns, weight, beta, value_coef, var_min, adv=None):
+    """Gaussian-policy A3C loss, float64 scalar:
+
+        L = sum_n w_n * ( -log N(a_n; mu_n, sigma_n^2) * adv_n - beta * H_n + value_coef * (R_n - V_n)^2 )
+
+    ``actions (N, A)`` are the unclipped samples; ``adv`` held constant as in a3c_loss_ref.
+    """
+    mu, var, V = gaussian_parts_ref(out, var_min)
+    R = np.asarray(returns, np.float64)
+    if adv is None:
+        adv = R - V
+    w = np.asarray(weight, np.float64)
+    logp = gaussian_log_density_ref(actions, mu, var)
+    return float((w * (-logp * adv - beta * gaussian_entropy_ref(var) + value_coef * (R - V) ** 2)).sum())
+
+
+def gaussian_grad_ref(out, actions, returns, weight, beta, value_coef, var_min):
+    """dL/dout of gaussian_loss_ref by the formula (advantage held constant), d = a - mu, s = sigma^2:
+
+    dmu = -w adv d / s;  drho = w sigmoid(rho) (adv (1/(2s) - d^2/(2s^2)) - beta/(2s));  dV = 2 w c_v (V - R).
+    """
+    out = np.asarray(out, np.float64)
+    A = (out.shape[1] - 1) // 2
+    mu, s, V = gaussian_parts_ref(out, var_min)
+    R = np.asarray(returns, np.float64)
+    adv = (R - V)[:, None]
+    w = np.asarray(weight, np.float64)[:, None]
+    d = np.asarray(actions, np.float64) - mu
+    sig = 1.0 / (1.0 + np.exp(-out[:, A : 2 * A]))
+    g = np.zeros_like(out)
+    g[:, :A] = -w * adv * d / s
+    g[:, A : 2 * A] = w * sig * (adv * (0.5 / s - d * d / (2.0 * s * s)) - beta * 0.5 / s)
+    g[:, 2 * A] = w[:, 0] * 2.0 * value_coef * (V - R)
+    return g
+
+
+def gaussian_stats_ref(out, actions, returns, weight, beta, value_coef, var_min):
+    """[sum w*policy loss, sum w*value loss, sum w*entropy, sum w] as gaussian_head_backward reports."""
+    mu, var, V = gaussian_parts_ref(out, var_min)
+    adv = np.asarray(returns, np.float64) - V
+    w = np.asarray(weight, np.float64)
+    logp = gaussian_log_density_ref(actions, mu, var)
+    return np.array([(w * -logp * adv).sum(), (w * value_coef * adv**2).sum(), (w * gaussian_entropy_ref(var)).sum(),
+                     w.sum()])
 
 
 # ----------------------------------------------------------------------------- finite differences

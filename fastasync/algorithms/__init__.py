@@ -9,18 +9,26 @@ from __future__ import annotations
 
 
 def check_discrete(env_info, algo):
-    """Every method here acts in discrete action spaces: a ValueError for any other."""
+    """The Q methods act in discrete action spaces only, A3C in both (a Gaussian policy for
+    Box actions): a ValueError for a Q method on continuous actions."""
+    if algo.startswith("a3c") and not env_info.discrete:
+        if not env_info.action_shape or len(env_info.action_low) != env_info.action_dim:
+            raise ValueError(f"{algo}: {env_info.env_id}'s action space is neither discrete nor a bounded Box")
+        return
     if not env_info.discrete or env_info.num_actions < 1:
-        raise ValueError(f"{algo} needs a discrete action space; {env_info.env_id} has continuous actions")
+        raise ValueError(
+            f"{algo} needs a discrete action space; {env_info.env_id} has continuous actions "
+            "(use --algo a3c or a3c-lstm, which learn a Gaussian policy)"
+        )
 
 
 def make_algorithm(name, cfg, net, env_info):
     """The algorithm object for ``name`` (one per learner thread: it may hold buffers)."""
     check_discrete(env_info, name)
     if name in ("a3c", "a3c-lstm"):
-        from .a3c import A3C
+        from .a3c import A3C, GaussianA3C
 
-        return A3C(cfg, net, env_info)
+        return A3C(cfg, net, env_info) if env_info.discrete else GaussianA3C(cfg, net, env_info)
     if name == "onestep-q":
         from .onestep_q import OneStepQ
 
@@ -36,13 +44,18 @@ def make_algorithm(name, cfg, net, env_info):
     raise ValueError(f"unknown algo {name!r}")
 
 
-def head_for(name: str) -> str:
-    return "a3c" if name.startswith("a3c") else "q"
+def head_for(name: str, env_info=None) -> str:
+    """"a3c" (softmax policy + value), "gaussian" (a3c on Box actions) or "q"."""
+    if not name.startswith("a3c"):
+        return "q"
+    return "gaussian" if env_info is not None and not env_info.discrete else "a3c"
 
 
 def build_net(cfg, env_info):
-    """The net a config needs for an env (head and LSTM from the algorithm)."""
+    """The net a config needs for an env (head from the algorithm and the action space, LSTM from the algorithm)."""
     from ..nets import make_net
 
     lstm = cfg.algo.lstm_size if cfg.algo.algo == "a3c-lstm" else 0
-    return make_net(env_info.obs_shape, env_info.num_actions, head_for(cfg.algo.algo), cfg.algo.hidden, lstm)
+    head = head_for(cfg.algo.algo, env_info)
+    n = env_info.action_dim if head == "gaussian" else env_info.num_actions
+    return make_net(env_info.obs_shape, n, head, cfg.algo.hidden, lstm)

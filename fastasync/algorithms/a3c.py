@@ -13,6 +13,8 @@ E times smaller than summing; the default eps 1e-5 normalises the steps instead:
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..kernels import heads, returns, rng
 
 
@@ -61,4 +63,54 @@ class A3C:
             self.value_coef,
             net.dout(ws, T),
             seg.stats,
+        )
+
+
+class GaussianA3C(A3C):
+    """A3C with a Gaussian policy for continuous (Box) actions (Mnih et al. 2016, section 5.4).
+
+    The head has ``2A + 1`` outputs: the mean mu (linear), the variance's pre-activation rho
+    (sigma^2 = softplus(rho) + VAR_MIN) and the value. Acting samples a ~ N(mu, sigma^2) with
+    the learner's own generator; the env is sent the sample clipped to the action bounds
+    (``learner.sent``), the loss uses the log-density of the unclipped sample
+    (``kernels.heads.gaussian_head_backward``); greedy evaluation takes mu. The entropy bonus
+    is the Gaussian's, sum_j 1/2 (log(2 pi sigma_j^2) + 1), with the small cost ``--entropy``
+    (the MuJoCo family's default 1e-4, as in the paper).
+    """
+
+    head = "gaussian"
+    eval_policy = "sampled from the Gaussian policy"
+    VAR_MIN = 1e-4  # sigma >= 0.01: the log-density stays finite when softplus(rho) underflows
+
+    def __init__(self, cfg, net, env_info):
+        super().__init__(cfg, net, env_info)
+        self.action_dim = env_info.action_dim
+        self.low = np.ascontiguousarray(env_info.action_low, np.float32)
+        self.high = np.ascontiguousarray(env_info.action_high, np.float32)
+        self.sent = np.zeros((1, self.action_dim), np.float32)  # bind/evaluate give the real one
+
+    def bind(self, learner):
+        """Sample into the learner's ``sent`` buffer (what its env is stepped with)."""
+        self.sent = learner.sent
+
+    def act(self, out, actions, rng_state, frames):
+        """Sample unclipped actions (E, A) into ``actions``, their clipped copy into ``self.sent``."""
+        rng.sample_gaussian(out, self.VAR_MIN, self.low, self.high, rng_state, actions, self.sent)
+
+    def act_greedy(self, out, actions):
+        rng.gaussian_mean(out, self.low, self.high, actions, self.sent)
+
+    def act_eval(self, out, actions, rng_state):
+        rng.sample_gaussian(out, self.VAR_MIN, self.low, self.high, rng_state, actions, self.sent)
+
+    def loss(self, ws, seg):
+        """Targets and dL/d(head output) for slots 0..T-1 (the bootstrap forward is in slot T)."""
+        T, E = seg.T, seg.E
+        net = self.net
+        returns.gather_column(net.outputs(ws, T + 1), 2 * self.action_dim, seg.values)
+        returns.nstep_returns(seg.rewards, seg.terminated, seg.truncated, seg.reset, seg.values, self.gamma, seg.returns)
+        returns.step_weights(seg.reset, 1.0 / E, seg.weight)
+        heads.gaussian_head_backward(
+            net.outputs(ws, T), seg.actions_flat, seg.returns_flat, seg.weight_flat, self.beta, self.value_coef,
+            self.VAR_MIN, net.dout(ws, T), seg.stats,
         )

@@ -88,3 +88,74 @@ def q_head_backward(q, actions, targets, weight, dq, stats):
         dq[n, a] = w * d
         stats[0] += w * 0.5 * d * d
         stats[3] += w
+
+
+@jit
+def softplus(x):
+    """log(1 + e^x), without overflow for large x."""
+    if x > 20.0:
+        return x
+    if x < -20.0:
+        return math.exp(x)
+    return math.log1p(math.exp(x))
+
+
+@jit
+def sigmoid(x):
+    """1 / (1 + e^-x) = d softplus(x) / dx, without overflow."""
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    z = math.exp(x)
+    return z / (1.0 + z)
+
+
+@jit
+def gaussian_head_backward(out, actions, returns, weight, beta, value_coef, var_min, dout, stats):
+    """Gaussian-policy A3C loss and its gradient w.r.t. the head outputs (Mnih et al. 2016,
+    section 5.4 / supplementary 9: a linear layer for the mean, a SoftPlus one for the variance).
+
+    out: (N, 2A+1) float32: columns ``[:A]`` the mean mu, ``[A:2A]`` the variance's
+    pre-activation rho, column ``2A`` the value V; actions: (N, A) float32, the UNCLIPPED
+    samples a the env's clipped action came from; returns: (N,) float32 n-step returns R;
+    weight: (N,) float32. With sigma^2 = softplus(rho) + var_min, adv = R - V (held constant
+    in the policy term),
+
+        log pi(a) = sum_j -1/2 log(2 pi sigma_j^2) - (a_j - mu_j)^2 / (2 sigma_j^2)
+        H         = sum_j  1/2 (log(2 pi sigma_j^2) + 1)          (the Gaussian's entropy)
+        L = sum_n w_n * ( -log pi(a_n) * adv_n  -  beta * H_n  +  value_coef * (R_n - V_n)^2 )
+
+    dout: (N, 2A+1) OVERWRITTEN with dL/dout, d_j = a_j - mu_j, s_j = sigma_j^2:
+        dmu_j  = w * -adv * d_j / s_j
+        drho_j = w * sigmoid(rho_j) * ( adv * (1/(2 s_j) - d_j^2/(2 s_j^2)) - beta / (2 s_j) )
+        dV     = w * 2 * value_coef * (V - R)
+    stats: (4,) float64 OVERWRITTEN with sums of w*policy loss, w*value loss, w*entropy, w.
+    """
+    N = out.shape[0]
+    A = (out.shape[1] - 1) // 2
+    log2pi = math.log(2.0 * math.pi)
+    for k in range(4):
+        stats[k] = 0.0
+    for n in range(N):
+        w = weight[n]
+        if w == 0.0:
+            for j in range(2 * A + 1):
+                dout[n, j] = 0.0
+            continue
+        v = out[n, 2 * A]
+        adv = returns[n] - v
+        logp = 0.0
+        H = 0.0
+        for j in range(A):
+            rho = out[n, A + j]
+            s = softplus(rho) + var_min
+            d = actions[n, j] - out[n, j]
+            logs = math.log(s)
+            logp += -0.5 * (log2pi + logs) - d * d / (2.0 * s)
+            H += 0.5 * (log2pi + logs + 1.0)
+            dout[n, j] = w * (-adv * d / s)
+            dout[n, A + j] = w * sigmoid(rho) * (adv * (0.5 / s - d * d / (2.0 * s * s)) - beta * 0.5 / s)
+        dout[n, 2 * A] = w * 2.0 * value_coef * (v - returns[n])
+        stats[0] += w * (-logp * adv)
+        stats[1] += w * value_coef * adv * adv
+        stats[2] += w * H
+        stats[3] += w

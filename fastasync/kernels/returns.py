@@ -1,6 +1,6 @@
 """n-step returns with episode boundaries, as arrays over a segment (time-major).
 
-Conventions (see fastasync/envs.py): slot t holds the transition (s_t, a_t, r_t, s_{t+1});
+Conventions (see fastasync/envs/__init__.py): slot t holds the transition (s_t, a_t, r_t, s_{t+1});
 ``values[t]`` is a bootstrap value of s_t for t = 0..T (``values[T]`` bootstraps the segment).
 envpool auto-resets on the step AFTER a done, so:
 

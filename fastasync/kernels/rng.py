@@ -107,3 +107,44 @@ def epsilon_greedy(q, epsilon, state, actions):
     for e in range(q.shape[0]):
         if uniform(state) < epsilon:
             actions[e] = randint(state, A)
+
+
+@jit
+def normal(state):
+    """A standard normal float64 (Box-Muller; one of the pair, from two uniforms)."""
+    u1 = 1.0 - uniform(state)  # (0, 1]: log(u1) is finite
+    u2 = uniform(state)
+    return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+
+
+@jit
+def sample_gaussian(out, var_min, low, high, state, actions, sent):
+    """Sample a ~ N(mu, sigma^2) per env and action dimension; the env gets a clipped copy.
+
+    out: (E, >=2A) float32 head outputs: mu = out[:, :A], sigma^2 = softplus(out[:, A:2A]) +
+    var_min (kernels/heads.py, ``gaussian_head_backward``); low, high: (A,) float32 action
+    bounds; actions: (E, A) float32, written with the UNCLIPPED samples (the loss's log-density
+    is of these); sent: (E, A) float32, written with the samples clipped to [low, high].
+    """
+    E, A = actions.shape
+    for e in range(E):
+        for j in range(A):
+            r = out[e, A + j]
+            s = (r if r > 20.0 else (math.exp(r) if r < -20.0 else math.log1p(math.exp(r)))) + var_min
+            a = out[e, j] + math.sqrt(s) * normal(state)
+            actions[e, j] = a
+            sent[e, j] = min(max(a, low[j]), high[j])
+
+
+@jit
+def gaussian_mean(out, low, high, actions, sent):
+    """The greedy action of a Gaussian policy: mu (into ``actions``), clipped into ``sent``.
+
+    out: (E, >=A) float32; low, high: (A,) float32; actions, sent: (E, A) float32, written.
+    """
+    E, A = actions.shape
+    for e in range(E):
+        for j in range(A):
+            a = out[e, j]
+            actions[e, j] = a
+            sent[e, j] = min(max(a, low[j]), high[j])

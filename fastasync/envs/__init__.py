@@ -1,0 +1,337 @@
+"""Environment batches for fastasync: one interface over two backends.
+
+One module per env family behind one small spec (``EnvInfo``: observation shape and dtype,
+action space, frames per agent step): ``atari.py`` (ALE ROMs, the Python port of envpool's
+Atari env), ``classic.py`` (classic control; one gymnasium env behind the Python batch),
+``mujoco.py`` (MuJoCo physics tasks), ``base.py`` (the spec, the batch interface, envpool's
+batch and the Python batch). This module finds an id's family and makes its batch;
+backends differ in how they step, never in what the learner sees.
+
+Backends
+--------
+``envpool`` (default on Linux)
+    envpool's C++ Atari and classic-control environments, stepped synchronously
+    (``batch_size == num_envs``) with ``num_threads`` worker threads. envpool
+    releases the GIL while it steps.
+``gymnasium`` (fallback)
+    A pure-Python re-implementation of envpool's Atari environment
+    (``envpool/atari/atari_env.h``) on top of ``ale_py.ALEInterface``, and plain
+    ``gymnasium.make`` environments for classic control, all behind the same
+    auto-reset logic. Slower, but it needs no envpool and no OpenCV. ale-py's
+    multiplayer-only ROMs (0.12: Combat, Joust, MazeCraze, Warlords) are not offered:
+    ALE has no single-player mode for them and would ``exit(1)`` loading one
+    (``_ale_roms``). envpool does not ship them; asking either backend for one says so.
+
+    ``ale_py.vector_env.AtariVectorEnv`` (ale-py 0.12) was checked and NOT used:
+    with ``episodic_life=True`` it fully resets the game after every life loss
+    (lives go back to 5 in Breakout) and it does not report the unclipped reward,
+    so the true game score cannot be recovered. gymnasium's ``AtariPreprocessing``
+    needs OpenCV and differs from envpool on life loss as well.
+
+Atari preprocessing (both backends, as in the A3C paper)
+--------------------------------------------------------
+minimal action set; frame skip 4 with a max over the last two frames; gray
+scale; area resize 210x160 -> 84x84; 4 stacked frames (oldest first), shape
+(4, 84, 84) uint8; no sticky actions (repeat_action_probability = 0); at a game
+reset, ``U{1..noop_max}`` no-ops, where one of them is replaced by FIRE for games
+that have FIRE in their minimal action set (envpool's fire reset); episodes are
+truncated after ``max_episode_frames // 4`` agent steps.
+
+Step semantics (identical in both backends; verified against envpool 1.2.5)
+--------------------------------------------------------------------------
+* ``terminated``: the training episode ended and must not be bootstrapped:
+  the real game ended, or (``episodic_life=True``, Atari) a life was lost.
+* ``truncated``: time limit; bootstrap from V(s). envpool reports a step that
+  is both a time-limit end and a terminal as truncated only.
+* ``game_over``: the real, full game ended this step (real termination or
+  truncation); the game's true score is final.
+* ``reward``: training reward, sign-clipped to {-1, 0, 1} when ``reward_clip``
+  (Atari only; classic-control rewards are never clipped).
+* ``raw_reward``: unclipped reward; summed across all lives of a game it is the
+  true game score.
+
+Auto-reset: the step AFTER any done (terminated or truncated, including a
+life-loss done under ``episodic_life``) is a reset step: the action passed to
+it is ignored, and it returns the first observation of the next episode/life
+with reward 0, raw_reward 0 and terminated/truncated/game_over all False. The
+learner must mask that transition out of its targets.
+
+What a reset step does after a *life loss* (envpool 1.2.5, measured): the game
+is NOT reset. The emulator runs ``U{1..noop_max}`` no-op frames (FIRE replaces
+one of them in FIRE games) without frame skip, then ONE new frame is pushed onto
+the existing frame stack (the stack is not refilled), the lives counter stays
+lowered, and envpool's ``elapsed_step`` does not advance. Only after a real game
+over or a truncation does the reset step restart the game and fill all 4 stack
+slots with the first frame. The gymnasium backend does exactly the same.
+Frames counted by the caller are agent steps x ``frame_skip``; reset-step
+no-ops are not counted (as in envpool).
+
+Note that ``EnvBatch.reset()`` follows envpool too: it is meant to be called
+once, right after ``make_env``; calling it again with ``episodic_life=True`` in
+the middle of a game only performs the life-loss style reset described above.
+
+Seeding: env ``i`` of a batch made with ``seed`` is seeded with ``seed + i`` in
+both backends (deterministic per (seed, index), but the two backends do not
+produce the same trajectories). Give different batches seeds at least
+``num_envs`` apart.
+
+The heavy imports (envpool, gymnasium, ale_py) happen inside functions only.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import warnings
+
+import numpy as np
+
+from .atari import _ATARI_FRAME_SKIP, _SIZE, _STACK, _AleGame, _ale_roms, _multiplayer_only, _new_ale
+from .base import (
+    BACKENDS,
+    EnvBatch,
+    EnvError,
+    EnvInfo,
+    Step,
+    _EnvpoolBatch,
+    _envpool_spaces,
+    _import,
+    _PyBatch,
+    _space_info,
+    default_backend,
+)
+from .classic import _CLASSIC, _GymGame
+from .mujoco import INSTALL as _MUJOCO_INSTALL
+from .mujoco import MUJOCO as _MUJOCO
+from .mujoco import gymnasium_has_mujoco
+from . import doom as _doom
+
+__all__ = [
+    "EnvError",
+    "EnvInfo",
+    "Step",
+    "EnvBatch",
+    "list_envs",
+    "default_backend",
+    "env_info",
+    "make_env",
+    "BACKENDS",
+]
+
+
+@functools.lru_cache(maxsize=None)
+def _catalog(backend: str) -> dict:
+    """env_id -> (family, rom/task name): ("atari", rom), ("classic", None), ("mujoco", None)."""
+    out: dict = {}
+    if backend == "envpool":
+        envpool = _import(backend)
+        from envpool.registration import registry
+
+        have = set(envpool.list_all_envs())
+        for env_id in sorted(have):
+            entry = registry.specs.get(env_id)
+            if entry is None:
+                continue
+            if entry[0] == "envpool.atari" and env_id.endswith("-v5"):
+                out[env_id] = ("atari", entry[2].get("task"))
+        for env_id in _CLASSIC:
+            if env_id in have:
+                out[env_id] = ("classic", None)
+        for env_id in _MUJOCO:
+            if env_id in have:
+                out[env_id] = ("mujoco", None)
+        for env_id in _doom.DOOM:
+            if env_id in have:
+                out[env_id] = ("doom", None)
+    else:
+        gymnasium, _ = _import(backend)
+        for env_id, rom in _ale_roms()[0].items():
+            out[env_id] = ("atari", rom)
+        for env_id in _CLASSIC:
+            if env_id in gymnasium.registry:
+                out[env_id] = ("classic", None)
+        if gymnasium_has_mujoco():
+            for env_id in _MUJOCO:
+                if env_id in gymnasium.registry:
+                    out[env_id] = ("mujoco", None)
+        if _doom.has_vizdoom():
+            for env_id in _doom.DOOM:
+                out[env_id] = ("doom", None)
+    return out
+
+
+
+@functools.lru_cache(maxsize=None)
+def _doom_actions(env_id: str) -> int:
+    """Size of the combined action set of a ViZDoom scenario (the vizdoom package's .cfg)."""
+    import os
+
+    import vizdoom as vzd
+
+    g = vzd.DoomGame()
+    g.load_config(os.path.join(vzd.scenarios_path, _doom.DOOM[env_id].cfg + ".cfg"))
+    return len(_doom.action_table([int(b) for b in g.get_available_buttons()]))
+
+
+def list_envs(backend: str = "envpool") -> list[str]:
+    """Supported ids: Atari ``*-v5``, classic control and MuJoCo, sorted."""
+    return sorted(_catalog(backend))
+
+
+def _lookup(env_id: str, backend: str) -> tuple:
+    cat = _catalog(backend)
+    if env_id not in cat:
+        rom = _multiplayer_only(env_id)
+        if rom is not None:
+            raise EnvError(
+                f"{env_id} is a multiplayer-only Atari game (ALE has no single-player mode for its ROM "
+                f"{rom!r}); fastasync trains single-player games only, see `fastasync envs`"
+            )
+        if env_id in _doom.DOOM and backend == "gymnasium":
+            raise EnvError(f"{env_id} needs the vizdoom package for the gymnasium backend: {_doom.INSTALL}")
+        if env_id in _MUJOCO and backend == "gymnasium":
+            raise EnvError(f"{env_id} needs the mujoco package for the gymnasium backend: {_MUJOCO_INSTALL}")
+        close = difflib.get_close_matches(env_id, list(cat), n=5, cutoff=0.6)
+        hint = f"; did you mean: {', '.join(close)}?" if close else (
+            "; see `fastasync envs` for the list"
+        )
+        raise EnvError(f"unknown env {env_id!r} for backend {backend}{hint}")
+    return cat[env_id]
+
+
+
+@functools.lru_cache(maxsize=None)
+def env_info(env_id: str, backend: str = "envpool") -> EnvInfo:
+    """Validate ``env_id`` (EnvError if unknown) and describe it."""
+    kind, rom = _lookup(env_id, backend)
+    if kind == "atari":
+        if backend == "envpool":
+            n = int(_envpool_spaces(env_id)[1].n)
+        else:
+            n = len(_new_ale(rom, 0).getMinimalActionSet())
+        return EnvInfo(
+            env_id, backend, (_STACK, _SIZE, _SIZE), np.dtype(np.uint8), n, True,
+            _ATARI_FRAME_SKIP, True, (), "atari",
+        )
+    if kind == "doom":
+        if backend == "envpool":
+            envpool = _import(backend)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                n = int(envpool.make_spec(env_id, **_doom.envpool_kwargs()).action_space.n)
+        else:
+            n = _doom_actions(env_id)
+        return EnvInfo(
+            env_id, backend, (_doom.STACK * 3, _doom.SIZE, _doom.SIZE), np.dtype(np.uint8), n, True,
+            _doom.FRAME_SKIP, False, (), "doom",
+        )
+    if backend == "envpool":
+        obs_space, act_space = _envpool_spaces(env_id)
+    else:
+        gymnasium, _ = _import(backend)
+        try:
+            with warnings.catch_warnings():  # gymnasium's "v4 is out of date" for the MuJoCo ids
+                warnings.simplefilter("ignore", DeprecationWarning)
+                env = gymnasium.make(env_id)
+        except Exception as e:  # noqa: BLE001 - e.g. gymnasium's Pusher-v4 refuses mujoco >= 3
+            raise EnvError(f"gymnasium could not make {env_id!r}: {e}") from e
+        obs_space, act_space = env.observation_space, env.action_space
+        env.close()
+    discrete, n, ashape = _space_info(act_space)
+    low = high = ()
+    if not discrete:
+        low = tuple(float(x) for x in np.broadcast_to(act_space.low, ashape).ravel())
+        high = tuple(float(x) for x in np.broadcast_to(act_space.high, ashape).ravel())
+    return EnvInfo(
+        env_id, backend, tuple(obs_space.shape), np.dtype(np.float32), n, discrete, 1,
+        False, ashape, kind, low, high,
+    )
+
+
+def make_env(
+    env_id: str,
+    num_envs: int,
+    seed: int,
+    backend: str = "envpool",
+    *,
+    episodic_life: bool = True,
+    reward_clip: bool = True,
+    noop_max: int = 30,
+    max_episode_frames: int = 108_000,
+    num_threads: int = 1,
+    cpu: int | None = None,
+    doom_reward: str = "scenario",
+) -> EnvBatch:
+    """Make a batch of ``num_envs`` envs; see the module docstring for semantics.
+
+    ``episodic_life``, ``reward_clip``, ``noop_max`` and ``max_episode_frames``
+    apply to Atari only (classic control and MuJoCo use the env's own time limit). ``cpu``: pin
+    envpool's worker threads to CPUs ``cpu .. cpu + num_threads - 1`` (the learner that
+    steps this batch is pinned to ``cpu`` too; fastasync.placement); the Python backend
+    steps in the caller's thread and ignores it.
+    """
+    if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+        raise EnvError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+    if not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
+        raise EnvError(f"num_threads must be an integer >= 1, got {num_threads!r}")
+    if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**31 - int(num_envs):
+        raise EnvError(f"seed must be an integer in [0, 2**31 - num_envs), got {seed!r}")
+    info = env_info(env_id, backend)
+    kind, rom = _lookup(env_id, backend)
+    if doom_reward not in ("scenario", "envpool"):
+        raise EnvError(f"doom_reward must be 'scenario' or 'envpool', got {doom_reward!r}")
+    if kind == "doom" and doom_reward == "envpool" and backend != "envpool":
+        raise EnvError("doom_reward 'envpool' (envpool's shaping) needs the envpool backend")
+    if info.is_atari:
+        if noop_max < 1:
+            raise EnvError(f"noop_max must be >= 1 (reset always runs >= 1 no-op/FIRE), got {noop_max}")
+        max_steps = int(max_episode_frames) // _ATARI_FRAME_SKIP
+        if max_steps < 1:
+            raise EnvError(
+                f"max_episode_frames must be >= {_ATARI_FRAME_SKIP}, got {max_episode_frames}"
+            )
+    num_envs, seed, num_threads = int(num_envs), int(seed), int(num_threads)
+    if backend == "envpool":
+        envpool = _import(backend)
+        kwargs = dict(
+            env_type="gymnasium", num_envs=num_envs, batch_size=num_envs, seed=seed,
+            num_threads=num_threads,
+        )
+        if cpu is not None:
+            kwargs["thread_affinity_offset"] = int(cpu)
+        if info.is_atari:
+            kwargs.update(
+                episodic_life=bool(episodic_life), reward_clip=bool(reward_clip),
+                noop_max=int(noop_max), max_episode_steps=max_steps,
+                repeat_action_probability=0.0, full_action_space=False,
+                use_fire_reset=True, stack_num=_STACK, frame_skip=_ATARI_FRAME_SKIP,
+                img_height=_SIZE, img_width=_SIZE, gray_scale=True,
+            )
+        elif kind == "doom":
+            kwargs.update(_doom.envpool_kwargs())
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                env = _doom.make_watched(envpool, env_id, kwargs) if kind == "doom" else envpool.make(env_id, **kwargs)
+                _ = (env.observation_space, env.action_space)  # built and cached here, quietly
+        except Exception as e:  # noqa: BLE001
+            raise EnvError(f"envpool could not make {env_id!r}: {e}") from e
+        if kind == "doom":
+            return _doom.envpool_batch(_EnvpoolBatch)(
+                env, info, num_envs, _doom.DOOM[env_id], doom_reward == "envpool", bool(reward_clip)
+            )
+        return _EnvpoolBatch(env, info, num_envs)
+    if kind == "doom":
+        games = [_doom.DoomGame(env_id, seed + i, False, bool(reward_clip)) for i in range(num_envs)]
+    elif info.is_atari:
+        games = [
+            _AleGame(rom, seed + i, int(noop_max), bool(episodic_life), bool(reward_clip), max_steps)
+            for i in range(num_envs)
+        ]
+    else:
+        gymnasium, _ = _import(backend)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            games = [_GymGame(gymnasium.make(env_id), seed + i) for i in range(num_envs)]
+    return _PyBatch(games, info, num_envs)
+

@@ -1,0 +1,440 @@
+"""Continuous control: the Gaussian policy head, observation normalisation, MuJoCo envs.
+
+The head's loss kernel is checked against the float64 reference (``reference.gaussian_*``)
+and against central differences of that reference, alone and through a whole MLP; the
+sampler against the distribution it should draw from and against the clipping rule (only
+what the env is sent is clipped); the observation statistics against NumPy on random
+batches, across a checkpoint and a resume.
+"""
+
+import numpy as np
+import pytest
+
+import reference as ref
+from fastasync import checkpoint as ckpt
+from fastasync.kernels import heads as kheads
+from fastasync.kernels import normalize as knorm
+from fastasync.kernels import rng as krng
+from fastasync.nets import make_net
+from fastasync.obsnorm import ObsNorm
+
+VAR_MIN = 1e-4
+BETA, VALUE_COEF = 0.05, 0.5
+
+
+def head_case(N=13, A=3, seed=0):
+    """Odd sizes; rho over both softplus regimes; one masked sample; samples of the policy
+    itself, some far outside [-1, 1] (what a clipped env would never see)."""
+    rs = np.random.default_rng(seed)
+    out = np.empty((N, 2 * A + 1), np.float32)
+    out[:, :A] = rs.normal(0, 0.5, (N, A))
+    out[:, A : 2 * A] = rs.uniform(-3, 2, (N, A))
+    out[:, 2 * A] = rs.normal(0, 1, N)
+    var = ref.softplus_ref(out[:, A : 2 * A]) + VAR_MIN
+    actions = (out[:, :A] + np.sqrt(var) * rs.standard_normal((N, A)) * 2.0).astype(np.float32)
+    returns = rs.normal(0, 2, N).astype(np.float32)
+    weight = np.full(N, 1.0 / 4, np.float32)
+    weight[min(5, N - 1)] = 0.0
+    return out, actions, returns, weight
+
+
+def kernel_grad(out, actions, returns, weight, beta=BETA):
+    dout = np.full_like(out, np.nan)
+    stats = np.zeros(4)
+    kheads.gaussian_head_backward(out, actions, returns, weight, beta, VALUE_COEF, VAR_MIN, dout, stats)
+    return dout, stats
+
+
+@pytest.mark.parametrize("A", [1, 3, 6])
+def test_gaussian_head_matches_float64_reference(A):
+    out, actions, returns, weight = head_case(N=13, A=A, seed=A)
+    dout, stats = kernel_grad(out, actions, returns, weight)
+    want = ref.gaussian_grad_ref(out, actions, returns, weight, BETA, VALUE_COEF, VAR_MIN)
+    np.testing.assert_allclose(dout, want, rtol=2e-5, atol=1e-6 * np.abs(want).max())
+    assert np.all(dout[5] == 0.0)  # the masked sample contributes nothing
+    want_stats = ref.gaussian_stats_ref(out, actions, returns, weight, BETA, VALUE_COEF, VAR_MIN)
+    np.testing.assert_allclose(stats, want_stats, rtol=1e-5, atol=1e-6)
+    loss = ref.gaussian_loss_ref(out, actions, returns, weight, BETA, VALUE_COEF, VAR_MIN)
+    assert abs(stats[0] + stats[1] - BETA * stats[2] - loss) <= 1e-5 * abs(loss) + 1e-6
+
+
+def test_gaussian_reference_is_scipys_density_and_entropy():
+    """The reference's log-density and entropy are the textbook ones (scipy.stats.norm)."""
+    from scipy.stats import norm
+
+    out, actions, _, _ = head_case(N=7, A=2)
+    mu, var, _ = ref.gaussian_parts_ref(out, VAR_MIN)
+    sd = np.sqrt(var)
+    np.testing.assert_allclose(ref.gaussian_log_density_ref(actions, mu, var),
+                               norm.logpdf(actions, mu, sd).sum(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(ref.gaussian_entropy_ref(var), norm.entropy(mu, sd).sum(axis=1), rtol=1e-12)
+
+
+def test_gaussian_head_gradient_matches_finite_differences():
+    """Every output column: mean, variance pre-activation (both softplus regimes), value."""
+    out, actions, returns, weight = head_case(N=9, A=3, seed=4)
+    dout, _ = kernel_grad(out, actions, returns, weight)
+    out64 = out.astype(np.float64)
+    _, _, V = ref.gaussian_parts_ref(out64, VAR_MIN)
+    adv = returns.astype(np.float64) - V  # held constant, as the kernel does
+
+    def loss(o):
+        return ref.gaussian_loss_ref(o, actions, returns, weight, BETA, VALUE_COEF, VAR_MIN, adv=adv)
+
+    fd = ref.central_diff(loss, out64, np.arange(out64.size), 1e-6).reshape(out.shape)
+    err = ref.rel_error(dout, fd, 1e-2 * np.abs(fd).max())
+    assert err.max() < 1e-3 and err.mean() < 1e-4, (err.max(), err.mean())
+
+
+def test_entropy_bonus_pushes_the_variance_up_and_nothing_else():
+    """With adv = 0 (R = V) only the entropy term is left: it raises sigma^2 (drho < 0)."""
+    out, actions, _, weight = head_case(N=7, A=2)
+    returns = out[:, -1].copy()
+    dout, stats = kernel_grad(out, actions, returns, weight, beta=0.1)
+    live = weight > 0
+    assert np.all(dout[live, :2] == 0.0) and np.all(dout[:, -1] == 0.0)
+    assert np.all(dout[live, 2:4] < 0.0)
+
+
+def test_sampler_draws_the_policy_and_clips_only_what_the_env_is_sent():
+    E, A = 4000, 2
+    out = np.zeros((E, 2 * A + 1), np.float32)
+    out[:, 0], out[:, 1] = 0.7, -0.3
+    out[:, 2], out[:, 3] = 0.5, -1.0  # sigma^2 = softplus(.) + var_min
+    low, high = np.array([-1.0, -0.5], np.float32), np.array([1.0, 0.5], np.float32)
+    actions = np.zeros((E, A), np.float32)
+    sent = np.zeros((E, A), np.float32)
+    state = krng.seed_state(3)
+    krng.sample_gaussian(out, VAR_MIN, low, high, state, actions, sent)
+    var = ref.softplus_ref(out[0, 2:4]) + VAR_MIN
+    se = np.sqrt(var / E)
+    assert np.all(np.abs(actions.mean(axis=0) - out[0, :2]) < 4 * se)
+    assert np.all(np.abs(actions.var(axis=0) / var - 1.0) < 0.08)
+    # the loss's samples are unclipped (some lie outside the bounds); the env's are clipped copies
+    assert (actions[:, 0] > 1.0).any() and (actions[:, 1] < -0.5).any()
+    np.testing.assert_array_equal(sent, np.clip(actions, low, high))
+    # the generator is the learner's own: the same state draws the same samples
+    again, sent2 = np.zeros_like(actions), np.zeros_like(sent)
+    krng.sample_gaussian(out, VAR_MIN, low, high, krng.seed_state(3), again, sent2)
+    np.testing.assert_array_equal(again, actions)
+    # greedy: mu, clipped for the env
+    krng.gaussian_mean(out, low, high, actions, sent)
+    np.testing.assert_array_equal(actions, out[:, :2])
+    np.testing.assert_array_equal(sent, np.clip(out[:, :2], low, high))
+
+
+@pytest.mark.parametrize("hidden", [(7, 5), (9,)])
+def test_gaussian_mlp_gradient_matches_finite_differences(hidden):
+    """The whole net: MLP torso + Gaussian head, over T slots of E envs (fast path vs the
+    float64 reference's central differences)."""
+    obs_dim, A, T, E = 5, 2, 3, 7
+    net = make_net((obs_dim,), A, head="gaussian", hidden=hidden)
+    assert net.head_outputs == 2 * A + 1
+    rs = np.random.default_rng(0)
+    theta = net.init_params(0)
+    for k, v in net.layout.views(theta).items():
+        v[...] = rs.uniform(-0.5, 0.5, v.shape) if k.startswith("head") else v
+        if k.endswith(".b"):
+            v[...] = rs.uniform(-0.1, 0.1, v.shape)
+    obs = rs.standard_normal((T, E, obs_dim)).astype(np.float32)
+    N = T * E
+    actions = rs.normal(0, 1.5, (N, A)).astype(np.float32)
+    returns = rs.standard_normal(N).astype(np.float32)
+    weight = np.full(N, 1.0 / E, np.float32)
+    weight[E + 1] = 0.0
+    grad = np.full(net.num_params, np.nan, np.float32)
+    ws = net.workspace(T + 1, E, theta, grad)
+    for t in range(T):
+        net.forward(ws, obs[t], t)
+    net.forward(ws, obs[0][::-1].copy(), T)  # a bootstrap slot the backward must not read
+    out = net.outputs(ws, T).copy()
+    stats = np.zeros(4)
+    kheads.gaussian_head_backward(net.outputs(ws, T), actions, returns, weight, BETA, VALUE_COEF, VAR_MIN,
+                                  net.dout(ws, T), stats)
+    net.backward(ws, T)
+    assert np.all(np.isfinite(grad))
+    flat_obs = obs.reshape(N, obs_dim)
+    theta64 = theta.astype(np.float64)
+    out_ref = ref.net_forward_ref(net, theta64, flat_obs)
+    np.testing.assert_allclose(out, out_ref, rtol=1e-4, atol=1e-5)
+    adv = returns.astype(np.float64) - out_ref[:, 2 * A]
+
+    def loss(th):
+        return ref.net_loss_ref(net, th, flat_obs, actions, returns, weight, "gaussian", BETA, VALUE_COEF, adv=adv,
+                                var_min=VAR_MIN)
+
+    rs = np.random.default_rng(1)
+    for spec in net.layout.specs:
+        a, b = net.layout.offsets[spec.name]
+        idx = a + rs.choice(b - a, size=min(20, b - a), replace=False)
+        fd = ref.central_diff(loss, theta64, idx, 1e-5)
+        err = ref.rel_error(grad[idx], fd, 1e-2 * max(float(np.abs(grad[a:b]).max()), 1e-8))
+        assert err.max() < 1e-3 and err.mean() < 1e-4, (spec.name, err.max(), err.mean())
+
+
+def test_gaussian_lstm_net_gradient_through_time_matches_finite_differences():
+    """MLP -> LSTM (state zeroed where an episode starts) -> Gaussian head: the recurrent path
+    a3c-lstm takes on MuJoCo, against central differences of a float64 reference."""
+    T, E, A, D = 4, 3, 2, 4
+    net = make_net((D,), A, "gaussian", hidden=(6,), lstm=5)
+    rs = np.random.default_rng(0)
+    theta = net.init_params(0)
+    for k, v in net.layout.views(theta).items():
+        v[...] += rs.uniform(-0.3, 0.3, v.shape)  # larger weights: gradients flow through time
+    obs = rs.standard_normal((T, E, D)).astype(np.float32)
+    reset = np.zeros((T, E), np.uint8)
+    reset[2, 1] = 1
+    actions = rs.normal(0, 1.5, (T * E, A)).astype(np.float32)
+    returns = rs.standard_normal(T * E).astype(np.float32)
+    weight = np.full(T * E, 1.0 / E, np.float32)
+    grad = np.full(net.num_params, np.nan, np.float32)
+    ws = net.workspace(T + 1, E, theta, grad)
+    for t in range(T):
+        ws.reset_in[t] = reset[t]
+        net.forward(ws, obs[t], t)
+    out = net.outputs(ws, T).copy()
+    kheads.gaussian_head_backward(net.outputs(ws, T), actions, returns, weight, BETA, VALUE_COEF, VAR_MIN,
+                                  net.dout(ws, T), np.zeros(4))
+    net.backward(ws, T)
+    assert np.isfinite(grad).all()
+
+    def forward_ref(th):
+        p = ref.named_params(net.layout, th)
+        h = ref.relu_ref(ref.dense_ref(obs.reshape(T * E, D).astype(np.float64), p["fc1.W"], p["fc1.b"]))
+        H = p["lstm.Wh"].shape[1]
+        hs, _ = ref.lstm_forward_ref(h.reshape(T, E, -1), np.zeros((E, H)), np.zeros((E, H)), reset, p["lstm.Wx"],
+                                     p["lstm.Wh"], p["lstm.b"])
+        return ref.dense_ref(hs.reshape(T * E, H), p["head.W"], p["head.b"])
+
+    theta64 = theta.astype(np.float64)
+    out_ref = forward_ref(theta64)
+    np.testing.assert_allclose(out, out_ref, rtol=1e-4, atol=1e-5)
+    adv = returns.astype(np.float64) - out_ref[:, 2 * A]
+
+    def loss(th):
+        return ref.gaussian_loss_ref(forward_ref(th), actions, returns, weight, BETA, VALUE_COEF, VAR_MIN, adv=adv)
+
+    for spec in net.layout.specs:
+        a, b = net.layout.offsets[spec.name]
+        idx = a + rs.choice(b - a, size=min(25, b - a), replace=False)
+        fd = ref.central_diff(loss, theta64, idx, 1e-5)
+        err = ref.rel_error(grad[idx], fd, 1e-2 * max(float(np.abs(grad[a:b]).max()), 1e-8))
+        assert err.max() < 1e-3 and err.mean() < 1e-4, (spec.name, err.max(), err.mean())
+
+
+def test_gaussian_head_starts_near_zero_mean_and_unit_scale_variance():
+    net = make_net((11,), 3, head="gaussian", hidden=(16,))
+    w = net.layout.views(net.init_params(0))
+    bound = 1.0 / np.sqrt(16)  # the head's U(+-1/sqrt(fan_in)), before the x0.01 of the policy outputs
+    assert np.abs(w["head.W"][:6]).max() <= 0.01 * bound * (1 + 1e-6)
+    assert np.abs(w["head.W"][6]).max() > 0.1 * bound  # the value's row is not scaled down
+
+
+# ----------------------------------------------------------------------------- observation statistics
+
+
+def batches(seed, sizes, D=5):
+    rs = np.random.default_rng(seed)
+    scale = rs.uniform(0.1, 100.0, D)
+    return [(rs.standard_normal((n, D)) * scale + rs.uniform(-50, 50, D)).astype(np.float32) for n in sizes]
+
+
+def test_moments_merge_matches_numpy_on_random_batches():
+    xs = batches(0, [1, 7, 40, 3, 128, 1, 13])
+    count, mean, m2 = np.zeros(1), np.zeros(5), np.zeros(5)
+    for x in xs:
+        knorm.moments_merge(x, count, mean, m2)
+    allx = np.concatenate(xs).astype(np.float64)
+    assert count[0] == len(allx)
+    np.testing.assert_allclose(mean, allx.mean(axis=0), rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(m2 / count[0], allx.var(axis=0), rtol=1e-9)
+
+
+def test_normalize_clips_keeps_raw_and_reports_non_finite_rows():
+    x = np.array([[1.0, 2.0], [3.0, 1000.0]], np.float32)
+    mean, istd = np.array([1.0, 0.0], np.float32), np.array([0.5, 1.0], np.float32)
+    raw, out = np.zeros_like(x), np.zeros_like(x)
+    assert knorm.normalize_obs(x, mean, istd, 10.0, raw, out) == -1
+    np.testing.assert_array_equal(raw, x)
+    np.testing.assert_allclose(out, [[0.0, 2.0], [1.0, 10.0]])
+    x[1, 0] = np.nan
+    assert knorm.normalize_obs(x, mean, istd, 10.0, raw, out) == 1
+    x[1, 0], x[0, 1] = 0.0, -np.inf
+    assert knorm.normalize_obs(x, mean, istd, 10.0, raw, out) == 0
+
+
+def test_obs_statistics_match_numpy_across_a_checkpoint_and_a_resume(tmp_path):
+    """Merge batches, save the moments in a checkpoint, load them into a fresh normaliser
+    (a resumed run), merge more: the result is NumPy's over all batches; the snapshot a
+    learner normalises with is (x - mean) / sqrt(var + 1e-8)."""
+    before, after = batches(1, [8, 40, 40, 5]), batches(2, [40, 1, 33])
+    a = ObsNorm(5, enabled=True)
+    for x in before:
+        a.merge(x)
+    path = str(tmp_path / "checkpoint.npz")
+    ckpt.save(path, theta=np.zeros(3), rms_g=np.zeros(3), frames=1, wall_s=0.0, games=0, rng_states=np.zeros((1, 2)),
+              config={}, layout_signature=[], extra=a.state())
+    b = ObsNorm(5, enabled=True)
+    b.load(ckpt.load(path)["extra"])
+    for x in after:
+        b.merge(x)
+    allx = np.concatenate(before + after).astype(np.float64)
+    np.testing.assert_allclose(b.mean, allx.mean(axis=0), rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(b.var, allx.var(axis=0), rtol=1e-9)
+    mean32, istd32 = np.zeros(5, np.float32), np.zeros(5, np.float32)
+    b.snapshot(mean32, istd32)
+    np.testing.assert_allclose(mean32, allx.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(istd32, 1.0 / np.sqrt(allx.var(axis=0) + 1e-8), rtol=1e-6)
+
+
+def test_obs_statistics_that_do_not_fit_are_refused():
+    a = ObsNorm(5, enabled=True)
+    a.merge(batches(0, [4])[0])
+    with pytest.raises(ValueError, match="size"):
+        ObsNorm(4, enabled=True).load(a.state())
+    with pytest.raises(ValueError, match="no observation statistics"):
+        ObsNorm(5, enabled=True).load({})
+    off = ObsNorm(5, enabled=False)  # disabled: the identity, nothing saved, nothing needed
+    off.merge(batches(0, [4])[0])
+    assert off.state() == {} and off.count[0] == 0
+
+
+# ----------------------------------------------------------------------------- MuJoCo end to end
+
+from click.testing import CliRunner  # noqa: E402
+
+from fastasync import envs  # noqa: E402
+from fastasync.cli import main  # noqa: E402
+
+HAVE_GYM_MUJOCO = envs.gymnasium_has_mujoco()
+
+
+@pytest.mark.parametrize("backend", ["envpool", pytest.param("gymnasium", marks=pytest.mark.skipif(
+    not HAVE_GYM_MUJOCO, reason="the mujoco package is not installed"))])
+def test_mujoco_env_in_both_backends(backend):
+    info = envs.env_info("HalfCheetah-v4", backend)
+    assert info.family == "mujoco" and not info.discrete and info.frame_skip == 1
+    assert info.obs_shape == (17,) and info.action_shape == (6,) and info.action_dim == 6
+    assert info.action_low == (-1.0,) * 6 and info.action_high == (1.0,) * 6
+    with envs.make_env("HalfCheetah-v4", 3, seed=5, backend=backend) as env:
+        obs = env.reset()
+        assert obs.dtype == np.float32 and obs.shape == (3, 17)
+        for _ in range(3):
+            step = env.step(np.full((3, 6), 0.5, np.float32))
+        assert step.obs.shape == (3, 17) and np.isfinite(step.obs).all() and step.reward.dtype == np.float32
+        np.testing.assert_array_equal(step.reward, step.raw_reward)  # never clipped
+        with pytest.raises(envs.EnvError, match="shape"):
+            env.step(np.zeros((3, 5), np.float32))
+
+
+def test_envs_lists_mujoco_with_sizes():
+    r = CliRunner().invoke(main, ["envs", "--backend", "envpool"])
+    assert r.exit_code == 0, r.output
+    line = next(x for x in r.output.splitlines() if "HalfCheetah-v4" in x)
+    assert "obs  17" in line and "6-dim continuous actions in [-1, 1]" in line
+    assert "frames = env steps" in r.output
+
+
+def test_q_method_on_mujoco_is_refused_up_front(tmp_path):
+    r = CliRunner().invoke(main, ["train", "--env", "Hopper-v4", "--algo", "onestep-q", "--run-dir", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "continuous" in r.output and "a3c" in r.output
+    assert not (tmp_path / "x").exists()
+
+
+def _mujoco_run(run, *args):
+    r = CliRunner().invoke(main, ["train", "--env", "HalfCheetah-v4", "--threads", "1", "--envs-per-thread", "3",
+                                  "--seed", "2", "--run-dir", str(run), *args])
+    assert r.exit_code == 0, r.output
+    return ckpt.load(str(run))
+
+
+@pytest.mark.parametrize("algo", ["a3c", "a3c-lstm"])
+def test_mujoco_train_eval_resume_keeps_the_observation_statistics(tmp_path, algo):
+    """Family defaults (obs-norm on): the checkpoint holds the running statistics of every
+    observation the learner saw; resume continues them (they only grow), eval uses them."""
+    from fastasync.trainer import Trainer, resume_config
+
+    run = tmp_path / algo
+    ck = _mujoco_run(run, "--algo", algo, "--frames", "1500")
+    cfg = ck["config"]
+    assert cfg["env"]["obs_norm"] and cfg["algo"]["entropy"] == 1e-3 and cfg["algo"]["t_max"] == 20
+    if algo == "a3c-lstm":
+        assert cfg["algo"]["lstm_size"] == 128
+    n = ck["extra"]["obs_count"][0]
+    assert n == ck["frames"]  # one observation per env step (the first of each segment ... the last)
+    assert np.isfinite(ck["theta"]).all()
+    # a resumed trainer starts from exactly the saved statistics
+    trainer = Trainer(resume_config(ck, {"frames": 3000, "run_dir": str(run)}), resume=ck)
+    np.testing.assert_array_equal(trainer.shared.obsnorm.mean, ck["extra"]["obs_mean"])
+    np.testing.assert_array_equal(trainer.shared.obsnorm.m2, ck["extra"]["obs_m2"])
+    for lr in trainer.learners:
+        lr.env.close()
+    r = CliRunner().invoke(main, ["train", "--resume", str(run), "--frames", "3000"])
+    assert r.exit_code == 0, r.output
+    ck2 = ckpt.load(str(run))
+    assert ck2["extra"]["obs_count"][0] == ck2["frames"] > n
+    for greedy in ("--greedy", "--sample"):
+        r = CliRunner().invoke(main, ["eval", str(run), "--episodes", "2", greedy])
+        assert r.exit_code == 0, r.output
+        assert "2 games" in r.output
+
+
+def test_atari_net_resumed_on_mujoco_is_refused(tmp_path):
+    """A checkpoint of another net (an Atari one) under a MuJoCo config, and an Atari run
+    resumed with a MuJoCo --env: one-line errors, exit 2."""
+    run = tmp_path / "hc"
+    ck = _mujoco_run(run, "--frames", "600")
+    atari = make_net((4, 84, 84), 6, head="a3c")
+    bad = tmp_path / "bad.npz"
+    ckpt.save(str(bad), theta=atari.init_params(0), rms_g=atari.layout.zeros(), frames=600, wall_s=1.0, games=0,
+              rng_states=ck["rng_states"], config=ck["config"], layout_signature=atari.layout.signature(),
+              extra=ck["extra"])
+    for cmd in (["train", "--resume", str(bad), "--frames", "2k", "--run-dir", str(tmp_path / "b")], ["eval", str(bad)]):
+        r = CliRunner().invoke(main, cmd)
+        assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+        assert "different network" in r.output
+    pong = dict(ck["config"], env=dict(ck["config"]["env"], env="Pong-v5"))
+    ckpt.save(str(bad), theta=atari.init_params(0), rms_g=atari.layout.zeros(), frames=600, wall_s=1.0, games=0,
+              rng_states=ck["rng_states"], config=pong, layout_signature=atari.layout.signature())
+    r = CliRunner().invoke(main, ["train", "--resume", str(bad), "--env", "HalfCheetah-v4", "--frames", "2k",
+                                  "--run-dir", str(tmp_path / "c")])
+    assert r.exit_code == 2 and "cannot switch" in r.output and "Traceback" not in r.output
+
+
+def test_non_finite_observation_stops_the_run_naming_env_and_step(tmp_path, monkeypatch):
+    """An env that returns NaN: a one-line error naming the env and the step, exit 1, and
+    the last good checkpoint (of the run before) kept as it was."""
+    import fastasync.trainer as T
+
+    run = tmp_path / "nan"
+    ck = _mujoco_run(run, "--frames", "600")
+    real = T.learner_env
+
+    class NaNAfter:
+        def __init__(self, env, steps):
+            self.env, self.steps, self.info, self.num_envs = env, steps, env.info, env.num_envs
+
+        def reset(self):
+            return self.env.reset()
+
+        def step(self, actions):
+            step = self.env.step(actions)
+            self.steps -= 1
+            if self.steps == 0:
+                step.obs[1, 3] = np.nan
+            return step
+
+        def close(self):
+            self.env.close()
+
+    monkeypatch.setattr(T, "learner_env", lambda *a, **k: NaNAfter(real(*a, **k), 7))
+    r = CliRunner().invoke(main, ["train", "--resume", str(run), "--frames", "5000"])
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert "HalfCheetah-v4 returned a non-finite observation" in r.output and "env 1" in r.output
+    # the 7th step's observation is slot 7 of the resumed run's first segment (t_max 20)
+    assert f"step 7 of the segment that started at frame {ck['frames']}" in r.output, r.output
+    assert "last good checkpoint is kept" in r.output
+    after = ckpt.load(str(run))
+    assert after["frames"] == ck["frames"]
+    np.testing.assert_array_equal(after["theta"], ck["theta"])

@@ -1,0 +1,159 @@
+"""ViZDoom (fastasync/envs/doom.py): the scenario's reward rebuilt from what the env reports
+and checked against the engine's own, the action set, the preprocessing, the two backends
+step by step, the outcome statistics, and a short training run."""
+
+import os
+import tempfile
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fastasync.envs import doom
+
+vzd = pytest.importorskip("vizdoom")
+envpool = pytest.importorskip("envpool")
+
+from fastasync.cli import main  # noqa: E402
+from fastasync.envs import env_info, list_envs, make_env  # noqa: E402
+
+
+def _engine(env_id, seed):
+    g = vzd.DoomGame()
+    g.load_config(os.path.join(vzd.scenarios_path, doom.DOOM[env_id].cfg + ".cfg"))
+    g.set_window_visible(False)
+    g.set_mode(vzd.Mode.PLAYER)
+    g.set_doom_config_path(os.path.join(tempfile.gettempdir(), "fastasync-vizdoom.ini"))
+    g.set_screen_resolution(vzd.ScreenResolution.RES_320X240)
+    g.set_seed(seed)
+    g.init()
+    return g
+
+
+@pytest.mark.parametrize("env_id", ["HealthGathering-v1", "MyWayHome-v1"])
+def test_scenario_reward_is_the_engines_own(env_id):
+    """Summed over an episode, the rebuilt reward is ViZDoom's own total reward (living
+    reward per tic, the map script's vest / the death penalty), to the tics of the last step."""
+    sc = doom.DOOM[env_id]
+    g = _engine(env_id, 11)
+    table = doom.action_table([int(b) for b in g.get_available_buttons()])
+    rng = np.random.default_rng(0)
+    ends = set()
+    for _ in range(3):
+        g.new_episode()
+        rebuilt, steps = 0.0, 0
+        while not g.is_episode_finished():
+            g.make_action(list(table[rng.integers(len(table))]), doom.FRAME_SKIP)
+            steps += 1
+            term = g.is_episode_finished() and g.get_episode_time() - g.get_episode_start_time() < doom.EPISODE_TICS
+            rebuilt += float(doom.scenario_reward(sc, np.array([term]))[0])
+        ends.add(term)
+        # the last step counts 4 tics in full: at most 3 tics of living reward apart
+        assert abs(rebuilt - g.get_total_reward()) <= 3 * abs(sc.living) + 1e-6, (rebuilt, g.get_total_reward())
+    g.close()
+    if env_id == "HealthGathering-v1":
+        assert ends == {True}  # a random player dies: the -100 was checked
+
+
+def test_action_table_is_envpools_combined_set():
+    b = vzd.Button
+    mwh = doom.action_table([int(x) for x in (b.TURN_LEFT, b.TURN_RIGHT, b.MOVE_FORWARD, b.MOVE_LEFT, b.MOVE_RIGHT)])
+    hg = doom.action_table([int(x) for x in (b.TURN_LEFT, b.TURN_RIGHT, b.MOVE_FORWARD)])
+    assert mwh.shape == (18, 5) and hg.shape == (6, 3)
+    for t, pairs in ((mwh, [(0, 1), (3, 4)]), (hg, [(0, 1)])):
+        assert len({tuple(r) for r in t}) == len(t)  # no action twice
+        for i, j in pairs:  # opposite buttons never together
+            assert not (t[:, i] * t[:, j]).any()
+    assert (mwh[0] == 0).all()  # action 0 presses nothing
+    # the sizes envpool builds for the same scenarios
+    assert env_info("MyWayHome-v1", "envpool").num_actions == 18
+    assert env_info("HealthGathering-v1", "envpool").num_actions == 6
+    with pytest.raises(ValueError, match="not supported"):
+        doom.action_table([int(b.SELECT_WEAPON1)])
+
+
+def test_envpool_batch_episode_semantics():
+    """Preprocessing, the truncation at 2,100 tics, the reset step's zero reward and the
+    true score of a timed-out MyWayHome episode (-0.21)."""
+    info = env_info("MyWayHome-v1", "envpool")
+    assert (info.obs_shape, info.obs_dtype, info.frame_skip, info.family) == ((12, 84, 84), np.uint8, 4, "doom")
+    env = make_env("MyWayHome-v1", 2, seed=3, backend="envpool")
+    obs = env.reset()
+    assert obs.shape == (2, 12, 84, 84) and obs.dtype == np.uint8
+    assert (obs[:, 0:3] == obs[:, 9:12]).all()  # a new episode fills the stack with its first frame
+    score = np.zeros(2)
+    ended = np.zeros(2, bool)
+    for t in range(doom.MAX_STEPS):
+        s = env.step(np.zeros(2, np.int32))  # stand still: the vest is never reached
+        assert not s.terminated.any()
+        score += s.raw_reward
+        ended |= s.game_over
+        assert s.truncated.all() == (t == doom.MAX_STEPS - 1)
+    assert ended.all()
+    np.testing.assert_allclose(score, -0.0001 * doom.EPISODE_TICS, rtol=1e-4)
+    s = env.step(np.zeros(2, np.int32))  # the reset step: a new episode, nothing earned
+    assert (s.raw_reward == 0).all() and (s.reward == 0).all() and not s.game_over.any()
+    env.close()
+
+
+def test_health_gathering_death_and_envpool_shaping_option():
+    env = make_env("HealthGathering-v1", 1, seed=5, backend="envpool")
+    shaped = make_env("HealthGathering-v1", 1, seed=5, backend="envpool", doom_reward="envpool")
+    env.reset(), shaped.reset()
+    for _ in range(doom.MAX_STEPS):
+        s, z = env.step(np.zeros(1, np.int32)), shaped.step(np.zeros(1, np.int32))  # no turning: dies of the acid floor
+        np.testing.assert_array_equal(s.raw_reward, z.raw_reward)  # the true score is the scenario's either way
+        if s.game_over[0]:
+            break
+    assert s.terminated[0] and s.raw_reward[0] == pytest.approx(4 - 100)
+    assert s.reward[0] == pytest.approx((4 - 100) / 100)  # for training: the death is worth -1
+    assert doom.outcome("HealthGathering-v1", 400.0, 100) is False
+    assert doom.outcome("HealthGathering-v1", 2100.0, doom.MAX_STEPS) is True
+    assert doom.outcome("MyWayHome-v1", 0.97, 75) is True and doom.outcome("MyWayHome-v1", -0.21, 525) is False
+    assert doom.outcome("Pong-v5", 21, 1000) is None
+    env.close(), shaped.close()
+
+
+def test_backends_agree_step_by_step():
+    """envpool's ViZDoom and the vizdoom package, same seed and actions: the same episode
+    ends on the same step with the same rewards, and the frames agree (area resize of
+    each: rounding apart)."""
+    a = make_env("HealthGathering-v1", 1, seed=7, backend="envpool")
+    b = make_env("HealthGathering-v1", 1, seed=7, backend="gymnasium")
+    a.reset(), b.reset()
+    rng = np.random.default_rng(0)
+    diffs = []
+    for _ in range(doom.MAX_STEPS):
+        act = rng.integers(a.info.num_actions, size=1)
+        sa, sb = a.step(act), b.step(act)
+        for f in ("raw_reward", "reward", "terminated", "truncated", "game_over"):
+            np.testing.assert_array_equal(getattr(sa, f), getattr(sb, f), err_msg=f)
+        diffs.append(np.abs(sa.obs.astype(int) - sb.obs.astype(int)).mean())
+        if sa.game_over[0]:
+            break
+    assert sa.game_over[0]
+    assert np.median(diffs) < 0.5, np.median(diffs)
+    a.close(), b.close()
+
+
+def test_listed_and_refused_clearly(tmp_path):
+    assert {"MyWayHome-v1", "HealthGathering-v1"} <= set(list_envs("envpool"))
+    r = CliRunner().invoke(main, ["train", "--env", "MyWayHome-v1", "--backend", "gymnasium", "--doom-reward", "envpool",
+                                  "--threads", "1", "--frames", "8k", "--run-dir", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "envpool backend" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_maze_trains_with_the_lstm_by_default(tmp_path):
+    """A bare `--env MyWayHome-v1` trains A3C-LSTM (the paper's Labyrinth agent) on RGB frames,
+    shows the goal rate, resumes, and evaluates."""
+    run = tmp_path / "maze"
+    r = CliRunner().invoke(main, ["train", "--env", "MyWayHome-v1", "--threads", "1", "--envs-per-thread", "2",
+                                  "--frames", "6k", "--progress-every-s", "0.5", "--run-dir", str(run)])
+    assert r.exit_code == 0, r.output
+    assert "a3c-lstm on MyWayHome-v1" in r.output
+    r = CliRunner().invoke(main, ["train", "--resume", str(run), "--frames", "8k"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["eval", str(run), "--episodes", "1"])
+    assert r.exit_code == 0, r.output
+    assert "reached the goal" in r.output
