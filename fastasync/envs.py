@@ -175,11 +175,19 @@ def _import(backend: str):
         ) from e
 
 
-def default_backend() -> str:
-    """``"envpool"`` if it is installed, else ``"gymnasium"`` (no heavy import)."""
+def default_backend(env_id: str | None = None) -> str:
+    """``"envpool"`` if it is installed (and has ``env_id``), else ``"gymnasium"``. Without
+    ``env_id`` no heavy import; the user's own envs run on gymnasium (``custom_env``)."""
     if importlib.util.find_spec("envpool") is not None:
-        return "envpool"
+        if env_id is None or not _custom().is_custom(env_id, "envpool"):
+            return "envpool"
     return "gymnasium"
+
+
+def _custom():
+    from . import custom_env
+
+    return custom_env
 
 
 @functools.lru_cache(maxsize=None)
@@ -294,6 +302,8 @@ def _envpool_spaces(env_id: str) -> tuple:
 @functools.lru_cache(maxsize=None)
 def env_info(env_id: str, backend: str = "envpool") -> EnvInfo:
     """Validate ``env_id`` (EnvError if unknown) and describe it."""
+    if _custom().is_custom(env_id, backend):
+        return _custom().env_info(env_id, backend)
     kind, rom = _lookup(env_id, backend)
     if kind == "atari":
         if backend == "envpool":
@@ -401,6 +411,8 @@ def make_env(
         raise EnvError(f"num_threads must be an integer >= 1, got {num_threads!r}")
     if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**31 - int(num_envs):
         raise EnvError(f"seed must be an integer in [0, 2**31 - num_envs), got {seed!r}")
+    if _custom().is_custom(env_id, backend):
+        return _custom().make_env(env_id, int(num_envs), int(seed), backend)
     info = env_info(env_id, backend)
     kind, rom = _lookup(env_id, backend)
     if info.is_atari:
