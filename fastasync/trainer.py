@@ -25,7 +25,7 @@ import numpy as np
 from . import checkpoint as ckpt
 from . import placement
 from .config import TrainConfig
-from .stats import EpisodeLog, ScoreWindow, learning_summary, progress_line, read_episodes
+from .stats import EpisodeLog, ScoreWindow, learning_summary, learning_values, progress_line, read_episodes
 
 
 class LearnerError(RuntimeError):
@@ -237,7 +237,11 @@ class Trainer:
             self.prepare_run_dir()
         with threadpool_limits(1), _stop_on_signals(self):
             self.compile()
-            return self._run_threads()
+            try:
+                return self._run_threads()
+            finally:
+                if getattr(self, "_tb", None) is not None:
+                    self._tb.close()
 
     def _run_threads(self) -> dict:
         s, r = self.shared, self.cfg.run
@@ -248,6 +252,11 @@ class Trainer:
                 window.add(score)
         window.games = self.games_before
         log = EpisodeLog(path)
+        self._tb = None
+        if r.tensorboard:
+            from .tb import TBWriter
+
+            self._tb = TBWriter(self.run_dir, self.resume_frames)
         threads = [threading.Thread(target=self._thread_main, args=(lr,), name=f"learner-{lr.index}", daemon=True)
                    for lr in self.learners]
         s.t0 = time.monotonic()
@@ -350,6 +359,8 @@ class Trainer:
             log.write(rows)
             for row in rows:
                 window.add(row[3])
+                if self._tb is not None:
+                    self._tb.game(row[0], row[3], row[4])
 
     def _progress(self, window, fps, now):
         s = self.shared
@@ -358,8 +369,18 @@ class Trainer:
         eta = remaining / fps if fps > 0 else float("inf")
         diag = sum(lr.diag for lr in self.learners)  # racy reads of running sums: fine for a display
         learning = learning_summary(diag - self._diag_seen, self.head)
+        if getattr(self, "_tb", None) is not None:
+            self._tb_scalars(diag - self._diag_seen, fps, window)
         self._diag_seen = diag
         self.out(progress_line(s.frames, s.total_frames, fps, window.games, window.mean(), elapsed, max(eta, 0), learning))
+
+    def _tb_scalars(self, diag, fps, window):
+        s = self.shared
+        values = {f"train/{k}": v for k, v in learning_values(diag, self.head).items()}
+        values.update({"train/fps": fps, "train/lr": s.lr_at(s.frames), "score/mean10": window.mean()})
+        if self.head == "q":
+            values["train/epsilon"] = float(np.mean([lr.algo.epsilon(s.frames) for lr in self.learners]))
+        self._tb.scalars(s.frames, values)
 
 
 @contextlib.contextmanager
