@@ -1,0 +1,199 @@
+"""The Python API: train -> Run -> Policy, load's refusals, users' own envs, TensorBoard."""
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import fastasync
+from fastasync.cli import main
+
+import custom_envs  # noqa: F401  (tests/ is on sys.path: conftest)
+
+
+def invoke(args):
+    return CliRunner().invoke(main, args)
+
+
+@pytest.fixture(scope="module")
+def cartpole(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("api") / "cp"
+    return fastasync.train(env="CartPole-v1", frames="20k", threads=1, run_dir=str(run_dir), quiet=True)
+
+
+def _play(policy, seed, greedy=True):
+    env = policy.env()
+    obs, _ = env.reset(seed=seed)
+    total, done = 0.0, False
+    while not done:
+        obs, r, term, trunc, _ = env.step(policy.act(obs, greedy=greedy))
+        total += r
+        done = term or trunc
+    env.close()
+    return total
+
+
+def test_train_returns_a_run_whose_policy_scores_as_eval(cartpole):
+    run = cartpole
+    assert not run.interrupted and run.frames >= 20_000 and run.summary["checkpoint_saved"]
+    assert os.path.exists(os.path.join(run.run_dir, "checkpoint.npz"))
+    assert run.config.env.env == "CartPole-v1" and run.config.run.threads == 1
+    assert len(run.episodes()["score"]) == run.summary["games"] > 0
+    policy = run.policy()
+    assert policy.observation_shape == (4,) and policy.num_actions == 2
+    # one env per seed, greedy: the games `fastasync eval` plays on the same seeds (gymnasium's CartPole)
+    ours = sorted(_play(policy, 100 + i) for i in range(3))
+    res = fastasync.load(run.run_dir, backend="gymnasium").evaluate(episodes=3, greedy=True, seed=100)
+    assert ours == sorted(res["scores"].tolist())
+    r = invoke(["eval", run.run_dir, "--episodes", "3", "--greedy", "--seed", "100", "--backend", "gymnasium"])
+    assert r.exit_code == 0 and f"mean {np.mean(ours):.2f}" in r.output, r.output
+
+
+def test_act_takes_one_observation_or_a_batch(cartpole):
+    policy = fastasync.load(cartpole.run_dir)
+    obs, _ = policy.env().reset(seed=0)
+    a = policy.act(obs)
+    assert isinstance(a, int) and 0 <= a < 2
+    batch = policy.act(np.stack([obs] * 5), greedy=True)
+    assert batch.shape == (5,) and batch.dtype == np.int32 and (batch == batch[0]).all()
+    with pytest.raises(ValueError, match=r"act takes one observation of shape \(4,\)"):
+        policy.act(np.zeros(3))
+
+
+def test_load_refuses_what_eval_refuses_with_the_same_message(cartpole, tmp_path):
+    trunc = tmp_path / "trunc.npz"
+    data = open(os.path.join(cartpole.run_dir, "checkpoint.npz"), "rb").read()
+    trunc.write_bytes(data[: len(data) // 2])
+    npy = tmp_path / "x.npy"
+    np.save(npy, np.zeros(3))
+    for path in [str(tmp_path / "nowhere"), str(trunc), str(npy)]:
+        with pytest.raises(ValueError) as exc:
+            fastasync.load(path)
+        r = invoke(["eval", path])
+        assert r.exit_code == 2 and f"Error: {exc.value}" in r.output, (r.output, exc.value)
+
+
+def test_train_validates_as_the_cli(tmp_path):
+    cases = [dict(threads=0), dict(frames="ten"), dict(algo="ppo"), dict(learning_rate=3)]
+    for opts in cases:
+        with pytest.raises(ValueError) as exc:
+            fastasync.train(env="CartPole-v1", run_dir=str(tmp_path / "x"), quiet=True, **opts)
+        args = ["train", "--env", "CartPole-v1", "--run-dir", str(tmp_path / "x")]
+        if "learning_rate" not in opts:
+            k, v = next(iter(opts.items()))
+            r = invoke([*args, f"--{k}", str(v)])
+            assert r.exit_code == 2 and f"Error: {exc.value}" in r.output, r.output
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(ValueError, match="env must be an env id or a function"):
+        fastasync.train(env=3, quiet=True)
+
+
+def test_own_env_by_module_and_id_through_the_cli(tmp_path):
+    run = tmp_path / "corridor"
+    r = invoke(["train", "--env", "custom_envs:Corridor-v0", "--threads", "1", "--envs-per-thread", "4",
+                "--frames", "6k", "--lr", "3e-3", "--run-dir", str(run)])
+    assert r.exit_code == 0, r.output
+    assert "(gymnasium)" in r.output
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["env"]["env"] == "custom_envs:Corridor-v0" and cfg["env"]["backend"] == "gymnasium"
+    eps = fastasync.load(str(run)).config
+    assert eps.env.env == "custom_envs:Corridor-v0"
+    r = invoke(["eval", str(run), "--episodes", "3"])
+    assert r.exit_code == 0 and "3 games" in r.output, r.output
+    policy = fastasync.load(str(run))
+    env = policy.env()  # Discrete(3, start=-1) counted from 0, as the net acts
+    assert env.action_space.n == 3 and env.action_space.start == 0
+    assert -1 < _play(policy, 0) <= 1
+
+
+def test_own_env_as_a_function_through_the_api(tmp_path):
+    run = fastasync.train(env=custom_envs.make_corridor, frames="4k", threads=1, envs_per_thread=4,
+                          run_dir=str(tmp_path / "fn"), quiet=True)
+    assert run.config.env.env == "custom_envs:make_corridor"
+    assert run.summary["games"] > 0
+    run = fastasync.train(env=lambda: custom_envs.make_corridor(), frames="4k", threads=1, envs_per_thread=4,
+                          run_dir=str(tmp_path / "lambda"), quiet=True)
+    assert run.config.env.env.endswith(":test_own_env_as_a_function_through_the_api.<locals>.<lambda>")
+    assert run.policy().act(np.zeros(2)) in (0, 1, 2)
+
+
+def test_own_image_env_gets_the_conv_torso(tmp_path):
+    from fastasync.envs import env_info
+
+    info = env_info("custom_envs:Squares-v0", "gymnasium")
+    assert info.obs_shape == (1, 36, 36) and info.obs_dtype == np.uint8 and info.num_actions == 2
+    run = fastasync.train(env="custom_envs:Squares-v0", frames="2k", threads=1, envs_per_thread=2,
+                          run_dir=str(tmp_path / "sq"), quiet=True)
+    assert run.summary["checkpoint_saved"]
+    policy = run.policy()
+    obs, _ = policy.env().reset(seed=1)
+    assert obs.shape == (1, 36, 36) and policy.act(obs) in (0, 1)
+
+
+@pytest.mark.parametrize(
+    "env,needle",
+    [
+        ("custom_envs:DictObs-v0", "has a Dict('pos': Box(0.0, 1.0, (2,), float32)) observation space"),
+        ("custom_envs:MultiAction-v0", "has a MultiDiscrete([2 3]) action space"),
+        ("no_such_module_here:Foo-v0", "there is no module 'no_such_module_here'"),
+        ("custom_envs:Nope-v0", "module custom_envs registers no gymnasium id 'Nope-v0'"),
+    ],
+)
+def test_own_env_that_cannot_be_trained_is_one_line(env, needle, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = invoke(["train", "--env", env, "--threads", "1", "--frames", "4k"])
+    assert r.exit_code == 2, r.output
+    assert needle in r.output and "Traceback" not in r.output, r.output
+    assert os.listdir(tmp_path) == []
+    r = invoke(["train", "--env", env, "--backend", "envpool", "--frames", "4k"])
+    assert r.exit_code == 2 and ("not an envpool env" in r.output or "no module" in r.output), r.output
+
+
+def test_tensorboard_events_have_the_progress_scalars(tmp_path):
+    pytest.importorskip("tensorboardX")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = {}
+    for algo in ("a3c", "nstep-q"):
+        run = tmp_path / algo
+        r = invoke(["train", "--env", "CartPole-v1", "--algo", algo, "--threads", "1", "--frames", "20k",
+                    "--progress-every-s", "0.2", "--tensorboard", "--run-dir", str(run)])
+        assert r.exit_code == 0, r.output
+        acc = EventAccumulator(str(run))
+        acc.Reload()
+        tags[algo] = set(acc.Tags()["scalars"])
+        games = acc.Scalars("score/game")
+        assert len(games) == int(r.output.split(" games,")[0].rsplit(" ", 1)[1])
+        assert all(g.step <= 20_000 + 40 for g in games)
+    common = {"score/game", "score/length", "score/mean10", "train/fps", "train/lr", "train/grad_norm"}
+    assert common | {"train/entropy", "train/value_loss"} <= tags["a3c"], tags["a3c"]
+    assert common | {"train/td_loss", "train/epsilon"} <= tags["nstep-q"], tags["nstep-q"]
+
+
+def test_tensorboard_without_the_package_says_how_to_install(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboardX" else real(name, *a))
+    monkeypatch.chdir(tmp_path)
+    r = invoke(["train", "--env", "CartPole-v1", "--tensorboard", "--frames", "4k"])
+    assert r.exit_code == 2 and 'pip install "fastasync[tb]"' in r.output, r.output
+    assert os.listdir(tmp_path) == []
+    (tmp_path / "c.toml").write_text('[run]\ntensorboard = true\n')
+    r = invoke(["train", "--env", "CartPole-v1", "--config", "c.toml", "--frames", "4k"])
+    assert r.exit_code == 2 and "tensorboardX" in r.output, r.output
+
+
+def test_example_runs(tmp_path):
+    import subprocess
+
+    env = dict(os.environ, FASTASYNC_EXAMPLE_FRAMES="8k", FASTASYNC_EXAMPLE_RUN_DIR=str(tmp_path / "ex"))
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(fastasync.__file__)), env.get("PYTHONPATH", "")])
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, os.path.join(here, "examples", "cartpole.py")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "mean score over 3 games" in out.stdout, out.stdout
