@@ -37,7 +37,7 @@ def _opt(flag, section, name, **kw):
     if name in ("threads", "run_dir"):
         default = None
     kw.setdefault("show_default", True)
-    return click.option(flag, name, default=default, help=_doc(section, name), **kw)
+    return click.option(flag, name, default=default, help=_doc(section, name) + C.family_note(name), **kw)
 
 
 @click.group(context_settings=CONTEXT)

@@ -214,3 +214,61 @@ def test_cli_toml_with_wrong_types(tmp_path):
         short = 'frames = "8k"\n' + ("" if "threads" in text else "threads = 1\n")  # a regression fails fast
         p.write_text('env = "CartPole-v1"\n' + short + text)
         _cli_bad(["train", "--config", str(p)], needle)
+
+
+# -- defaults per env family and method ------------------------------------------------------
+
+
+def test_family_of_env_ids():
+    assert C.env_family("Pong-v5") == "atari"
+    assert C.env_family("Breakout-v5") == "atari"
+    assert C.env_family("CartPole-v1") == "classic"
+    assert C.env_family("Pendulum-v1") == "classic"
+    assert C.env_family("MountainCarContinuous-v0") == "classic"
+    assert C.env_family("mypkg.envs:Thing-v5") == "other"  # a user's own env: not ALE's
+    assert C.env_family("Unknown-v1") == "other"
+
+
+def test_method_defaults_apply_and_options_win():
+    atari_a3c = C.build({"env": "Pong-v5"})
+    assert atari_a3c.optim.lr == C.OptimConfig.lr  # the paper's A3C: the dataclass defaults
+    for algo in C.Q_ALGOS:
+        assert C.build({"env": "Pong-v5", "algo": algo}).optim.lr == 1e-4
+    cart = C.build({"env": "CartPole-v1"})
+    assert (cart.optim.lr, cart.env.envs_per_thread, cart.algo.value_coef, cart.run.frames) == (2e-3, 32, 0.1, 2_000_000)
+    # given options win over family defaults, whatever their spelling
+    given = C.build({"env": "CartPole-v1", "lr": 0.01, "envs-per-thread": 4, "frames": "100k"})
+    assert (given.optim.lr, given.env.envs_per_thread, given.run.frames) == (0.01, 4, 100_000)
+    # an unknown family gets the dataclass defaults
+    assert C.build({"env": "Unknown-v1"}).optim.lr == C.OptimConfig.lr
+
+
+def test_every_family_default_names_a_field_and_validates():
+    ff = C.flat_fields()
+    for (family, algo), values in C.FAMILY_DEFAULTS.items():
+        assert algo is None or algo in C.ALGOS
+        for name in values:
+            assert name in ff, f"{family}/{algo}: {name} is no option"
+    for env in ("Pong-v5", "CartPole-v1"):
+        for algo in C.ALGOS:
+            C.build({"env": env, "algo": algo})  # validates
+
+
+def test_config_json_records_the_family_defaults(tmp_path):
+    run = tmp_path / "q"
+    r = CliRunner().invoke(main, ["train", "--env", "CartPole-v1", "--algo", "onestep-q", "--threads", "1",
+                                  "--frames", "4k", "--run-dir", str(run)])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["optim"]["lr"] == 1e-3 and cfg["optim"]["rms_eps"] == 0.1
+    assert cfg["algo"]["target_update_frames"] == 10_000 and cfg["run"]["frames"] == 4_000
+
+
+def test_resume_keeps_the_stored_values_not_todays_defaults(tmp_path, monkeypatch):
+    run = tmp_path / "r"
+    r = CliRunner().invoke(main, ["train", "--env", "CartPole-v1", "--threads", "1", "--frames", "4k",
+                                  "--lr", "5e-3", "--run-dir", str(run)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["train", "--resume", str(run), "--frames", "8k"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((run / "config.json").read_text())["optim"]["lr"] == 5e-3

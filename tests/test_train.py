@@ -51,6 +51,18 @@ def test_a3c_hogwild_learns_cartpole(tmp_path):
     assert best >= 195, f"best mean of 20 consecutive games {best:.1f}"
 
 
+def test_a3c_learns_cartpole_with_bare_defaults(tmp_path):
+    """`fastasync train --env CartPole-v1` with nothing else learns: the classic family's
+    A3C defaults (config.FAMILY_DEFAULTS), one thread for a reproducible run, reach a
+    20-game mean of 195 within their 2M-frame budget."""
+    run = tmp_path / "bare"
+    r = _train(["--env", "CartPole-v1", "--threads", "1", "--run-dir", str(run)])
+    assert r.exit_code == 0, r.output
+    scores = np.asarray(read_episodes(run / "episodes.csv")["score"], float)
+    last20 = scores[-20:].mean()
+    assert last20 >= 195, f"mean score of last 20 games {last20:.1f}"
+
+
 def test_pong_smoke_and_resume(tmp_path):
     from fastasync import checkpoint
     from fastasync.nets import make_net
