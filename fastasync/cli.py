@@ -145,22 +145,32 @@ def eval_cmd(path, episodes, greedy, gif, seed, backend):
 
 
 @main.command(context_settings=CONTEXT)
-@click.argument("run_dir", type=str)
-@click.option("-o", "--output", type=str, default=None, help="image file  [default: RUN_DIR/curve.png]")
+@click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, required=True, type=str)
+@click.option("-o", "--output", type=str, default=None,
+              help="image file  [default: RUN_DIR/curve.png for one run, curves.png for several]")
 @click.option("--window", type=int, default=10, show_default=True, help="games in the rolling mean")
-def plot(run_dir, output, window):
-    """Plot true game score against frames (rolling mean) from a run's episodes.csv."""
+def plot(run_dirs, output, window):
+    """Plot true game score against frames (rolling mean) from runs' episodes.csv.
+
+    One run: every game and the rolling mean. Several: one line each on one figure with a
+    legend; runs that differ only in their seed (same env, method and options) are one
+    line, the median of their rolling means, with the min-max spread shaded.
+    """
     if window < 1:
         fail(f"--window must be >= 1, got {window}")
-    path = os.path.join(run_dir, "episodes.csv") if os.path.isdir(run_dir) else run_dir
-    if not os.path.exists(path):
-        fail(f"no episodes.csv at {path}")
-    from .plot import plot_scores
+    paths = []
+    for run_dir in run_dirs:
+        path = os.path.join(run_dir, "episodes.csv") if os.path.isdir(run_dir) else run_dir
+        if not os.path.exists(path):
+            fail(f"no episodes.csv at {path}")
+        paths.append(path)
+    from .plot import plot_runs, plot_scores
 
-    output = output or os.path.join(os.path.dirname(path), "curve.png")
+    if output is None:
+        output = os.path.join(os.path.dirname(paths[0]), "curve.png") if len(paths) == 1 else "curves.png"
     _check_output_file(output, "-o")
     try:
-        out = plot_scores(path, output, window)
+        out = plot_scores(paths[0], output, window) if len(paths) == 1 else plot_runs(paths, output, window)
     except ValueError as exc:
         fail(str(exc))
     except OSError as exc:
