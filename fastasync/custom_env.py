@@ -69,8 +69,8 @@ def is_custom(env_id: str, backend: str) -> bool:
     try:
         if env_id in _catalog(backend):
             return False
-    except EnvError:
-        pass
+    except EnvError:  # an unknown or missing backend: its own error says so
+        return False
     if importlib.util.find_spec("gymnasium") is None:
         return False
     import gymnasium

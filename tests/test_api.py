@@ -118,6 +118,10 @@ def test_own_env_as_a_function_through_the_api(tmp_path):
                           run_dir=str(tmp_path / "lambda"), quiet=True)
     assert run.config.env.env.endswith(":test_own_env_as_a_function_through_the_api.<locals>.<lambda>")
     assert run.policy().act(np.zeros(2)) in (0, 1, 2)
+    # an id the user's code registered already (here: importing custom_envs)
+    run = fastasync.train(env="Corridor-v0", frames="2k", threads=1, envs_per_thread=2,
+                          run_dir=str(tmp_path / "id"), quiet=True)
+    assert run.config.env.backend == "gymnasium" and run.summary["games"] > 0
 
 
 def test_own_image_env_gets_the_conv_torso(tmp_path):
