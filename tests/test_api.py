@@ -201,3 +201,30 @@ def test_example_runs(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "mean score over 3 games" in out.stdout, out.stdout
+
+
+def test_ctrl_c_stops_train_with_a_checkpoint_and_returns_the_run(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    code = ("import fastasync\n"
+            f"run = fastasync.train(env='CartPole-v1', frames='100M', threads=1, run_dir={str(tmp_path / 'cc')!r})\n"
+            "print('interrupted', run.interrupted, run.summary['checkpoint_saved'], run.frames)\n")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(fastasync.__file__)), env.get("PYTHONPATH", "")])
+    p = subprocess.Popen([sys.executable, "-W", "ignore", "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not p.stderr.readline().startswith("frames"):
+            pass
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err
+    assert out.startswith("interrupted True True"), out
+    assert "Resume with: fastasync train --resume" in err
+    assert fastasync.load(str(tmp_path / "cc")).frames == int(out.split()[-1])
