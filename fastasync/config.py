@@ -373,9 +373,8 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
 
     threads = cfg.run.threads or default_threads()  # the CPUs this process may use (affinity, CPU quota)
     backend = default_backend(cfg.env.env) if cfg.env.backend == "auto" else cfg.env.backend
-    run_dir = cfg.run.run_dir or os.path.join(
-        "runs", f"{cfg.env.env.replace('/', '_')}-{cfg.algo.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
-    )
+    env_name = re.sub(r"[^\w.-]+", "_", cfg.env.env)  # "ALE/x", "my.module:Env-v0": one plain directory name
+    run_dir = cfg.run.run_dir or os.path.join("runs", f"{env_name}-{cfg.algo.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
     return dataclasses.replace(
         cfg,
         env=dataclasses.replace(cfg.env, backend=backend),

@@ -113,6 +113,10 @@ def test_own_env_as_a_function_through_the_api(tmp_path):
     run = fastasync.train(env=custom_envs.make_corridor, frames="4k", threads=1, envs_per_thread=4,
                           run_dir=str(tmp_path / "fn"), quiet=True)
     assert run.config.env.env == "custom_envs:make_corridor"
+    from fastasync.config import build, resolve
+
+    auto = resolve(build({"env": "custom_envs:make_corridor"})).run.run_dir  # a plain directory name
+    assert os.path.basename(auto).startswith("custom_envs_make_corridor-a3c-")
     assert run.summary["games"] > 0
     run = fastasync.train(env=lambda: custom_envs.make_corridor(), frames="4k", threads=1, envs_per_thread=4,
                           run_dir=str(tmp_path / "lambda"), quiet=True)
@@ -157,7 +161,6 @@ def test_own_env_that_cannot_be_trained_is_one_line(env, needle, tmp_path, monke
 
 
 def test_tensorboard_events_have_the_progress_scalars(tmp_path):
-    pytest.importorskip("tensorboardX")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     tags = {}
