@@ -60,8 +60,6 @@ def train(env=None, algo: str | None = None, frames=None, *, config: str | None 
     directory or checkpoint.npz) or the defaults, as on the command line. Progress lines go
     to stderr unless ``quiet``; ``out``: a function taking each line instead.
     """
-    from .checkpoint import CheckpointError  # noqa: F401  (documented above; cheap)
-
     say = (lambda msg: None) if quiet else (out or _stderr)
     given = dict(options)
     if env is not None:
