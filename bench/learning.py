@@ -1,0 +1,407 @@
+"""Learning proofs: run `fastasync train` for a (game, method, seed, frame budget), in parts,
+and write its evidence folder and the README's results table.
+
+    python bench/learning.py run --env Pong-v5 --algo nstep-q            # one part, until done
+    python bench/learning.py run --env Pong-v5 --algo a3c --seed 1 --minutes 50   # a part of 50 min
+    python bench/learning.py summarize                                   # every run: folders + table
+
+``run`` trains into ``runs/learning/<name>/`` (checkpoints stay out of the repository) with
+the method's and family's defaults: only --env, --algo, --seed, --frames and --run-dir are
+given to `fastasync train`, plus any options after ``--``. Run the same command again to
+continue a stopped run (``--resume``: the frame counter, lr schedule and optimiser state go
+on). A part ends at its budget of frames, after ``--minutes``, or, unless ``--keep-going``,
+when the mean true score of the last 10 games first reaches the target (the frames and the
+wall time of that first crossing are what the proof reports; the run would only go on
+annealing its lr). Each part is logged in ``parts.json`` with the commit it ran.
+
+The evidence folder ``docs/learning/<name>/`` (``<env>-<algo>[-seed<N>]``) gets the
+episodes.csv and config.json of the run, its curve (`fastasync plot`) and a SUMMARY.md:
+frames and wall time when the target was first reached, best and final 10-game mean,
+frames/s, machine, commits and the one command that reproduces it. ``summarize`` rewrites
+every folder from its run directory (when present) and the table between the README's
+``<!-- learning-table:start -->`` and ``<!-- learning-table:end -->`` lines from the SUMMARY
+files, so the table is never typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WINDOW = 10  # games in the mean that is compared with the target
+
+# (env, algo) -> (target of the 10-game mean of the true score, frame budget, the paper's figure)
+TARGETS = {
+    ("Pong-v5", "a3c"): (18.0, 40_000_000, "solved within ~40M frames on 16 threads (data-efficiency figure)"),
+    ("Breakout-v5", "a3c"): (300.0, 40_000_000, "551.6 after 1 day (320M frames) on 16 threads"),
+    ("Pong-v5", "nstep-q"): (18.0, 40_000_000, "solved within ~40M frames on 16 threads (data-efficiency figure)"),
+    ("Pong-v5", "a3c-lstm"): (18.0, 40_000_000, "-"),
+    ("Pong-v5", "onestep-q"): (0.0, 40_000_000, "learns, more slowly than n-step Q and A3C"),
+    ("Pong-v5", "onestep-sarsa"): (0.0, 40_000_000, "learns, more slowly than n-step Q and A3C"),
+    ("CartPole-v1", "a3c"): (195.0, 2_000_000, "-"),
+}
+README_START = "<!-- learning-table:start -->"
+README_END = "<!-- learning-table:end -->"
+
+
+def run_name(env: str, algo: str, seed: int) -> str:
+    return f"{env}-{algo}" + (f"-seed{seed}" if seed else "")
+
+
+def read_games(run_dir: str) -> dict:
+    """The run's finished games in frame order: frames, wall_s, score (numpy arrays)."""
+    sys.path.insert(0, ROOT)
+    from fastasync.stats import read_episodes
+
+    path = os.path.join(run_dir, "episodes.csv")
+    if not os.path.exists(path):
+        return {"frames": np.zeros(0), "wall_s": np.zeros(0), "score": np.zeros(0)}
+    d = read_episodes(path)
+    order = np.argsort(np.asarray(d["frames"]), kind="stable")
+    return {k: np.asarray(d[k], float)[order] for k in ("frames", "wall_s", "score")}
+
+
+def first_crossing(games: dict, target: float):
+    """(index, mean) of the first game at which the mean of the last WINDOW games is >= target."""
+    s = games["score"]
+    if len(s) < WINDOW:
+        return None
+    means = np.convolve(s, np.ones(WINDOW) / WINDOW, mode="valid")
+    hit = np.flatnonzero(means >= target)
+    if not len(hit):
+        return None
+    i = int(hit[0])
+    return i + WINDOW - 1, float(means[i])
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return out.stdout.strip() + ("+changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _machine() -> str:
+    sys.path.insert(0, ROOT)
+    from fastasync.perf import cpu_model
+
+    return f"{cpu_model()}, {os.cpu_count()} CPUs, {platform.system()}"
+
+
+def _fmt(frames: float) -> str:
+    """40000000 -> '40M', 30000 -> '30k'."""
+    if frames >= 1e6:
+        return f"{frames / 1e6:.4g}M"
+    return f"{frames / 1e3:.4g}k" if frames else "0"
+
+
+def _command(env, algo, seed, frames, target, extra) -> str:
+    parts = ["python bench/learning.py run", f"--env {env}", f"--algo {algo}"]
+    known = TARGETS.get((env, algo), (None, None))
+    if seed:
+        parts.append(f"--seed {seed}")
+    if frames != known[1]:
+        parts.append(f"--frames {frames}")
+    if target != known[0]:
+        parts.append(f"--target {target:g}")
+    if extra:
+        parts += ["--", *extra]
+    return " ".join(parts)
+
+
+# -- run --------------------------------------------------------------------------------------
+
+
+def cmd_run(args) -> int:
+    env, algo, seed = args.env, args.algo, args.seed
+    target, budget, _paper = TARGETS.get((env, algo), (args.target, args.frames, "-"))
+    target = args.target if args.target is not None else target
+    frames = args.frames or budget
+    if target is None or frames is None:
+        print(f"error: no target/budget known for {env} {algo}: give --target and --frames", file=sys.stderr)
+        return 2
+    name = run_name(env, algo, seed)
+    run_dir = os.path.join(args.runs_dir, name)
+    meta_path = os.path.join(run_dir, "proof.json")
+    meta = {"env": env, "algo": algo, "seed": seed, "frames": frames, "target": target, "extra": args.extra,
+            "parts": []}
+    if os.path.exists(meta_path):
+        with open(meta_path) as fh:
+            meta = json.load(fh)
+        if (meta["env"], meta["algo"], meta["seed"]) != (env, algo, seed):
+            print(f"error: {run_dir} holds another proof ({meta['env']} {meta['algo']} seed {meta['seed']})", file=sys.stderr)
+            return 2
+        frames, target = meta["frames"], meta["target"]
+    games = read_games(run_dir)
+    crossing = first_crossing(games, target)
+    resumable = os.path.exists(os.path.join(run_dir, "checkpoint.npz"))
+    if crossing is not None and not args.keep_going:
+        print(f"{name}: target {target:g} already reached at {games['frames'][crossing[0]]:,.0f} frames")
+        summarize_run(run_dir, args.docs_dir)
+        return 0
+    cli = [sys.executable, "-m", "fastasync.cli", "train"]
+    if resumable:
+        done = _checkpoint_frames(run_dir)
+        if done >= frames:
+            print(f"{name}: the budget of {frames:,} frames is spent")
+            summarize_run(run_dir, args.docs_dir)
+            return 0
+        cmd = cli + ["--resume", run_dir]
+    else:
+        cmd = cli + ["--env", env, "--algo", algo, "--seed", str(seed), "--frames", str(frames), "--run-dir", run_dir,
+                     *meta["extra"]]
+        os.makedirs(args.runs_dir, exist_ok=True)
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    print("$ " + " ".join(cmd), flush=True)
+    part = {"commit": _git_commit(), "machine": _machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "frames_before": _checkpoint_frames(run_dir) if resumable else 0}
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
+    stop_reason = None
+    try:
+        while proc.poll() is None:
+            time.sleep(args.poll_s)
+            if not os.path.exists(meta_path) and os.path.exists(os.path.join(run_dir, "config.json")):
+                _write_json(meta_path, meta)  # the run directory is the trainer's now: the proof's notes go in
+            if stop_reason:
+                continue
+            games = read_games(run_dir)
+            crossing = first_crossing(games, target)
+            if crossing is not None and not args.keep_going:
+                stop_reason = "target reached"
+            elif args.minutes and time.monotonic() - t0 > 60 * args.minutes and len(games["score"]):
+                stop_reason = f"part of {args.minutes:g} min over"
+            if stop_reason:
+                print(f"{name}: {stop_reason}; stopping the run (it writes a checkpoint)", flush=True)
+                proc.send_signal(signal.SIGINT)
+    except KeyboardInterrupt:
+        stop_reason = "interrupted"
+        proc.send_signal(signal.SIGINT)
+    code = proc.wait()
+    part.update(ended=time.strftime("%Y-%m-%d %H:%M:%S"), frames_after=_checkpoint_frames(run_dir),
+                exit_code=code, stop=stop_reason or ("budget spent" if code == 0 else f"exit {code}"))
+    if os.path.isdir(run_dir):
+        meta["parts"].append(part)
+        _write_json(meta_path, meta)
+        summarize_run(run_dir, args.docs_dir)
+    return 0 if code in (0, 130) else code
+
+
+def _checkpoint_frames(run_dir: str) -> int:
+    sys.path.insert(0, ROOT)
+    from fastasync import checkpoint
+
+    path = os.path.join(run_dir, checkpoint.CHECKPOINT_NAME)
+    return int(checkpoint.load(path)["frames"]) if os.path.exists(path) else 0
+
+
+def _write_json(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=2)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+# -- evidence ---------------------------------------------------------------------------------
+
+
+def summarize_run(run_dir: str, docs_dir: str) -> str:
+    """Write docs_dir/<name>/: episodes.csv, config.json, proof.json, curve.png, SUMMARY.md."""
+    with open(os.path.join(run_dir, "proof.json")) as fh:
+        meta = json.load(fh)
+    env, algo, seed, target = meta["env"], meta["algo"], meta["seed"], meta["target"]
+    name = run_name(env, algo, seed)
+    out = os.path.join(docs_dir, name)
+    os.makedirs(out, exist_ok=True)
+    for f in ("episodes.csv", "config.json", "proof.json"):
+        if os.path.exists(os.path.join(run_dir, f)):
+            shutil.copyfile(os.path.join(run_dir, f), os.path.join(out, f))
+    games = read_games(out)
+    if len(games["score"]):
+        subprocess.run([sys.executable, "-m", "fastasync.cli", "plot", out, "-o", os.path.join(out, "curve.png")],
+                       cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, check=True, capture_output=True)
+    with open(os.path.join(out, "SUMMARY.md"), "w") as fh:
+        fh.write(summary_text(meta, games))
+    return out
+
+
+def _stats(meta: dict, games: dict) -> dict:
+    s, f, w = games["score"], games["frames"], games["wall_s"]
+    means = np.convolve(s, np.ones(WINDOW) / WINDOW, mode="valid") if len(s) >= WINDOW else np.zeros(0)
+    crossing = first_crossing(games, meta["target"])
+    frames_done = max([p.get("frames_after", 0) for p in meta["parts"]] + [int(f[-1]) if len(f) else 0])
+    wall = float(w[-1]) if len(w) else 0.0
+    return dict(
+        games=len(s),
+        frames=frames_done,
+        wall_min=wall / 60,
+        fps=(f[-1] / w[-1]) if len(w) and w[-1] > 0 else float("nan"),
+        best=float(means.max()) if len(means) else float("nan"),
+        final=float(means[-1]) if len(means) else float("nan"),
+        reached=None if crossing is None else dict(frames=float(f[crossing[0]]), wall_min=float(w[crossing[0]]) / 60,
+                                                   game=crossing[0] + 1, mean=crossing[1]),
+    )
+
+
+def summary_text(meta: dict, games: dict) -> str:
+    env, algo, seed, target, budget = meta["env"], meta["algo"], meta["seed"], meta["target"], meta["frames"]
+    st = _stats(meta, games)
+    paper = TARGETS.get((env, algo), (None, None, "-"))[2]
+    lines = [f"# {env}, {algo}" + (f", seed {seed}" if seed else ""), ""]
+    if st["reached"]:
+        r = st["reached"]
+        status = (f"**target reached**: the mean true score of the last {WINDOW} games first reached {target:+g} "
+                  f"at game {r['game']}, **{r['frames'] / 1e6:.1f}M frames, {r['wall_min']:.1f} min** of training "
+                  f"(mean {r['mean']:+.1f})")
+    elif st["frames"] >= budget:
+        status = f"**target missed**: {target:+g} not reached within the budget of {_fmt(budget)} frames"
+    else:
+        status = (f"**in progress**: {st['frames'] / 1e6:.1f}M of {_fmt(budget)} frames, target {target:+g} "
+                  "not reached yet (continue with the command below)")
+    lines += [status, ""]
+    lines += [
+        f"- target: {WINDOW}-game mean of the true (unclipped, whole-game) score >= {target:+g} within "
+        f"{_fmt(budget)} emulator frames; the paper: {paper}",
+        f"- best {WINDOW}-game mean {st['best']:+.1f}; at the end of the last part {st['final']:+.1f}; "
+        f"{st['games']} games, {st['frames']:,} frames, {st['wall_min']:.1f} min of training, "
+        f"{st['fps']:,.0f} frames/s",
+        f"- reproduce: `{_command(env, algo, seed, budget, target, meta.get('extra', []))}` (the same command again continues "
+        "a stopped run); it runs `fastasync train` with the defaults of the method and env family "
+        "(config.json beside this file)",
+        f"- machine: {_machine_note(meta)}",
+        "",
+        "| part | commit | started | frames | stopped because |",
+        "|--:|---|---|---|---|",
+    ]
+    for i, p in enumerate(meta["parts"], 1):
+        lines.append(f"| {i} | {p['commit']} | {p['started']} | {_fmt(p['frames_before'])}-"
+                     f"{_fmt(p['frames_after'])} | {p['stop']} |")
+    lines += ["", "| frames | games | mean true score | best game |", "|---|--:|--:|--:|"]
+    f, s = games["frames"], games["score"]
+    if len(f):
+        step = max(1_000_000, int(np.ceil(f[-1] / 20 / 1e6)) * 1_000_000)
+        for lo in range(0, int(f[-1]) + 1, step):
+            m = (f > lo) & (f <= lo + step)
+            if m.any():
+                lines.append(f"| {lo / 1e6:g}-{(lo + step) / 1e6:g}M | {m.sum()} | {s[m].mean():+.1f} | {s[m].max():g} |")
+    lines += ["", "Curve: `curve.png`; every game: `episodes.csv`; the configuration used: `config.json`.", ""]
+    return "\n".join(lines)
+
+
+def _machine_note(meta):
+    seen = sorted({p["machine"] for p in meta["parts"] if p.get("machine")})
+    return "; ".join(seen) or _machine()
+
+
+def table(docs_dir: str) -> str:
+    """The README's learning table, from every docs_dir/*/proof.json + episodes.csv."""
+    rows = []
+    for name in sorted(os.listdir(docs_dir)) if os.path.isdir(docs_dir) else []:
+        p = os.path.join(docs_dir, name, "proof.json")
+        if not os.path.exists(p):
+            continue
+        with open(p) as fh:
+            meta = json.load(fh)
+        st = _stats(meta, read_games(os.path.join(docs_dir, name)))
+        rows.append((meta, st, name))
+    rel = os.path.relpath(docs_dir, ROOT)
+    out = [
+        f"| game | method | seed | target ({WINDOW}-game mean) | reached at | best {WINDOW}-game mean | frames run | "
+        "the paper | evidence |",
+        "|---|---|--:|--:|---|--:|--:|---|---|",
+    ]
+    for meta, st, name in rows:
+        r = st["reached"]
+        if r:
+            at = f"{r['frames'] / 1e6:.1f}M frames, {r['wall_min']:.0f} min"
+        elif st["frames"] >= meta["frames"]:
+            at = f"missed in {_fmt(meta['frames'])}"
+        else:
+            at = f"not yet ({st['frames'] / 1e6:.1f}M of {_fmt(meta['frames'])})"
+        paper = TARGETS.get((meta["env"], meta["algo"]), (None, None, "-"))[2]
+        out.append(f"| {meta['env']} | {meta['algo']} | {meta['seed']} | {meta['target']:+g} | {at} | {st['best']:+.1f} | "
+                   f"{st['frames'] / 1e6:.1f}M | {paper} | [{name}]({rel}/{name}/SUMMARY.md) |")
+    groups = {}
+    for meta, st, _name in rows:
+        groups.setdefault((meta["env"], meta["algo"]), []).append(st)
+    for (env, algo), sts in groups.items():
+        if len(sts) < 2:
+            continue
+        hit = [st["reached"]["frames"] for st in sts if st["reached"]]
+        spread = (f"median {np.median(hit) / 1e6:.1f}M frames (range {min(hit) / 1e6:.1f}-{max(hit) / 1e6:.1f}M), "
+                  if hit else "")
+        out.append(f"| {env} | {algo} | all {len(sts)} | | {spread}{len(hit)} of {len(sts)} seeds reached | "
+                   f"{np.median([st['best'] for st in sts]):+.1f} (median) | | | |")
+    return "\n".join(out)
+
+
+def write_readme_table(readme: str, docs_dir: str) -> bool:
+    with open(readme) as fh:
+        text = fh.read()
+    if README_START not in text or README_END not in text:
+        return False
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    text = head + README_START + "\n" + table(docs_dir) + "\n" + README_END + tail
+    tmp = readme + ".tmp"
+    with open(tmp, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, readme)
+    return True
+
+
+def cmd_summarize(args) -> int:
+    if os.path.isdir(args.runs_dir):
+        for name in sorted(os.listdir(args.runs_dir)):
+            run_dir = os.path.join(args.runs_dir, name)
+            if os.path.exists(os.path.join(run_dir, "proof.json")):
+                print("wrote", summarize_run(run_dir, args.docs_dir))
+    if write_readme_table(args.readme, args.docs_dir):
+        print("wrote the table in", args.readme)
+    else:
+        print(f"error: {args.readme} has no {README_START} ... {README_END} lines", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs-dir", default=os.path.join(ROOT, "runs", "learning"), help="where runs train (not committed)")
+    p.add_argument("--docs-dir", default=os.path.join(ROOT, "docs", "learning"), help="evidence folders")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="train (or continue) one proof run")
+    r.add_argument("--env", required=True)
+    r.add_argument("--algo", default="a3c")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--frames", type=int, default=None, help="frame budget [default: the proof's, e.g. 40M]")
+    r.add_argument("--target", type=float, default=None, help="10-game mean to reach [default: the proof's]")
+    r.add_argument("--threads", type=int, default=0, help="learner threads [default: all CPUs]")
+    r.add_argument("--minutes", type=float, default=0, help="stop this part after this many minutes (0: no limit)")
+    r.add_argument("--keep-going", action="store_true", help="do not stop when the target is reached")
+    r.add_argument("--poll-s", type=float, default=2.0, help="seconds between looks at episodes.csv")
+    r.add_argument("extra", nargs="*", help="options for `fastasync train` after --")
+    s = sub.add_parser("summarize", help="rewrite every evidence folder and the README's table")
+    s.add_argument("--readme", default=os.path.join(ROOT, "README.md"))
+    args = p.parse_args(argv)
+    if args.cmd == "run":
+        return cmd_run(args)
+    return cmd_summarize(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

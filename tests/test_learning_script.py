@@ -1,0 +1,54 @@
+"""bench/learning.py, the learning-proof script, stays runnable: on CartPole with a tiny
+budget it trains, stops at its target with a checkpoint, continues a stopped run, writes
+the evidence folder and regenerates the README's table from it."""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "bench", "learning.py")
+
+
+def _script(tmp_path, *args):
+    out = subprocess.run([sys.executable, SCRIPT, "--runs-dir", str(tmp_path / "runs"), "--docs-dir",
+                          str(tmp_path / "docs"), *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout + out.stderr
+
+
+def test_proof_runs_in_parts_and_writes_its_evidence(tmp_path):
+    common = ["run", "--env", "CartPole-v1", "--threads", "1", "--frames", "40000"]
+    # an unreachable target: the run spends its budget, the summary says it missed
+    out = _script(tmp_path, *common, "--target", "1000")
+    folder = tmp_path / "docs" / "CartPole-v1-a3c"
+    for f in ("episodes.csv", "config.json", "proof.json", "curve.png", "SUMMARY.md"):
+        assert (folder / f).exists(), f
+    summary = (folder / "SUMMARY.md").read_text()
+    assert "target missed" in summary and "--target 1000" in summary and "--frames 40000" in summary
+    assert "budget spent" in summary
+    out = _script(tmp_path, *common, "--target", "1000")  # again: nothing left to train
+    assert "budget of 40,000 frames is spent" in out
+
+    # a reachable target, with a seed: the part stops there (SIGINT, checkpoint written) ...
+    common = ["run", "--env", "CartPole-v1", "--threads", "1", "--seed", "2", "--frames", "400000", "--poll-s", "0.2"]
+    _script(tmp_path, *common, "--target", "40")
+    folder = tmp_path / "docs" / "CartPole-v1-a3c-seed2"
+    proof = json.loads((folder / "proof.json").read_text())
+    assert proof["parts"][-1]["stop"] == "target reached"
+    assert 0 < proof["parts"][-1]["frames_after"] < 400_000
+    summary = (folder / "SUMMARY.md").read_text()
+    assert "target reached" in summary and "seed 2" in summary
+    # ... and the same command finds it done, without training
+    assert "already reached" in _script(tmp_path, *common, "--target", "40")
+
+    # the README's table is generated from the folders, between its markers
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- learning-table:start -->\nold\n<!-- learning-table:end -->\nrest\n")
+    _script(tmp_path, "summarize", "--readme", str(readme))
+    text = readme.read_text()
+    assert "old" not in text and text.startswith("intro\n") and text.endswith("rest\n")
+    rows = [line for line in text.splitlines() if line.startswith("| CartPole-v1")]
+    assert len(rows) == 2
+    assert any("missed in 40k" in r for r in rows) and any("frames," in r and "| 2 |" in r for r in rows)
