@@ -98,7 +98,7 @@ class RunConfig:
     pin_threads: bool = True
     """pin each learner thread and its envpool worker to one CPU (Linux, threads <= CPUs)"""
     tensorboard: bool = False
-    """write TensorBoard event files into the run directory (needs tensorboardX: pip install "fastasync[tb]")"""
+    """write TensorBoard event files into the run directory (needs tensorboardX: pip install -e ".[tb]")"""
 
 
 @dataclass(frozen=True)

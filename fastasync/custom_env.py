@@ -112,6 +112,10 @@ def _factory(env_id: str):
         obj = getattr(obj, part, None)
     if callable(obj):
         return lambda **kw: obj()
+    if "<" in name or mod_name == "__main__":
+        raise _error(f"--env {env_id}: a function defined in a script, in another function or as a lambda can be "
+                     "loaded only by the process that trained with it; give fastasync.train an importable function "
+                     "(module:function) or a registered env id")
     import difflib
 
     close = difflib.get_close_matches(name, list(gymnasium.registry), n=3, cutoff=0.6)

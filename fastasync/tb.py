@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 
-INSTALL = 'pip install "fastasync[tb]" (or: pip install tensorboardX)'
+INSTALL = 'pip install tensorboardX (in a checkout of fastasync: pip install -e ".[tb]")'
 
 
 def check_installed() -> None:
