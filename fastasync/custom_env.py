@@ -2,8 +2,9 @@
 
 How an env is named (``--env``, ``fastasync.train(env=...)``, stored in config.json):
 
-* ``"my.module:MyEnv-v0"``: ``my.module`` is imported (which registers the id with
-  ``gymnasium.register``), then ``gymnasium.make("MyEnv-v0")``. The part after the colon
+* ``"my.module:MyEnv-v0"``: ``my.module`` is imported (from the Python path or the working
+  directory), which registers the id with ``gymnasium.register``, then
+  ``gymnasium.make("MyEnv-v0")``. The part after the colon
   may also name a function of the module that returns an env (``"my.module:make_env"``).
 * ``"MyEnv-v0"``: an id already in gymnasium's registry that fastasync does not list itself
   (registered by code that ran before, or by a package gymnasium loads).
@@ -96,6 +97,7 @@ def _factory(env_id: str):
     mod_name, _, name = env_id.partition(SEP)
     if not mod_name or not name:
         raise _error(f"--env {env_id!r}: expected module:EnvId (e.g. my_envs:Corridor-v0)")
+    _with_working_dir_on_path()
     try:
         module = importlib.import_module(mod_name)
     except ModuleNotFoundError as exc:
@@ -121,6 +123,17 @@ def _factory(env_id: str):
     close = difflib.get_close_matches(name, list(gymnasium.registry), n=3, cutoff=0.6)
     raise _error(f"--env {env_id}: module {mod_name} registers no gymnasium id {name!r} and has no function of that "
                  f"name" + (f"; did you mean: {', '.join(close)}?" if close else ""))
+
+
+def _with_working_dir_on_path():
+    """The ``fastasync`` script's sys.path lacks the working directory (``python -m`` has it):
+    add it last, so that ``--env my_envs:Id`` finds ``./my_envs.py`` and shadows nothing."""
+    import os
+    import sys
+
+    cwd = os.getcwd()
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.append(cwd)
 
 
 def _make_raw(env_id: str, render_mode=None):

@@ -242,3 +242,17 @@ def test_ctrl_c_stops_train_with_a_checkpoint_and_returns_the_run(tmp_path):
     assert out.startswith("interrupted True True"), out
     assert "Resume with: fastasync train --resume" in err
     assert fastasync.load(str(tmp_path / "cc")).frames == int(out.split()[-1])
+
+
+def test_own_env_module_in_the_working_directory(tmp_path, monkeypatch):
+    """The `fastasync` script's sys.path has no working directory: ./my_module.py is found anyway."""
+    (tmp_path / "wd_envs_for_fastasync.py").write_text(
+        "import gymnasium as gym\nimport custom_envs\n"
+        "gym.register('WdCorridor-v0', entry_point=custom_envs.Corridor, max_episode_steps=30)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.delitem(sys.modules, "wd_envs_for_fastasync", raising=False)
+    r = invoke(["train", "--env", "wd_envs_for_fastasync:WdCorridor-v0", "--threads", "1", "--envs-per-thread", "4",
+                "--frames", "2k", "--run-dir", "r"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "r" / "checkpoint.npz").exists()
