@@ -34,7 +34,10 @@ class TBWriter:
     def __init__(self, run_dir: str, resume_frames: int | None = None):
         from tensorboardX import SummaryWriter
 
-        self._w = SummaryWriter(logdir=run_dir, purge_step=resume_frames, flush_secs=10)
+        # the file name has the second it was made: the frames it starts at keep a resume made
+        # in the same second from writing over the first part's file
+        self._w = SummaryWriter(logdir=run_dir, purge_step=resume_frames, flush_secs=10,
+                                filename_suffix=f".{resume_frames or 0}")
 
     def game(self, frames: int, score: float, length: int) -> None:
         self._w.add_scalar("score/game", score, frames)

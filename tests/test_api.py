@@ -186,6 +186,13 @@ def test_tensorboard_events_have_the_progress_scalars(tmp_path):
         games = acc.Scalars("score/game")
         assert len(games) == int(r.output.split(" games,")[0].rsplit(" ", 1)[1])
         assert all(g.step <= 20_000 + 32 * 5 for g in games)
+    # a resumed run adds its own event file, even when it starts within the same second
+    r = invoke(["train", "--resume", str(tmp_path / "a3c"), "--frames", "30k"])
+    assert r.exit_code == 0, r.output
+    assert len([f for f in os.listdir(tmp_path / "a3c") if f.startswith("events.out.tfevents")]) == 2
+    acc = EventAccumulator(str(tmp_path / "a3c"))
+    acc.Reload()
+    assert acc.Scalars("train/fps")[-1].step >= 30_000
     common = {"score/game", "score/length", "score/mean10", "train/fps", "train/lr", "train/grad_norm"}
     assert common | {"train/entropy", "train/value_loss"} <= tags["a3c"], tags["a3c"]
     assert common | {"train/td_loss", "train/epsilon"} <= tags["nstep-q"], tags["nstep-q"]
