@@ -263,3 +263,15 @@ def test_own_env_module_in_the_working_directory(tmp_path, monkeypatch):
                 "--frames", "2k", "--run-dir", "r"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "r" / "checkpoint.npz").exists()
+
+
+def test_import_is_cheap():
+    import subprocess
+
+    code = ("import sys, fastasync\nfastasync.train, fastasync.load, fastasync.Run, fastasync.Policy\n"
+            "bad = [m for m in ('numba', 'envpool', 'gymnasium', 'matplotlib', 'tensorboardX') if m in sys.modules]\n"
+            "assert not bad, bad\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(fastasync.__file__)), env.get("PYTHONPATH", "")])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
