@@ -275,3 +275,26 @@ def test_import_is_cheap():
     env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(fastasync.__file__)), env.get("PYTHONPATH", "")])
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
+
+
+def test_atari_policy_env_is_preprocessed_as_in_training(tmp_path):
+    from test_cli import pong_checkpoint
+
+    pong_checkpoint(tmp_path, frames=0)
+    policy = fastasync.load(str(tmp_path))
+    env = policy.env()
+    assert env.observation_space.shape == (4, 84, 84) and env.action_space.n == policy.num_actions == 6
+    obs, info = env.reset(seed=3)
+    assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8 and info["lives"] == 0
+    first = obs.copy()
+    for _ in range(30):
+        obs, r, term, trunc, _ = env.step(policy.act(obs))
+        assert r in (-1.0, 0.0, 1.0) and not trunc
+    assert not np.array_equal(obs, first)
+    again, _ = env.reset(seed=3)  # the same seed, the same start
+    assert np.array_equal(again, first)
+    from fastasync.envs import make_env
+
+    with make_env("Pong-v5", 1, 3, "gymnasium", episodic_life=False, reward_clip=False) as batch:
+        assert np.array_equal(batch.reset()[0], first)  # what eval's env 0 sees with --seed 3
+    assert policy.act(np.stack([obs, again])).shape == (2,)
