@@ -7,7 +7,7 @@ to back, (b) each right after an envpool step of the same 8 Pong envs whose work
 is pinned to the same CPU as this thread (as the trainer pins them), (c) each after a 5 ms
 sleep. Prints the median ms of each, per round (rounds interleave a, b, c). In training
 every forward follows an env step, so (b) is the forward's real cost; bench/RESULTS.md
-(2026-11-27, session 3) explains what the gap means for the train/ceiling ratio.
+(2026-11-27 09:26) explains what the gap means for the train/ceiling ratio.
 """
 
 from __future__ import annotations

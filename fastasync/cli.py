@@ -74,97 +74,36 @@ def main():
 @_opt("--pin-threads/--no-pin-threads", "run", "pin_threads")
 @_opt("--obs-norm/--no-obs-norm", "env", "obs_norm")
 @_opt("--reward-scale", "env", "reward_scale", type=float)
+@_opt("--tensorboard/--no-tensorboard", "run", "tensorboard")
 @click.option("--resume", type=str, default=None, help="continue a run from its directory or checkpoint.npz")
 @click.option("--config", "config_file", type=str, default=None, help="TOML file of options (command-line options override it)")
 @click.pass_context
 def train(ctx, resume, config_file, **options):
     """Train an agent. Ctrl-C stops cleanly with a checkpoint; --resume continues."""
-    from .checkpoint import CheckpointError
-    from .envs import EnvError
-
     from click.core import ParameterSource
+
+    from .api import train as api_train
+    from .trainer import LearnerError, RunIOError
 
     given = {
         k: v for k, v in options.items() if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE
     }
     try:
-        flat = C.load_toml(config_file) if config_file else {}
-        flat.update(given)
-        ck = None
-        if resume:
-            from . import checkpoint
-            from .trainer import resume_config
-
-            ck = checkpoint.load(resume)
-            cfg = resume_config(ck, flat)
-            if "run_dir" not in flat:
-                cfg = _with_run_dir(cfg, os.path.dirname(os.path.abspath(ck["path"])))
-            if cfg.run.frames <= ck["frames"]:
-                raise C.ConfigError(
-                    f"the run already has {ck['frames']:,} frames of --frames {cfg.run.frames:,}; "
-                    "pass a larger --frames to continue"
-                )
-        else:
-            cfg = C.build(flat)
-        cfg = C.resolve(cfg)
-        from . import rundir
-
-        # checked and locked before anything is built or written: two runs never mix
-        claim = rundir.claim(cfg.run.run_dir, ck["path"] if ck else None, auto_named=ck is None and "run_dir" not in flat)
-        cfg = _with_run_dir(cfg, claim.path)
-        from .trainer import Trainer
-
-        try:
-            trainer = Trainer(cfg, resume=ck)
-        except BaseException:
-            claim.abandon()  # bad input leaves nothing behind
-            raise
-        trainer.prepare_run_dir()
-    except (C.ConfigError, EnvError, CheckpointError, ValueError) as exc:
-        fail(str(exc))
-    except MemoryError as exc:
-        fail(f"not enough memory for {cfg.run.threads} threads x {cfg.env.envs_per_thread} envs x t_max "
-             f"{cfg.algo.t_max}: {exc}")
-    except OSError as exc:
-        fail(f"cannot start the run in {cfg.run.run_dir}: {exc.strerror or exc}"
-             + (f" ({exc.filename})" if exc.filename else ""))
-    click.echo(f"run dir: {cfg.run.run_dir}", err=True)
-    click.echo(
-        f"{cfg.algo.algo} on {cfg.env.env} ({cfg.env.backend}): {cfg.run.threads} threads x "
-        f"{cfg.env.envs_per_thread} envs, {trainer.net.num_params:,} params, {cfg.run.frames:,} frames",
-        err=True,
-    )
-    from .trainer import LearnerError, RunIOError
-
-    try:
-        summary = trainer.run()
+        run = api_train(config=config_file, resume=resume, out=lambda msg: click.echo(msg, err=True), **given)
     except LearnerError as exc:
         from .obsnorm import NonFiniteObservation
 
         if isinstance(exc.exc, NonFiniteObservation):  # the env's fault, not ours: no traceback
-            fail(f"{exc.exc}; training stopped. {trainer._last_checkpoint_note()}", code=1)
+            fail(f"{exc.exc}; training stopped. {getattr(exc, 'checkpoint_note', '')}".rstrip(), code=1)
         click.echo(exc.tb, err=True)
         fail(str(exc), code=1)
     except RunIOError as exc:
         fail(str(exc), code=1)
-    finally:
-        claim.release()  # the run directory is free for the next run
-    ck_note = "checkpoint written" if summary["checkpoint_saved"] else "NO checkpoint written"
-    if summary["interrupted"]:
-        click.echo(
-            f"stopped at {summary['frames']:,} frames; {ck_note}. "
-            f"Resume with: fastasync train --resume {cfg.run.run_dir}",
-            err=True,
-        )
+    except ValueError as exc:  # ConfigError, EnvError, CheckpointError, RunDirError, StartError
+        fail(str(exc))
+    if run.interrupted:
         sys.exit(130)
-    last10 = summary["mean_score_last10"]
-    click.echo(
-        f"done: {summary['frames']:,} frames, {summary['games']} games, "
-        + (f"mean score of the last 10 games {last10:.2f}" if summary["games"] else "no game finished")
-        + f"; {ck_note} in {cfg.run.run_dir}",
-        err=True,
-    )
-    if not summary["checkpoint_saved"]:
+    if not run.summary["checkpoint_saved"]:
         sys.exit(1)
 
 
@@ -179,12 +118,6 @@ def _check_output_file(path, option):
         fail(f"{option} {path}: cannot write in {d}")
 
 
-def _with_run_dir(cfg, run_dir):
-    import dataclasses
-
-    return dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, run_dir=run_dir))
-
-
 @main.command(name="eval", context_settings=CONTEXT)
 @click.argument("path", type=str)
 @click.option("--episodes", type=int, default=10, show_default=True, help="full games to play")
@@ -197,52 +130,60 @@ def _with_run_dir(cfg, run_dir):
               help="env backend")
 def eval_cmd(path, episodes, greedy, gif, seed, backend):
     """Play full games with a trained agent and print true-score statistics."""
-    from .checkpoint import CheckpointError
-    from .envs import EnvError
-
     if episodes < 1:
         fail(f"--episodes must be >= 1, got {episodes}")
     if gif:
         _check_output_file(gif, "--gif")
-    try:
-        from .evaluate import evaluate, load_agent
+    from .api import load
 
-        agent = load_agent(path, backend=backend)
-        res = evaluate(agent, episodes=episodes, greedy=greedy, seed=seed, gif=gif)
-    except (C.ConfigError, EnvError, CheckpointError, ValueError, OSError) as exc:
+    try:
+        policy = load(path, backend=backend)
+        res = policy.evaluate(episodes=episodes, greedy=greedy, seed=seed, gif=gif)
+    except (ValueError, OSError) as exc:  # ConfigError, EnvError, CheckpointError, a GIF not written
         fail(str(exc))
     s = res["scores"]
+    cfg = policy.config
     click.echo(
-        f"{agent.cfg.algo.algo} on {agent.cfg.env.env}, {len(s)} games ({res['policy']}): "
+        f"{cfg.algo.algo} on {cfg.env.env}, {len(s)} games ({res['policy']}): "
         f"mean {s.mean():.2f}  median {float(__import__('numpy').median(s)):.2f}  min {s.min():g}  max {s.max():g}"
     )
     from .envs.doom import outcome, outcome_name
 
-    if outcome_name(agent.cfg.env.env):  # ViZDoom: what a user reads besides the score
-        hits = sum(bool(outcome(agent.cfg.env.env, sc, ln)) for sc, ln in zip(s, res["lengths"]))
-        click.echo(f"{outcome_name(agent.cfg.env.env)} in {hits} of {len(s)} games; "
+    if outcome_name(cfg.env.env):  # ViZDoom: what a user reads besides the score
+        hits = sum(bool(outcome(cfg.env.env, sc, ln)) for sc, ln in zip(s, res["lengths"]))
+        click.echo(f"{outcome_name(cfg.env.env)} in {hits} of {len(s)} games; "
                    f"mean length {float(__import__('numpy').mean(res['lengths'])):.0f} agent steps (x4 tics)")
     if gif:
         click.echo(f"wrote {gif}")
 
 
 @main.command(context_settings=CONTEXT)
-@click.argument("run_dir", type=str)
-@click.option("-o", "--output", type=str, default=None, help="image file  [default: RUN_DIR/curve.png]")
+@click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, required=True, type=str)
+@click.option("-o", "--output", type=str, default=None,
+              help="image file  [default: RUN_DIR/curve.png for one run, curves.png for several]")
 @click.option("--window", type=int, default=10, show_default=True, help="games in the rolling mean")
-def plot(run_dir, output, window):
-    """Plot true game score against frames (rolling mean) from a run's episodes.csv."""
+def plot(run_dirs, output, window):
+    """Plot true game score against frames (rolling mean) from runs' episodes.csv.
+
+    One run: every game and the rolling mean. Several: one line each on one figure with a
+    legend; runs that differ only in their seed (same env, method and options) are one
+    line, the median of their rolling means, with the min-max spread shaded.
+    """
     if window < 1:
         fail(f"--window must be >= 1, got {window}")
-    path = os.path.join(run_dir, "episodes.csv") if os.path.isdir(run_dir) else run_dir
-    if not os.path.exists(path):
-        fail(f"no episodes.csv at {path}")
-    from .plot import plot_scores
+    paths = []
+    for run_dir in run_dirs:
+        path = os.path.join(run_dir, "episodes.csv") if os.path.isdir(run_dir) else run_dir
+        if not os.path.exists(path):
+            fail(f"no episodes.csv at {path}")
+        paths.append(path)
+    from .plot import plot_runs, plot_scores
 
-    output = output or os.path.join(os.path.dirname(path), "curve.png")
+    if output is None:
+        output = os.path.join(os.path.dirname(paths[0]), "curve.png") if len(paths) == 1 else "curves.png"
     _check_output_file(output, "-o")
     try:
-        out = plot_scores(path, output, window)
+        out = plot_scores(paths[0], output, window) if len(paths) == 1 else plot_runs(paths, output, window)
     except ValueError as exc:
         fail(str(exc))
     except OSError as exc:

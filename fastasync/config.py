@@ -103,6 +103,8 @@ class RunConfig:
     """seconds between progress lines"""
     pin_threads: bool = True
     """pin each learner thread and its envpool worker to one CPU (Linux, threads <= CPUs)"""
+    tensorboard: bool = False
+    """write TensorBoard event files into the run directory (needs tensorboardX: pip install -e ".[tb]")"""
 
 
 @dataclass(frozen=True)
@@ -418,10 +420,9 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     from .placement import default_threads
 
     threads = cfg.run.threads or default_threads()  # the CPUs this process may use (affinity, CPU quota)
-    backend = default_backend() if cfg.env.backend == "auto" else cfg.env.backend
-    run_dir = cfg.run.run_dir or os.path.join(
-        "runs", f"{cfg.env.env.replace('/', '_')}-{cfg.algo.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
-    )
+    backend = default_backend(cfg.env.env) if cfg.env.backend == "auto" else cfg.env.backend
+    env_name = re.sub(r"[^\w.-]+", "_", cfg.env.env)  # "ALE/x", "my.module:Env-v0": one plain directory name
+    run_dir = cfg.run.run_dir or os.path.join("runs", f"{env_name}-{cfg.algo.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
     return dataclasses.replace(
         cfg,
         env=dataclasses.replace(cfg.env, backend=backend),

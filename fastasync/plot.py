@@ -1,4 +1,9 @@
-"""Learning curves: true game score against emulator frames, from episodes.csv."""
+"""Learning curves: true game score against emulator frames, from episodes.csv.
+
+``plot_scores``: one run, every game and the rolling mean. ``plot_runs``: several runs on
+one figure; runs that differ only in their seed are grouped into one line (the median of
+their rolling means on a common frame grid, the min-max spread shaded).
+"""
 
 from __future__ import annotations
 
@@ -49,6 +54,105 @@ def plot_scores(episodes_csv: str, out: str, window: int = 10) -> str:
     ax.set_title(f"{title}\n{len(score)} games, {frames[-1] / 1e6:.1f}M frames, {wall.max() / 60:.1f} min")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
+    fig.tight_layout()
+    atomic_write_bytes(out, lambda fh: fig.savefig(fh, format=os.path.splitext(out)[1][1:] or "png"))
+    plt.close(fig)
+    return out
+
+
+# options that do not change what a run learns: runs that differ only in these (and the seed)
+# are repetitions of one experiment
+_NOT_THE_EXPERIMENT = {"seed", "run_dir", "checkpoint_every_s", "progress_every_s", "pin_threads", "tensorboard",
+                       "backend"}
+
+
+def _run_config(episodes_csv):
+    path = os.path.join(os.path.dirname(os.path.abspath(episodes_csv)), "config.json")
+    try:
+        with open(path) as fh:
+            cfg = json.load(fh)
+        cfg["env"]["env"], cfg["algo"]["algo"]  # noqa: B018 - what a label needs
+        return cfg
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _experiment(cfg):
+    """The options that make the experiment (everything but the seed and bookkeeping), flat."""
+    return {k: v for sec in cfg.values() if isinstance(sec, dict) for k, v in sec.items() if k not in _NOT_THE_EXPERIMENT}
+
+
+def group_runs(paths):
+    """[(label, [episodes.csv, ...])]: runs with the same experiment (config but the seed) together,
+    in the order first given. A label names env and method, and the options where groups
+    of the same env and method differ; runs without a readable config.json stand alone."""
+    groups, keys = [], []
+    for p in paths:
+        cfg = _run_config(p)
+        key = json.dumps(_experiment(cfg), sort_keys=True) if cfg else ("dir", os.path.abspath(p))
+        if key in keys:
+            groups[keys.index(key)][1].append(p)
+        else:
+            keys.append(key)
+            groups.append((cfg, [p]))
+    labels = []
+    for cfg, members in groups:
+        if cfg is None:
+            labels.append(os.path.basename(os.path.dirname(os.path.abspath(members[0]))) or members[0])
+            continue
+        base = f"{cfg['algo']['algo']} on {cfg['env']['env']}"
+        mine = _experiment(cfg)
+        same = [c for c, _ in groups if c is not None and c is not cfg
+                and (c["algo"]["algo"], c["env"]["env"]) == (cfg["algo"]["algo"], cfg["env"]["env"])]
+        diff = sorted({k for c in same for k, v in _experiment(c).items() if mine.get(k) != v})
+        if diff:
+            base += " (" + ", ".join(f"{k.replace('_', '-')} {mine.get(k)}" for k in diff) + ")"
+        labels.append(base + (f", {len(members)} seeds" if len(members) > 1 else ""))
+    return [(label, members) for label, (_cfg, members) in zip(labels, groups)]
+
+
+def _curve(episodes_csv, window):
+    d = read_episodes(episodes_csv)
+    if not d["frames"]:
+        raise ValueError(f"{episodes_csv} has no finished games yet")
+    order = np.argsort(d["frames"], kind="stable")
+    frames = np.array(d["frames"], float)[order]
+    return frames, rolling_mean(np.array(d["score"])[order], window)
+
+
+def plot_runs(paths, out: str, window: int = 10, points: int = 200) -> str:
+    """Several runs on one figure (see the module docstring); returns ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .checkpoint import atomic_write_bytes
+
+    groups = group_runs(paths)
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    for i, (label, members) in enumerate(groups):
+        color = f"C{i % 10}"
+        curves = [_curve(p, window) for p in members]
+        if len(curves) == 1:
+            ax.plot(curves[0][0] / 1e6, curves[0][1], color=color, lw=1.5, label=label)
+            continue
+        lo = max(c[0][0] for c in curves)
+        hi = min(c[0][-1] for c in curves)
+        if hi <= lo:  # the runs share no stretch of frames: one line each
+            for f, m in curves:
+                ax.plot(f / 1e6, m, color=color, lw=1, alpha=0.7)
+            ax.plot([], [], color=color, label=label + " (no common frames)")
+            continue
+        grid = np.linspace(lo, hi, points)
+        ys = np.array([np.interp(grid, f, m) for f, m in curves])
+        ax.fill_between(grid / 1e6, ys.min(axis=0), ys.max(axis=0), color=color, alpha=0.2, lw=0)
+        ax.plot(grid / 1e6, np.median(ys, axis=0), color=color, lw=2, label=label + " (median, min-max)")
+    ax.set_xlabel("emulator frames (millions)")
+    ax.set_ylabel(f"true game score (mean of last {window})")
+    ax.set_title(f"{len(paths)} runs")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
     atomic_write_bytes(out, lambda fh: fig.savefig(fh, format=os.path.splitext(out)[1][1:] or "png"))
     plt.close(fig)

@@ -118,10 +118,21 @@ def learning_summary(diag, head) -> str:
     and the value loss per sample; Q methods the TD loss per sample; both the mean gradient
     norm. Empty when no update happened.
     """
+    v = learning_values(diag, head)
+    if not v:
+        return ""
+    grad = f"|g| {v['grad_norm']:.3g}"
+    if "entropy" in v:
+        return f"entropy {v['entropy']:.3f} value loss {v['value_loss']:.3g} {grad}"
+    return f"TD loss {v['td_loss']:.3g} {grad}"
+
+
+def learning_values(diag, head) -> dict:
+    """The numbers of ``learning_summary`` by name (``entropy``, ``value_loss`` or
+    ``td_loss``, ``grad_norm``); empty when no update happened."""
     w, updates = diag[3], diag[5]
     if w <= 0 or updates <= 0:
-        return ""
-    grad = f"|g| {diag[4] / updates:.3g}"
+        return {}
     if head in ("a3c", "gaussian"):  # a Gaussian's entropy is per action vector, in nats (can be < 0)
-        return f"entropy {diag[2] / w:.3f} value loss {diag[1] / w:.3g} {grad}"
-    return f"TD loss {diag[0] / w:.3g} {grad}"
+        return dict(entropy=diag[2] / w, value_loss=diag[1] / w, grad_norm=diag[4] / updates)
+    return dict(td_loss=diag[0] / w, grad_norm=diag[4] / updates)

@@ -25,7 +25,15 @@ import numpy as np
 from . import checkpoint as ckpt
 from . import placement
 from .config import TrainConfig
-from .stats import EpisodeLog, OutcomeWindow, ScoreWindow, learning_summary, progress_line, read_episodes
+from .stats import (
+    EpisodeLog,
+    OutcomeWindow,
+    ScoreWindow,
+    learning_summary,
+    learning_values,
+    progress_line,
+    read_episodes,
+)
 
 
 class LearnerError(RuntimeError):
@@ -249,7 +257,11 @@ class Trainer:
             self.prepare_run_dir()
         with threadpool_limits(1), _stop_on_signals(self):
             self.compile()
-            return self._run_threads()
+            try:
+                return self._run_threads()
+            finally:
+                if getattr(self, "_tb", None) is not None:
+                    self._tb.close()
 
     def _run_threads(self) -> dict:
         s, r = self.shared, self.cfg.run
@@ -264,6 +276,11 @@ class Trainer:
                     self.outcomes.add(score, length)
         window.games = self.games_before
         log = EpisodeLog(path)
+        self._tb = None
+        if r.tensorboard:
+            from .tb import TBWriter
+
+            self._tb = TBWriter(self.run_dir, self.resume_frames)
         threads = [threading.Thread(target=self._thread_main, args=(lr,), name=f"learner-{lr.index}", daemon=True)
                    for lr in self.learners]
         s.t0 = time.monotonic()
@@ -314,6 +331,7 @@ class Trainer:
         if self.interrupted:
             self.out("\ninterrupted: learner threads stopped")
         if s.error is not None:  # the last good checkpoint is kept: the failed state may be diverged
+            s.error.checkpoint_note = self._last_checkpoint_note()
             raise s.error
         if io_error is not None:  # games went unlogged: a checkpoint now would skip them in the curve
             raise RunIOError(
@@ -368,6 +386,8 @@ class Trainer:
                 window.add(row[3])
                 if self.outcomes is not None:
                     self.outcomes.add(row[3], row[4])
+                if self._tb is not None:
+                    self._tb.game(row[0], row[3], row[4])
 
     def _progress(self, window, fps, now):
         s = self.shared
@@ -378,8 +398,18 @@ class Trainer:
         learning = learning_summary(diag - self._diag_seen, self.head)
         if self.outcomes is not None and self.outcomes.text():
             learning = self.outcomes.text() + (f" | {learning}" if learning else "")
+        if getattr(self, "_tb", None) is not None:
+            self._tb_scalars(diag - self._diag_seen, fps, window)
         self._diag_seen = diag
         self.out(progress_line(s.frames, s.total_frames, fps, window.games, window.mean(), elapsed, max(eta, 0), learning))
+
+    def _tb_scalars(self, diag, fps, window):
+        s = self.shared
+        values = {f"train/{k}": v for k, v in learning_values(diag, self.head).items()}
+        values.update({"train/fps": fps, "train/lr": s.lr_at(s.frames), "score/mean10": window.mean()})
+        if self.head == "q":
+            values["train/epsilon"] = float(np.mean([lr.algo.epsilon(s.frames) for lr in self.learners]))
+        self._tb.scalars(s.frames, values)
 
 
 @contextlib.contextmanager

@@ -97,6 +97,7 @@ from .base import (
     _envpool_spaces,
     _import,
     _PyBatch,
+    _custom,
     _space_info,
     default_backend,
 )
@@ -203,6 +204,8 @@ def _lookup(env_id: str, backend: str) -> tuple:
 @functools.lru_cache(maxsize=None)
 def env_info(env_id: str, backend: str = "envpool") -> EnvInfo:
     """Validate ``env_id`` (EnvError if unknown) and describe it."""
+    if _custom().is_custom(env_id, backend):
+        return _custom().env_info(env_id, backend)
     kind, rom = _lookup(env_id, backend)
     if kind == "atari":
         if backend == "envpool":
@@ -276,6 +279,8 @@ def make_env(
         raise EnvError(f"num_threads must be an integer >= 1, got {num_threads!r}")
     if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**31 - int(num_envs):
         raise EnvError(f"seed must be an integer in [0, 2**31 - num_envs), got {seed!r}")
+    if _custom().is_custom(env_id, backend):
+        return _custom().make_env(env_id, int(num_envs), int(seed), backend)
     info = env_info(env_id, backend)
     kind, rom = _lookup(env_id, backend)
     if doom_reward not in ("scenario", "envpool"):

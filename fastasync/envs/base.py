@@ -90,11 +90,19 @@ def _import(backend: str):
         ) from e
 
 
-def default_backend() -> str:
-    """``"envpool"`` if it is installed, else ``"gymnasium"`` (no heavy import)."""
+def default_backend(env_id: str | None = None) -> str:
+    """``"envpool"`` if it is installed (and has ``env_id``), else ``"gymnasium"``. Without
+    ``env_id`` no heavy import; the user's own envs run on gymnasium (``custom_env``)."""
     if importlib.util.find_spec("envpool") is not None:
-        return "envpool"
+        if env_id is None or not _custom().is_custom(env_id, "envpool"):
+            return "envpool"
     return "gymnasium"
+
+
+def _custom():
+    from .. import custom_env
+
+    return custom_env
 
 
 
@@ -180,7 +188,7 @@ class _EnvpoolBatch(EnvBatch):
     envpool's public ``send``/``recv`` wrap the C++ calls in Python that rebuilds a config
     dict, flattens and unflattens the state tree and recomputes ``terminated`` on every
     step: 0.25-0.35 ms of held GIL per step on the development machine, which N learner
-    threads must share (``bench/gil_share.py``; bench/RESULTS.md, session 4). The direct
+    threads must share (``bench/gil_share.py``; bench/RESULTS.md, 2026-11-27 10:50). The direct
     path passes the same three action arrays envpool's ``send`` builds (``env_id``,
     ``players.env_id`` = ``env_id`` for one player, ``action``) and reads the flat state list
     by the state keys' positions, computing what envpool's gymnasium wrapper computes

@@ -135,7 +135,7 @@ def sparse_pays(dy):
     ``SPARSE_MAX_DENSITY`` of its entries nonzero. Its time grows with the nonzeros; alone,
     with uniformly scattered zeros (the worst case for its branch), against the sgemms: fc's
     40 x 256 dy 0.94 / 1.88 / 2.61 ms at 10 / 20 / 30% vs 2.04, one conv2 slot's 648 x 32
-    0.24 / 0.42 / 0.60 vs 0.35 (bench/RESULTS.md, session 6)."""
+    0.24 / 0.42 / 0.60 vs 0.35 (bench/RESULTS.md, 2026-11-27 16:21)."""
     n, o = dy.shape
     nnz = 0
     for i in range(n):

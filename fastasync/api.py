@@ -1,0 +1,318 @@
+"""fastasync from Python: ``train``, ``load``, ``Run`` and ``Policy``.
+
+The ``fastasync train`` and ``fastasync eval`` commands are thin wrappers over this module:
+the same options, the same validation, the same messages. ::
+
+    import fastasync
+
+    run = fastasync.train(env="CartPole-v1", frames="200k", threads=1)
+    policy = run.policy()                      # or fastasync.load(run.run_dir)
+    env = policy.env()                         # one gymnasium env, preprocessed as in training
+    obs, info = env.reset(seed=0)
+    done = False
+    while not done:
+        obs, reward, term, trunc, info = env.step(policy.act(obs))
+        done = term or trunc
+
+Errors are exceptions with the one-line messages the CLI prints: bad input is a
+``ValueError`` (``ConfigError``, ``EnvError``, ``CheckpointError``, ``RunDirError``,
+:class:`StartError`), a learner that raised is a ``LearnerError`` (``.tb`` holds its
+traceback), a run that could not write its log or final checkpoint a ``RunIOError``.
+Ctrl-C (or SIGTERM) while ``train`` runs stops every learner within a segment and writes a
+checkpoint, as in the CLI; ``train`` then returns a :class:`Run` whose ``interrupted`` is
+True (resume with ``fastasync.train(resume=run.run_dir, frames=...)``).
+
+Importing this module is cheap: numba, envpool and gymnasium are imported when a function
+needs them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass
+
+from . import config as C
+
+__all__ = ["train", "load", "Run", "Policy", "StartError"]
+
+
+class StartError(ValueError):
+    """The run could not start (memory, the run directory): a one-line reason, nothing written."""
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def train(env=None, algo: str | None = None, frames=None, *, config: str | None = None, resume: str | None = None,
+          quiet: bool = False, out=None, **options) -> "Run":
+    """Train an agent, blocking until the frame budget is spent (or Ctrl-C); returns the :class:`Run`.
+
+    ``env``: an env id (``"Pong-v5"``, ``"CartPole-v1"``, ``"my.module:MyEnv-v0"``: the
+    module is imported, which registers the id, then ``gymnasium.make``) or a function
+    that returns a gymnasium env. ``frames``: emulator frames, e.g. ``"10M"``, ``500_000``.
+    ``options``: every other option of ``fastasync train``, by its field name
+    (``threads=1``, ``lr=1e-3``, ``run_dir="runs/x"``, ``tensorboard=True``, ...); see
+    ``fastasync train --help``. An option left out (None) takes its value from ``config``
+    (a TOML file, as ``--config``), the checkpoint being resumed (``resume``: a run
+    directory or checkpoint.npz) or the defaults, as on the command line. Progress lines go
+    to stderr unless ``quiet``; ``out``: a function taking each line instead.
+    """
+    say = (lambda msg: None) if quiet else (out or _stderr)
+    given = dict(options)
+    if env is not None:
+        from .custom_env import env_name
+
+        given["env"] = env_name(env)
+    if algo is not None:
+        given["algo"] = algo
+    if frames is not None:
+        given["frames"] = frames
+    given = {k.replace("-", "_"): v for k, v in given.items() if v is not None}
+    flat = C.load_toml(config) if config else {}
+    flat.update(given)
+    cfg = None
+    try:
+        ck = None
+        if resume:
+            from . import checkpoint
+            from .trainer import resume_config
+
+            ck = checkpoint.load(resume)
+            cfg = resume_config(ck, flat)
+            if "run_dir" not in flat:
+                cfg = _with_run_dir(cfg, os.path.dirname(os.path.abspath(ck["path"])))
+            if cfg.run.frames <= ck["frames"]:
+                raise C.ConfigError(
+                    f"the run already has {ck['frames']:,} frames of --frames {cfg.run.frames:,}; "
+                    "pass a larger --frames to continue"
+                )
+        else:
+            cfg = C.build(flat)
+        if cfg.run.tensorboard:
+            from .tb import check_installed
+
+            check_installed()
+        cfg = C.resolve(cfg)
+        from . import rundir
+
+        # checked and locked before anything is built or written: two runs never mix
+        claim = rundir.claim(cfg.run.run_dir, ck["path"] if ck else None, auto_named=ck is None and "run_dir" not in flat)
+        cfg = _with_run_dir(cfg, claim.path)
+        from .trainer import Trainer
+
+        try:
+            trainer = Trainer(cfg, resume=ck, out=say)
+        except BaseException:
+            claim.abandon()  # bad input leaves nothing behind
+            raise
+        trainer.prepare_run_dir()
+    except MemoryError as exc:
+        raise StartError(f"not enough memory for {cfg.run.threads} threads x {cfg.env.envs_per_thread} envs x t_max "
+                         f"{cfg.algo.t_max}: {exc}") from None
+    except OSError as exc:
+        where = cfg.run.run_dir if cfg is not None else "its directory"
+        raise StartError(f"cannot start the run in {where}: {exc.strerror or exc}"
+                         + (f" ({exc.filename})" if exc.filename else "")) from None
+    say(f"run dir: {cfg.run.run_dir}")
+    say(
+        f"{cfg.algo.algo} on {cfg.env.env} ({cfg.env.backend}): {cfg.run.threads} threads x "
+        f"{cfg.env.envs_per_thread} envs, {trainer.net.num_params:,} params, {cfg.run.frames:,} frames"
+    )
+    try:
+        summary = trainer.run()
+    finally:
+        claim.release()  # the run directory is free for the next run
+    run = Run(cfg.run.run_dir, cfg, summary)
+    ck_note = "checkpoint written" if summary["checkpoint_saved"] else "NO checkpoint written"
+    if run.interrupted:
+        say(f"stopped at {summary['frames']:,} frames; {ck_note}. "
+            f"Resume with: fastasync train --resume {cfg.run.run_dir}")
+    else:
+        last10 = summary["mean_score_last10"]
+        say(
+            f"done: {summary['frames']:,} frames, {summary['games']} games, "
+            + (f"mean score of the last 10 games {last10:.2f}" if summary["games"] else "no game finished")
+            + f"; {ck_note} in {cfg.run.run_dir}"
+        )
+    return run
+
+
+def _with_run_dir(cfg, run_dir):
+    return dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, run_dir=run_dir))
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished (or interrupted) training run.
+
+    ``run_dir``: its directory (checkpoint.npz, episodes.csv, config.json, TensorBoard
+    events); ``config``: the resolved :class:`~fastasync.config.TrainConfig`; ``summary``:
+    the final statistics (``frames``, ``train_frames``, ``elapsed_s``, ``fps``, ``games``,
+    ``mean_score_last10``, ``interrupted``, ``checkpoint_saved``).
+    """
+
+    run_dir: str
+    config: C.TrainConfig
+    summary: dict
+
+    @property
+    def interrupted(self) -> bool:
+        """Stopped by Ctrl-C or SIGTERM before the frame budget (a checkpoint was written)."""
+        return bool(self.summary["interrupted"])
+
+    @property
+    def frames(self) -> int:
+        return int(self.summary["frames"])
+
+    @property
+    def mean_score(self) -> float:
+        """Mean true score of the last 10 games (nan when no game finished)."""
+        return float(self.summary["mean_score_last10"])
+
+    def episodes(self) -> dict:
+        """Every finished game: lists ``frames``, ``wall_s``, ``thread``, ``score``, ``length``."""
+        from .stats import read_episodes
+
+        return read_episodes(os.path.join(self.run_dir, "episodes.csv"))
+
+    def policy(self, backend: str = "auto") -> "Policy":
+        """The trained policy, from the run's checkpoint."""
+        return load(self.run_dir, backend=backend)
+
+
+def load(path: str, backend: str = "auto") -> "Policy":
+    """The policy of a run directory or checkpoint.npz. Raises ``CheckpointError`` (a
+    ``ValueError``) for what ``fastasync eval`` refuses, with the same message.
+
+    ``backend``: the env backend of :meth:`Policy.evaluate` (``auto``: the one trained on).
+    """
+    from .evaluate import load_agent
+
+    return Policy(load_agent(path, backend=backend))
+
+
+class Policy:
+    """A trained agent: ``act`` on preprocessed observations, ``env`` to get them.
+
+    ``act(obs)`` takes ONE observation (shape ``observation_shape``; returns an int, or for
+    continuous actions a float32 vector) or a BATCH (shape ``(B, *observation_shape)``;
+    returns an int32 array of B actions, or a (B, action size) float32 array). Continuous
+    actions come clipped to the env's bounds, as training sent them; vector observations
+    are normalised with the run's frozen statistics, as in training.
+    ``greedy=None`` acts as ``fastasync eval`` does by default: A3C samples its policy (a
+    Gaussian policy: greedy takes its mean), the Q methods take the argmax
+    (``greedy=False``: epsilon-greedy, epsilon 0.05). Sampling
+    uses the policy's own generator (``seed``). An LSTM policy (a3c-lstm) carries its state
+    from call to call, per batch size: call ``reset()`` when new episodes start.
+    """
+
+    def __init__(self, agent, seed: int = 12345):
+        from .algorithms import make_algorithm
+        from .kernels.rng import seed_state
+
+        self._agent = agent
+        self.config = agent.cfg
+        self.info = agent.info
+        self.frames = agent.frames
+        self._algo = make_algorithm(agent.cfg.algo.algo, agent.cfg, agent.net, agent.info)
+        self._rng = seed_state(seed)
+        self._ws = {}  # batch size -> forward workspace
+        self._fresh = set()  # batch sizes whose recurrent state restarts at the next act
+        self._norm = None  # vector observations: the training run's statistics, frozen
+        if agent.info.vector_obs:
+            import numpy as np
+
+            from .obsnorm import ObsNorm
+
+            stats = ObsNorm(int(np.prod(agent.info.obs_shape)), agent.cfg.env.obs_norm)
+            stats.load(agent.extra or {})
+            mean, istd = np.zeros(stats.dim, np.float32), np.ones(stats.dim, np.float32)
+            stats.snapshot(mean, istd)
+            self._norm = (mean, istd, stats.clip)
+
+    @property
+    def observation_shape(self) -> tuple:
+        return tuple(self.info.obs_shape)
+
+    @property
+    def num_actions(self) -> int:
+        return int(self.info.num_actions)
+
+    def __repr__(self):
+        c = self.config
+        return f"Policy({c.algo.algo} on {c.env.env}, {self.frames:,} frames)"
+
+    def reset(self) -> None:
+        """Start the recurrent state afresh (LSTM policies; a no-op otherwise)."""
+        self._fresh = set(self._ws)
+
+    def act(self, obs, greedy: bool | None = None):
+        import numpy as np
+
+        net = self._agent.net
+        x = np.asarray(obs)
+        shape = self.observation_shape
+        single = x.shape == shape
+        if single:
+            x = x[None]
+        elif x.ndim != len(shape) + 1 or x.shape[1:] != shape or len(x) == 0:
+            raise ValueError(f"act takes one observation of shape {shape} or a batch of shape (B, {', '.join(map(str, shape))}); "
+                             f"got shape {x.shape}")
+        x = np.ascontiguousarray(x, dtype=self.info.obs_dtype)
+        B = len(x)
+        if self._norm is not None:
+            from .kernels.normalize import normalize_obs
+
+            flat = x.reshape(B, -1)
+            out_x = np.zeros_like(flat)
+            if normalize_obs(flat, *self._norm, np.zeros_like(flat), out_x) >= 0:
+                raise ValueError("act got a non-finite observation")
+            x = out_x.reshape(x.shape)
+        ws = self._ws.get(B)
+        if ws is None:
+            ws = self._ws[B] = net.workspace(2, B, np.ascontiguousarray(self._agent.theta, np.float32))
+        if net.recurrent:
+            net.begin_segment(ws)
+            ws.reset_in[0] = B in self._fresh
+            self._fresh.discard(B)
+        out = net.forward(ws, x, 0)
+        if self.info.discrete:
+            actions = sent = np.zeros(B, np.int32)
+        else:  # the Gaussian head writes its sample (or mean) and the sample clipped to the bounds
+            actions = np.zeros((B, self.info.action_dim), np.float32)
+            sent = self._algo.sent = np.zeros_like(actions)
+        if greedy is None:
+            greedy = self._algo.head == "q"
+        if greedy:
+            self._algo.act_greedy(out, actions)
+        else:
+            self._algo.act_eval(out, actions, self._rng)
+        if not self.info.discrete:
+            sent = sent.reshape(B, *self.info.action_shape)
+            return sent[0] if single else sent
+        return int(sent[0]) if single else sent
+
+    def env(self, render_mode: str | None = None):
+        """One gymnasium env with the preprocessing the policy was trained on.
+
+        Atari: envpool's preprocessing (the gymnasium backend's port of it: 4 stacked
+        84x84 gray frames, frame skip 4, no-op starts), whole games (no end at a life loss)
+        and unclipped rewards, so that the rewards of a game sum to its true score. Other
+        envs: the env itself (your own: as ``--env`` builds it).
+        """
+        from .custom_env import single_env
+
+        e = self.config.env
+        return single_env(e.env, noop_max=e.noop_max, max_episode_frames=e.max_episode_frames, render_mode=render_mode)
+
+    def evaluate(self, episodes: int = 10, greedy: bool | None = None, seed: int = 12345, gif: str | None = None) -> dict:
+        """Play ``episodes`` full games, as ``fastasync eval``; returns ``scores``, ``lengths``,
+        ``greedy`` and ``policy`` (how the actions were picked)."""
+        from .evaluate import evaluate
+
+        if episodes < 1:
+            raise ValueError(f"--episodes must be >= 1, got {episodes}")
+        return evaluate(self._agent, episodes=episodes, greedy=greedy, seed=seed, gif=gif)

@@ -1,0 +1,50 @@
+"""`fastasync plot` with several runs: one figure, a legend, seeds grouped into a median and spread."""
+
+import json
+
+import numpy as np
+from click.testing import CliRunner
+
+from fastasync.cli import main
+from fastasync.config import build, resolve
+from fastasync.plot import group_runs
+
+
+def _run(path, seed, lr=None, games=60):
+    """A run directory with a config.json and an episodes.csv, as a run writes them."""
+    path.mkdir()
+    opts = {"env": "CartPole-v1", "threads": 1, "seed": seed, "run_dir": str(path)}
+    if lr is not None:
+        opts["lr"] = lr
+    (path / "config.json").write_text(json.dumps(resolve(build(opts)).to_dict()))
+    rng = np.random.default_rng(seed)
+    rows = ["frames,wall_s,thread,score,length"]
+    for i in range(games):
+        score = min(500, 10 + 5 * i + int(rng.integers(0, 20)))
+        rows.append(f"{(i + 1) * 1000 + seed * 7},{i * 0.5:.2f},0,{score},{score}")
+    (path / "episodes.csv").write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_plot_two_seeds_and_another_lr(tmp_path):
+    a, b = _run(tmp_path / "s1", 1), _run(tmp_path / "s2", 2)
+    c = _run(tmp_path / "lr", 3, lr=1e-3)
+    groups = group_runs([str(p / "episodes.csv") for p in (a, b, c)])
+    assert [len(m) for _, m in groups] == [2, 1]
+    assert groups[0][0] == "a3c on CartPole-v1 (lr 0.002), 2 seeds"
+    assert groups[1][0] == "a3c on CartPole-v1 (lr 0.001)"
+    out = tmp_path / "both.png"
+    r = CliRunner().invoke(main, ["plot", str(a), str(b), str(c), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # two runs, default output in the working directory; a missing one is the usual one-line error
+    r = CliRunner().invoke(main, ["plot", str(a), str(tmp_path / "none")])
+    assert r.exit_code == 2 and "no episodes.csv at" in r.output
+
+
+def test_plot_two_runs_default_output(tmp_path, monkeypatch):
+    a, b = _run(tmp_path / "s1", 1), _run(tmp_path / "s2", 2)
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["plot", str(a), str(b)])
+    assert r.exit_code == 0 and "wrote curves.png" in r.output, r.output
+    assert (tmp_path / "curves.png").stat().st_size > 1000
