@@ -298,3 +298,27 @@ def test_atari_policy_env_is_preprocessed_as_in_training(tmp_path):
     with make_env("Pong-v5", 1, 3, "gymnasium", episodic_life=False, reward_clip=False) as batch:
         assert np.array_equal(batch.reset()[0], first)  # what eval's env 0 sees with --seed 3
     assert policy.act(np.stack([obs, again])).shape == (2,)
+
+
+def test_policy_acts_on_continuous_actions(tmp_path):
+    """A Gaussian policy through the API: one observation gives one action vector, a batch a
+    matrix, inside the env's bounds; the greedy action (the mean) is repeatable; the action
+    steps policy.env()."""
+    import numpy as np
+
+    import fastasync
+
+    run = fastasync.train(env="InvertedPendulum-v4", frames="4k", threads=1, run_dir=str(tmp_path / "ip"), quiet=True)
+    policy = run.policy()
+    obs = np.zeros(policy.observation_shape, np.float32)
+    a = policy.act(obs)
+    assert a.shape == (1,) and a.dtype == np.float32
+    batch = policy.act(np.stack([obs, obs + 1, obs - 1]))
+    assert batch.shape == (3, 1)
+    low, high = policy.info.action_low[0], policy.info.action_high[0]
+    assert (batch >= low).all() and (batch <= high).all()
+    assert policy.act(obs, greedy=True) == policy.act(obs, greedy=True)
+    env = policy.env()
+    o, _ = env.reset(seed=0)
+    o, r, term, trunc, _ = env.step(policy.act(o))
+    env.close()
