@@ -306,6 +306,14 @@ def summary_text(meta: dict, games: dict) -> str:
     return "\n".join(lines)
 
 
+def _unit(env: str) -> str:
+    """What a frame is for this env: emulator frames (Atari), tics (ViZDoom), env steps (the rest)."""
+    sys.path.insert(0, ROOT)
+    from fastasync.config import env_family
+
+    return {"atari": "frames", "doom": "tics"}.get(env_family(env), "env steps")
+
+
 def _machine_note(meta):
     seen = sorted({p["machine"] for p in meta["parts"] if p.get("machine")})
     return "; ".join(seen) or _machine()
@@ -324,14 +332,15 @@ def table(docs_dir: str) -> str:
         rows.append((meta, st, name))
     rel = os.path.relpath(docs_dir, ROOT)
     out = [
-        f"| game | method | seed | target ({WINDOW}-game mean) | reached at | best {WINDOW}-game mean | frames run | "
+        f"| game | method | seed | target ({WINDOW}-game mean) | reached at | best {WINDOW}-game mean | run for | "
         "the paper | evidence |",
         "|---|---|--:|--:|---|--:|--:|---|---|",
     ]
     for meta, st, name in rows:
         r = st["reached"]
         if r:
-            at = f"{r['frames'] / 1e6:.1f}M frames, {r['wall_min']:.0f} min"
+            mins = f"{r['wall_min']:.1f}" if r["wall_min"] < 10 else f"{r['wall_min']:.0f}"
+            at = f"{r['frames'] / 1e6:.1f}M {_unit(meta['env'])}, {mins} min"
         elif st["frames"] >= meta["frames"]:
             at = f"missed in {_fmt(meta['frames'])}"
         else:
