@@ -83,7 +83,7 @@ class Learner:
         self.reward_scale = float(cfg.env.reward_scale)
         # vector observations pass through kernels.normalize (running normalisation when
         # shared.obsnorm is enabled, the identity otherwise; a NaN/inf check either way)
-        self.obsnorm = getattr(shared, "obsnorm", None) if not info.is_atari else None
+        self.obsnorm = getattr(shared, "obsnorm", None) if info.vector_obs else None
         if self.obsnorm is not None:
             D = int(np.prod(info.obs_shape))
             self.obs_raw = np.zeros((self.T + 1, self.E, D), np.float32)
