@@ -125,14 +125,12 @@ class _FakePool:
         self.done = np.zeros(n, bool)
         self.queue = []
         self.rng = np.random.default_rng(seed)
-        self.sent = []
 
     def async_reset(self):
         self.queue = [(i, None) for i in range(len(self.lengths))]
 
     def send(self, a, ids):
         self.queue += [(int(i), a[k].copy()) for k, i in enumerate(ids)]
-        self.sent += [int(i) for i in ids]
 
     def recv(self):
         i, a = self.queue.pop(int(self.rng.integers(len(self.queue))))
@@ -161,15 +159,15 @@ def test_async_bookkeeping_with_scripted_ends_in_any_order(trunc):
     obs = b.reset()
     assert (obs == 0).all()
     a = np.zeros((len(lengths), 3), np.float32)
-    expected = []  # per agent step: (raw reward, ended) for each env
+    got = []  # per agent step: raw reward, ended, the newest and the oldest frame's value, for each env
     for t in range(5):
         s = b.step(a)
-        expected.append((s.raw_reward.copy(), s.game_over.copy(), s.obs[:, -1, 0, 0].copy(), s.obs[:, 0, 0, 0].copy()))
+        got.append((s.raw_reward.copy(), s.game_over.copy(), s.obs[:, -1, 0, 0].copy(), s.obs[:, 0, 0, 0].copy()))
     for i, n in enumerate(lengths):
         k = 0  # env steps of the current episode so far
         done = False
         ep = 0
-        for t, (rew, over, last, oldest) in enumerate(expected):
+        for t, (rew, over, last, oldest) in enumerate(got):
             if done:  # reset step
                 ep += 1
                 assert rew[i] == 0 and not over[i] and last[i] == oldest[i] == 16 * ep, (i, t)
@@ -187,7 +185,7 @@ def test_async_bookkeeping_with_scripted_ends_in_any_order(trunc):
         assert (s.truncated if trunc else s.terminated).tolist() == s.game_over.tolist()
         ended |= s.game_over
     assert ended.all()
-    # every env step of the fake went through one send: one per agent step, plus one per sub-step after the first
+    # env steps counted exactly: the finished episodes' and the running ones', reset steps excluded
     assert b.env_steps == sum(b._env.elapsed) + sum(
         n * e for n, e in zip(lengths, b._env.episode))
 
@@ -317,6 +315,20 @@ def test_listed_and_bad_input_refused(tmp_path):
         assert r.exit_code == 2 and words in r.output and "Traceback" not in r.output, r.output
         assert len(r.output.strip().splitlines()) == 1, r.output
     assert not (tmp_path / "x").exists()
+
+
+def test_gymnasium_backend_without_box2d_is_one_line(tmp_path, monkeypatch):
+    import fastasync.envs as envs
+
+    monkeypatch.setattr(car, "has_box2d", lambda: False)
+    envs._catalog.cache_clear(), envs.env_info.cache_clear()
+    try:
+        r = CliRunner().invoke(main, ["train", "--env", "CarRacing-v3", "--backend", "gymnasium", "--threads", "1",
+                                      "--frames", "8k", "--run-dir", str(tmp_path / "x")])
+    finally:
+        envs._catalog.cache_clear(), envs.env_info.cache_clear()
+    assert r.exit_code == 2 and "box2d" in r.output and "Traceback" not in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
 
 
 def test_short_training_run_resume_refusal_and_eval(tmp_path):
