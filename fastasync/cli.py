@@ -301,7 +301,12 @@ def _action_text(info):
     if info.discrete:
         return f"{info.num_actions} discrete actions"
     lo, hi = set(info.action_low), set(info.action_high)
-    bounds = f" in [{min(lo):g}, {max(hi):g}]" + ("" if len(lo) == 1 and len(hi) == 1 else " (per-dim bounds differ)")
+    if len(lo) == 1 and len(hi) == 1:
+        bounds = f" in [{min(lo):g}, {max(hi):g}]"
+    elif info.action_dim <= 4:  # e.g. CarRacing's steer, gas, brake: every dimension's own
+        bounds = " in " + " x ".join(f"[{a:g}, {b:g}]" for a, b in zip(info.action_low, info.action_high))
+    else:
+        bounds = f" in [{min(lo):g}, {max(hi):g}] (per-dim bounds differ)"
     return f"{info.action_dim}-dim continuous actions{bounds}"
 
 

@@ -306,7 +306,7 @@ def test_conv_torso_and_fused_kernels_take_96x96():
 def test_listed_and_bad_input_refused(tmp_path):
     assert {"CarRacing-v3", "CarRacingDiscrete-v3"} <= set(list_envs("envpool"))
     r = CliRunner().invoke(main, ["envs", "--backend", "envpool"])
-    assert r.exit_code == 0 and "CarRacing-v3" in r.output and "4x96x96" in r.output, r.output
+    assert r.exit_code == 0 and "4x96x96  3-dim continuous actions in [-1, 1] x [0, 1] x [0, 1]" in r.output, r.output
     assert "CarRacingDiscrete-v3" in r.output and "5 discrete actions" in r.output
     base = ["train", "--threads", "1", "--frames", "8k", "--run-dir", str(tmp_path / "x")]
     for extra, words in ((["--env", "CarRacing-v3", "--car-frame-skip", "0"], "car-frame-skip"),
