@@ -68,6 +68,8 @@ def main():
 @_opt("--run-dir", "run", "run_dir", type=str)
 @_opt("--backend", "env", "backend", type=click.Choice(["auto", "envpool", "gymnasium"]))
 @_opt("--doom-reward", "env", "doom_reward", type=click.Choice(["scenario", "envpool"]))
+@_opt("--car-frame-skip", "env", "car_frame_skip", type=int)
+@_opt("--car-grey/--car-rgb", "env", "car_grey")
 @_opt("--value-coef", "algo", "value_coef", type=float)
 @_opt("--checkpoint-every-s", "run", "checkpoint_every_s", type=float)
 @_opt("--progress-every-s", "run", "progress_every_s", type=float)
@@ -222,7 +224,8 @@ def envs(backend):
         for i in range(0, len(atari), 6):
             click.echo("    " + "  ".join(atari[i : i + 6]))
         for fam, title in (("classic", "classic control"), ("mujoco", "MuJoCo (frames = env steps)"),
-                           ("doom", "ViZDoom (RGB frames, 4 stacked; frames = tics)")):
+                           ("doom", "ViZDoom (RGB frames, 4 stacked; frames = tics)"),
+                           ("car", "CarRacing (grey frames, 4 stacked; frames = env steps, 4 per agent step)")):
             rows = [info for info in infos if info.family == fam]
             if not rows:
                 continue
@@ -239,7 +242,12 @@ def _action_text(info):
     if info.discrete:
         return f"{info.num_actions} discrete actions"
     lo, hi = set(info.action_low), set(info.action_high)
-    bounds = f" in [{min(lo):g}, {max(hi):g}]" + ("" if len(lo) == 1 and len(hi) == 1 else " (per-dim bounds differ)")
+    if len(lo) == 1 and len(hi) == 1:
+        bounds = f" in [{min(lo):g}, {max(hi):g}]"
+    elif info.action_dim <= 4:  # e.g. CarRacing's steer, gas, brake: every dimension's own
+        bounds = " in " + " x ".join(f"[{a:g}, {b:g}]" for a, b in zip(info.action_low, info.action_high))
+    else:
+        bounds = f" in [{min(lo):g}, {max(hi):g}] (per-dim bounds differ)"
     return f"{info.action_dim}-dim continuous actions{bounds}"
 
 
@@ -292,9 +300,12 @@ def _bench_options(threads_default, seconds_default, warmup_default, threads_hel
 
 def _frames_unit(cfg):
     """What a frame is for this env: Atari's emulator frames, or env steps (no frame skip)."""
-    from .envs import env_info
+    from .envs import car_options, env_info
 
-    if env_info(cfg.env.env, cfg.env.backend).frame_skip > 1:
+    info = env_info(cfg.env.env, cfg.env.backend, **car_options(cfg.env))
+    if info.family == "car":
+        return f"env steps (agent steps x the action repeat {info.frame_skip})"
+    if info.frame_skip > 1:
         return "emulator frames (agent steps x frame skip)"
     return "env steps (agent steps x envs; this env has no frame skip: MuJoCo's physics substeps are inside a step)"
 

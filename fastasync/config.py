@@ -51,6 +51,10 @@ class EnvConfig:
     """multiply training rewards by this (scores stay unscaled)"""
     doom_reward: str = "scenario"
     """ViZDoom: train on the scenario's own reward (scenario) or on envpool's shaping of game variables (envpool)"""
+    car_frame_skip: int = 4
+    """CarRacing: repeat each action for this many env steps (frames = agent steps x this)"""
+    car_grey: bool = True
+    """CarRacing: grey-scale frames (4x96x96); false keeps RGB (12x96x96)"""
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,8 @@ Q_ALGOS = ("nstep-q", "onestep-q", "onestep-sarsa")
 CLASSIC_CONTROL = ("CartPole", "Acrobot", "MountainCar", "MountainCarContinuous", "Pendulum")
 # ViZDoom scenarios (fastasync/envs/doom.py): first-person 3D pixels
 DOOM_SCENARIOS = ("MyWayHome", "HealthGathering", "HealthGatheringSupreme")
+# CarRacing (fastasync/envs/car.py): top-down driving from pixels, continuous or five discrete actions
+CAR_RACING = ("CarRacing", "CarRacingDiscrete")
 
 
 # MuJoCo physics tasks (envpool's and gymnasium's v4 ids): continuous actions, a Gaussian policy.
@@ -151,7 +157,7 @@ MUJOCO_TASKS = ("Ant", "HalfCheetah", "Hopper", "Humanoid", "InvertedDoublePendu
 
 def env_family(env_id: str) -> str:
     """The family whose defaults an env gets: "atari" (ALE ``*-v5`` ids), "classic", "mujoco",
-    "doom", or "other" (the dataclass defaults, which are Atari A3C's)."""
+    "doom", "car", or "other" (the dataclass defaults, which are Atari A3C's)."""
     name = str(env_id).rsplit(":", 1)[-1].split("-v", 1)[0]
     if name in CLASSIC_CONTROL:
         return "classic"
@@ -159,6 +165,8 @@ def env_family(env_id: str) -> str:
         return "mujoco"
     if name in DOOM_SCENARIOS and ":" not in str(env_id):
         return "doom"
+    if name in CAR_RACING and ":" not in str(env_id):
+        return "car"
     if str(env_id).endswith("-v5") and ":" not in str(env_id):
         return "atari"
     return "other"
@@ -196,6 +204,17 @@ FAMILY_DEFAULTS: dict[tuple, dict] = {
     # (A3C's only: the Q methods refuse continuous actions, and obs-norm is A3C's.)
     ("mujoco", "a3c"): _MUJOCO_A3C,
     ("mujoco", "a3c-lstm"): {**_MUJOCO_A3C, "lstm_size": 128},
+    # CarRacing (frames = env steps x the action repeat, car_frame_skip, 4 as Atari's frame
+    # skip). NOT validated by a run yet (README, Defaults): the pixel torso keeps Atari A3C's
+    # lr, RMSProp, t_max and 8 envs per thread; the summed reward is not clipped (clipping to
+    # [-1, 1] pays one tile per agent step at any speed, tiles are ~3.3 each, and makes
+    # leaving the playfield, -100, cost what one slow step costs) but scaled by 0.1 as on
+    # MuJoCo (returns of hundreds made the value loss dominate there); the Gaussian head takes
+    # the entropy cost validated for it on MuJoCo, 1e-3.
+    ("car", None): {"reward_clip": False, "reward_scale": 0.1},
+    ("car", "a3c"): {"entropy": 1e-3},
+    ("car", "a3c-lstm"): {"entropy": 1e-3},
+    **{("car", q): {"lr": 1e-4} for q in Q_ALGOS},
 }
 
 
@@ -392,6 +411,7 @@ def validate(cfg: TrainConfig) -> None:
         (o.rms_eps > 0.0, f"rms-eps must be > 0, got {o.rms_eps}"),
         (o.grad_clip >= 0.0, f"grad-clip must be >= 0, got {o.grad_clip}"),
         (e.doom_reward in ("scenario", "envpool"), f"doom-reward must be scenario or envpool, got {e.doom_reward!r}"),
+        (1 <= e.car_frame_skip <= 50, f"car-frame-skip must be in [1, 50], got {e.car_frame_skip}"),
         (e.backend in ("auto", "envpool", "gymnasium"), f"unknown backend {e.backend!r}; choose envpool, gymnasium or auto"),
         (e.noop_max >= 0, f"noop-max must be >= 0, got {e.noop_max}"),
         (r.seed >= 0, f"--seed must be >= 0, got {r.seed}"),

@@ -104,7 +104,7 @@ def seed_states(seed, n, start=0):
 def learner_env(cfg: TrainConfig, i: int, cpus, frames: int = 0):
     """Learner i's env batch: its own seeds (moved on by ``frames`` when a run resumes, so a
     resumed run does not replay its first games) and, when ``cpus`` is a plan, its CPU."""
-    from .envs import make_env
+    from .envs import car_options, make_env
 
     e, r = cfg.env, cfg.run
     return make_env(
@@ -117,6 +117,7 @@ def learner_env(cfg: TrainConfig, i: int, cpus, frames: int = 0):
         noop_max=e.noop_max,
         max_episode_frames=e.max_episode_frames,
         doom_reward=e.doom_reward,
+        **car_options(e),
         cpu=None if cpus is None else cpus[i],
     )
 
@@ -126,12 +127,12 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, resume: dict | None = None, out=None):
         from .algorithms import build_net, check_discrete, head_for, make_algorithm
-        from .envs import env_info
+        from .envs import car_options, env_info
         from .learner import Learner
         self.cfg = cfg
         self.out = out or (lambda msg: print(msg, file=sys.stderr, flush=True))
         e, a, r = cfg.env, cfg.algo, cfg.run
-        self.info = env_info(e.env, e.backend)
+        self.info = env_info(e.env, e.backend, **car_options(e))
         check_discrete(self.info, a.algo)
         per_round = r.threads * e.envs_per_thread * a.t_max * self.info.frame_skip
         if per_round > r.frames:  # every thread finishes its segment before it looks at the budget
@@ -489,7 +490,12 @@ def resume_config(ck: dict, overrides: dict) -> TrainConfig:
         raise ckpt.CheckpointError(f"checkpoint {ck['path']} has no usable config")
     env = stored["env"].get("env")
     if "env" in overrides and overrides["env"] != env:
-        raise ConfigError(f"this run trains {env}; --resume cannot switch it to {overrides['env']} (start a new run)")
+        from .config import env_family
+
+        raise ConfigError(
+            f"this run trains {env} (env family {env_family(env)}); --resume cannot switch it to {overrides['env']} "
+            f"(env family {env_family(overrides['env'])}); start a new run"
+        )
     for name, (sec, _f) in ff.items():
         if name in stored.get(sec, {}):
             flat[name] = stored[sec][name]

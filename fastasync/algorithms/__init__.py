@@ -18,7 +18,8 @@ def check_discrete(env_info, algo):
     if not env_info.discrete or env_info.num_actions < 1:
         raise ValueError(
             f"{algo} needs a discrete action space; {env_info.env_id} has continuous actions "
-            "(use --algo a3c or a3c-lstm, which learn a Gaussian policy)"
+            "(use --algo a3c or a3c-lstm, which learn a Gaussian policy"
+            + ("; CarRacingDiscrete-v3 has five discrete actions)" if env_info.family == "car" else ")")
         )
 
 

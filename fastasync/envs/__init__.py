@@ -3,7 +3,8 @@
 One module per env family behind one small spec (``EnvInfo``: observation shape and dtype,
 action space, frames per agent step): ``atari.py`` (ALE ROMs, the Python port of envpool's
 Atari env), ``classic.py`` (classic control; one gymnasium env behind the Python batch),
-``mujoco.py`` (MuJoCo physics tasks), ``base.py`` (the spec, the batch interface, envpool's
+``mujoco.py`` (MuJoCo physics tasks), ``doom.py`` (ViZDoom), ``car.py`` (CarRacing-v3 and its
+five-action variant: the action repeat across auto-reset is described there), ``base.py`` (the spec, the batch interface, envpool's
 batch and the Python batch). This module finds an id's family and makes its batch;
 backends differ in how they step, never in what the learner sees.
 
@@ -105,6 +106,7 @@ from .classic import _CLASSIC, _GymGame
 from .mujoco import INSTALL as _MUJOCO_INSTALL
 from .mujoco import MUJOCO as _MUJOCO
 from .mujoco import gymnasium_has_mujoco
+from . import car as _car
 from . import doom as _doom
 
 __all__ = [
@@ -117,6 +119,7 @@ __all__ = [
     "env_info",
     "make_env",
     "BACKENDS",
+    "car_options",
 ]
 
 
@@ -144,6 +147,9 @@ def _catalog(backend: str) -> dict:
         for env_id in _doom.DOOM:
             if env_id in have:
                 out[env_id] = ("doom", None)
+        if _car.ENV in have:
+            for env_id in _car.CAR:
+                out[env_id] = ("car", None)
     else:
         gymnasium, _ = _import(backend)
         for env_id, rom in _ale_roms()[0].items():
@@ -158,6 +164,9 @@ def _catalog(backend: str) -> dict:
         if _doom.has_vizdoom():
             for env_id in _doom.DOOM:
                 out[env_id] = ("doom", None)
+        if _car.has_box2d() and _car.ENV in gymnasium.registry:
+            for env_id in _car.CAR:
+                out[env_id] = ("car", None)
     return out
 
 
@@ -175,7 +184,7 @@ def _doom_actions(env_id: str) -> int:
 
 
 def list_envs(backend: str = "envpool") -> list[str]:
-    """Supported ids: Atari ``*-v5``, classic control and MuJoCo, sorted."""
+    """Supported ids: Atari ``*-v5``, classic control, MuJoCo, ViZDoom and CarRacing, sorted."""
     return sorted(_catalog(backend))
 
 
@@ -190,6 +199,8 @@ def _lookup(env_id: str, backend: str) -> tuple:
             )
         if env_id in _doom.DOOM and backend == "gymnasium":
             raise EnvError(f"{env_id} needs the vizdoom package for the gymnasium backend: {_doom.INSTALL}")
+        if env_id in _car.CAR and backend == "gymnasium":
+            raise EnvError(f"{env_id} needs the box2d and pygame packages for the gymnasium backend: {_car.INSTALL}")
         if env_id in _MUJOCO and backend == "gymnasium":
             raise EnvError(f"{env_id} needs the mujoco package for the gymnasium backend: {_MUJOCO_INSTALL}")
         close = difflib.get_close_matches(env_id, list(cat), n=5, cutoff=0.6)
@@ -201,12 +212,24 @@ def _lookup(env_id: str, backend: str) -> tuple:
 
 
 
+def car_options(env_cfg) -> dict:
+    """The options of an EnvConfig that shape a CarRacing env (observation, frame skip), as
+    keyword arguments of env_info and make_env; {} for other families."""
+    if env_cfg.env not in _car.CAR:
+        return {}
+    return dict(car_frame_skip=env_cfg.car_frame_skip, car_grey=env_cfg.car_grey)
+
+
 @functools.lru_cache(maxsize=None)
-def env_info(env_id: str, backend: str = "envpool") -> EnvInfo:
-    """Validate ``env_id`` (EnvError if unknown) and describe it."""
+def env_info(env_id: str, backend: str = "envpool", car_frame_skip: int = _car.FRAME_SKIP,
+             car_grey: bool = True) -> EnvInfo:
+    """Validate ``env_id`` (EnvError if unknown) and describe it. ``car_*``: CarRacing's
+    action repeat and grey-scale (fastasync/envs/car.py); other envs ignore them."""
     if _custom().is_custom(env_id, backend):
         return _custom().env_info(env_id, backend)
     kind, rom = _lookup(env_id, backend)
+    if kind == "car":
+        return _car.info(env_id, backend, car_frame_skip, car_grey)
     if kind == "atari":
         if backend == "envpool":
             n = int(_envpool_spaces(env_id)[1].n)
@@ -264,6 +287,9 @@ def make_env(
     num_threads: int = 1,
     cpu: int | None = None,
     doom_reward: str = "scenario",
+    car_frame_skip: int = _car.FRAME_SKIP,
+    car_grey: bool = True,
+    car_max_steps: int = _car.MAX_ENV_STEPS,
 ) -> EnvBatch:
     """Make a batch of ``num_envs`` envs; see the module docstring for semantics.
 
@@ -271,7 +297,9 @@ def make_env(
     apply to Atari only (classic control and MuJoCo use the env's own time limit). ``cpu``: pin
     envpool's worker threads to CPUs ``cpu .. cpu + num_threads - 1`` (the learner that
     steps this batch is pinned to ``cpu`` too; fastasync.placement); the Python backend
-    steps in the caller's thread and ignores it.
+    steps in the caller's thread and ignores it. ``car_frame_skip``, ``car_grey``: CarRacing's
+    action repeat and grey-scale; ``car_max_steps``: its time limit in env steps (the env's
+    own 1,000; tests shorten it). ``reward_clip`` clips CarRacing's summed reward to [-1, 1].
     """
     if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
         raise EnvError(f"num_envs must be an integer >= 1, got {num_envs!r}")
@@ -281,8 +309,11 @@ def make_env(
         raise EnvError(f"seed must be an integer in [0, 2**31 - num_envs), got {seed!r}")
     if _custom().is_custom(env_id, backend):
         return _custom().make_env(env_id, int(num_envs), int(seed), backend)
-    info = env_info(env_id, backend)
+    info = env_info(env_id, backend, car_frame_skip, car_grey)
     kind, rom = _lookup(env_id, backend)
+    if kind == "car" and (isinstance(car_max_steps, bool) or not isinstance(car_max_steps, (int, np.integer))
+                          or car_max_steps < 1):
+        raise EnvError(f"car_max_steps must be a whole number >= 1, got {car_max_steps!r}")
     if doom_reward not in ("scenario", "envpool"):
         raise EnvError(f"doom_reward must be 'scenario' or 'envpool', got {doom_reward!r}")
     if kind == "doom" and doom_reward == "envpool" and backend != "envpool":
@@ -314,6 +345,9 @@ def make_env(
             )
         elif kind == "doom":
             kwargs.update(_doom.envpool_kwargs())
+        elif kind == "car":
+            kwargs.update(_car.envpool_kwargs(car_max_steps))
+            env_id = _car.ENV
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
@@ -321,12 +355,16 @@ def make_env(
                 _ = (env.observation_space, env.action_space)  # built and cached here, quietly
         except Exception as e:  # noqa: BLE001
             raise EnvError(f"envpool could not make {env_id!r}: {e}") from e
+        if kind == "car":
+            return _car.CarEnvpoolBatch(env, info, num_envs, bool(reward_clip))
         if kind == "doom":
             return _doom.envpool_batch(_EnvpoolBatch)(
                 env, info, num_envs, _doom.DOOM[env_id], doom_reward == "envpool", bool(reward_clip)
             )
         return _EnvpoolBatch(env, info, num_envs)
-    if kind == "doom":
+    if kind == "car":
+        games = [_car.CarGame(info, seed + i, bool(reward_clip), int(car_max_steps)) for i in range(num_envs)]
+    elif kind == "doom":
         games = [_doom.DoomGame(env_id, seed + i, False, bool(reward_clip)) for i in range(num_envs)]
     elif info.is_atari:
         games = [

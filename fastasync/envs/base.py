@@ -33,13 +33,14 @@ class EnvInfo:
     frame_skip: int  # 4 for Atari, 1 otherwise
     is_atari: bool
     action_shape: tuple = ()  # per-env action shape: () if discrete, else the Box shape
-    family: str = ""  # "atari", "classic" or "mujoco" (the module of this package that makes it)
+    family: str = ""  # "atari", "classic", "mujoco", "doom" or "car" (the module of this package that makes it)
     action_low: tuple = ()  # Box actions: per-dimension bounds (the sent action is clipped to them)
     action_high: tuple = ()
 
     @property
     def vector_obs(self) -> bool:
-        """Observations are flat vectors (MLP torso, running normalisation), not pixels."""
+        """Vector observations (float32): the ones running normalisation and its NaN check
+        apply to. Pixel stacks (Atari, ViZDoom, CarRacing: uint8) go to the conv torso as they are."""
         return len(self.obs_shape) == 1
 
     @property
