@@ -73,9 +73,18 @@ def main():
 @_opt("--pin-threads/--no-pin-threads", "run", "pin_threads")
 @click.option("--resume", type=str, default=None, help="continue a run from its directory or checkpoint.npz")
 @click.option("--config", "config_file", type=str, default=None, help="TOML file of options (command-line options override it)")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="train on Ray, --nodes node actors of --threads learner threads each: ADDRESS as ray.init takes it "
+                   "(left out or 'local': start a local Ray; 'auto' or HOST:PORT: join a running cluster). "
+                   "Needs pip install \"fastasync[ray]\"  [default: one machine, no Ray]")
+@_opt("--nodes", "run", "nodes", type=int)
+@_opt("--sync-every-updates", "run", "sync_every_updates", type=int)
+@_opt("--sync-every-s", "run", "sync_every_s", type=float)
+@_opt("--node-restarts", "run", "node_restarts", type=int)
 @click.pass_context
-def train(ctx, resume, config_file, **options):
-    """Train an agent. Ctrl-C stops cleanly with a checkpoint; --resume continues."""
+def train(ctx, resume, config_file, ray_address, **options):
+    """Train an agent. Ctrl-C stops cleanly with a checkpoint; --resume continues (on one
+    machine, or with --ray on any number of nodes, whichever the run was)."""
     from .checkpoint import CheckpointError
     from .envs import EnvError
 
@@ -103,6 +112,12 @@ def train(ctx, resume, config_file, **options):
                 )
         else:
             cfg = C.build(flat)
+        if ray_address is None:
+            ray_only = [k for k in RAY_OPTIONS if k in given]
+            if ray_only:
+                raise C.ConfigError(f"--{ray_only[0].replace('_', '-')} applies to runs on Ray: add --ray")
+        else:
+            cfg = _ray_connect(cfg, ray_address)
         cfg = C.resolve(cfg)
         from . import rundir
 
@@ -112,7 +127,12 @@ def train(ctx, resume, config_file, **options):
         from .trainer import Trainer
 
         try:
-            trainer = Trainer(cfg, resume=ck)
+            if ray_address is None:
+                trainer = Trainer(cfg, resume=ck)
+            else:
+                from .distributed.driver import RayTrainer
+
+                trainer = RayTrainer(cfg, resume=ck)
         except BaseException:
             claim.abandon()  # bad input leaves nothing behind
             raise
@@ -126,19 +146,25 @@ def train(ctx, resume, config_file, **options):
         fail(f"cannot start the run in {cfg.run.run_dir}: {exc.strerror or exc}"
              + (f" ({exc.filename})" if exc.filename else ""))
     click.echo(f"run dir: {cfg.run.run_dir}", err=True)
+    nodes = "" if ray_address is None else f"{cfg.run.nodes} nodes x "
     click.echo(
-        f"{cfg.algo.algo} on {cfg.env.env} ({cfg.env.backend}): {cfg.run.threads} threads x "
+        f"{cfg.algo.algo} on {cfg.env.env} ({cfg.env.backend}): {nodes}{cfg.run.threads} threads x "
         f"{cfg.env.envs_per_thread} envs, {trainer.net.num_params:,} params, {cfg.run.frames:,} frames",
         err=True,
     )
     from .trainer import LearnerError, RunIOError
 
+    run_errors = (RunIOError,)
+    if ray_address is not None:
+        from .distributed.driver import RayRunError
+
+        run_errors = (RunIOError, RayRunError)
     try:
         summary = trainer.run()
     except LearnerError as exc:
         click.echo(exc.tb, err=True)
         fail(str(exc), code=1)
-    except RunIOError as exc:
+    except run_errors as exc:
         fail(str(exc), code=1)
     finally:
         claim.release()  # the run directory is free for the next run
@@ -146,7 +172,7 @@ def train(ctx, resume, config_file, **options):
     if summary["interrupted"]:
         click.echo(
             f"stopped at {summary['frames']:,} frames; {ck_note}. "
-            f"Resume with: fastasync train --resume {cfg.run.run_dir}",
+            f"Resume with: fastasync train --resume {cfg.run.run_dir}" + ("" if ray_address is None else " --ray ..."),
             err=True,
         )
         sys.exit(130)
@@ -159,6 +185,27 @@ def train(ctx, resume, config_file, **options):
     )
     if not summary["checkpoint_saved"]:
         sys.exit(1)
+
+
+RAY_OPTIONS = ("nodes", "sync_every_updates", "sync_every_s", "node_restarts")
+
+
+def _ray_connect(cfg, address):
+    """Connect to Ray (exit 2 with the install command when it is missing); --threads left
+    out: each node gets the cluster's CPUs / --nodes."""
+    from .distributed import RayMissing
+
+    try:
+        from .distributed.driver import cluster_cpus, connect, with_threads
+    except RayMissing as exc:
+        fail(str(exc))
+    try:
+        ray = connect(address)
+    except RayMissing as exc:
+        fail(str(exc))
+    if cfg.run.threads == 0:
+        cfg = with_threads(cfg, max(1, cluster_cpus(ray) // cfg.run.nodes))
+    return cfg
 
 
 def _check_output_file(path, option):

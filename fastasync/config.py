@@ -97,6 +97,14 @@ class RunConfig:
     """seconds between progress lines"""
     pin_threads: bool = True
     """pin each learner thread and its envpool worker to one CPU (Linux, threads <= CPUs)"""
+    nodes: int = 1
+    """with --ray: node actors, each running --threads learner threads on its own copy of the parameters"""
+    sync_every_updates: int = 20
+    """with --ray: a node exchanges its parameter change with the parameter actor every this many local updates"""
+    sync_every_s: float = 1.0
+    """with --ray: ... or every this many seconds, whichever comes first"""
+    node_restarts: int = 10
+    """with --ray: times Ray restarts a node actor that died (its process or machine lost)"""
 
 
 @dataclass(frozen=True)
@@ -356,6 +364,10 @@ def validate(cfg: TrainConfig) -> None:
         (r.checkpoint_every_s > 0, f"--checkpoint-every-s must be > 0, got {r.checkpoint_every_s}"),
         (r.progress_every_s > 0, f"--progress-every-s must be > 0, got {r.progress_every_s}"),
         (a.value_coef >= 0.0, f"--value-coef must be >= 0, got {a.value_coef}"),
+        (r.nodes >= 1, f"--nodes must be >= 1, got {r.nodes}"),
+        (r.sync_every_updates >= 1, f"--sync-every-updates must be >= 1, got {r.sync_every_updates}"),
+        (r.sync_every_s > 0, f"--sync-every-s must be > 0, got {r.sync_every_s}"),
+        (r.node_restarts >= 0, f"--node-restarts must be >= 0, got {r.node_restarts}"),
     ]
     for ok, msg in checks:
         if not ok:
