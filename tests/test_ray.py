@@ -99,6 +99,9 @@ def cluster():
     second = c.add_node(num_cpus=1)
     c.wait_for_nodes()
     yield c, second
+    import ray
+
+    ray.shutdown()
     c.shutdown()
 
 

@@ -123,6 +123,7 @@ class RayTrainer:
         self.resume_path = resume["path"] if resume is not None else None
         self.interrupted = False
         self._stop = threading.Event()
+        self.last_collect = None
 
     from ..trainer import Trainer as _T
 
@@ -165,7 +166,7 @@ class RayTrainer:
             self.close()
 
     def close(self):
-        """Stop every actor of this run and disconnect from Ray."""
+        """Stop every actor of this run (the connection to Ray stays: ``ray.shutdown()``)."""
         ray = self.ray
         for a in getattr(self, "actors", []):
             with contextlib.suppress(Exception):
@@ -173,8 +174,12 @@ class RayTrainer:
         if getattr(self, "ps", None) is not None:
             with contextlib.suppress(Exception):
                 ray.kill(self.ps, no_restart=True)
-        with contextlib.suppress(Exception):
-            ray.shutdown()
+        self.actors, self.ps = [], None
+
+    def stop(self):
+        """Stop the run from another thread (as Ctrl-C does)."""
+        self.interrupted = True
+        self._stop.set()
 
     def _run(self) -> dict:
         ray, r = self.ray, self.cfg.run
@@ -219,6 +224,7 @@ class RayTrainer:
                     ps_dead = exc
                     break
                 frames, wall = c["frames"], c["wall_s"]
+                self.last_collect = c  # for fastasync bench
                 if now - last_progress >= r.progress_every_s:
                     fps = (frames - last_frames) / (now - last_progress)
                     last_frames, last_progress = frames, now
@@ -252,13 +258,15 @@ class RayTrainer:
                 if error is not None or self.interrupted or c["stop"]:
                     if stop_at is None:
                         self.ps.request_stop.remote("stopped" if error is None else "error")
-                        stop_at = time.monotonic() + max(STOP_GRACE_S, 3 * r.sync_every_s)
+                        grace = max(STOP_GRACE_S, 3 * r.sync_every_s)
+                        stop_at = time.monotonic() + grace
                 if not self.refs:
                     break
                 if stop_at is not None and time.monotonic() > stop_at:
                     left = sorted(self.refs.values())
-                    self.out(f"node(s) {', '.join(map(str, left))} did not stop within {stop_at - now:.0f}s of the "
-                             "stop (restarting, or waiting for CPUs); their unsynced games are lost")
+                    states = ", ".join(f"node {k} {c['states'].get(k, 'not started')}" for k in left)
+                    self.out(f"node(s) {', '.join(map(str, left))} did not stop within {grace:.0f}s of the stop "
+                             f"({states}: restarting, or waiting for CPUs); their unsynced games are lost")
                     break
             if ps_dead is None and error is None:
                 try:

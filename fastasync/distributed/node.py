@@ -33,6 +33,8 @@ import numpy as np
 
 NO_TARGET_COPY = 1 << 62  # the node's learners never copy the target: the parameter actor does
 QUIET = ("compiling kernels",)
+JOIN_TIMEOUT_S = 10.0  # a learner's segment takes milliseconds: one still running after this is stuck
+SYNC_TIMEOUT_S = 120.0  # the parameter actor not answering for this long: this node stops (GetTimeoutError)
 
 
 class Node:
@@ -112,14 +114,25 @@ class Node:
                 self._loop(ths)
             finally:
                 s.stop.set()
-                for th in ths:
-                    th.join()
-                for lr in tr.learners:
-                    lr.env.close()
+                stuck = self._join(ths)
+                for lr, th in zip(tr.learners, ths):
+                    if not th.is_alive():
+                        lr.env.close()
+            if stuck:
+                self.messages.append(
+                    f"learner(s) {', '.join(map(str, stuck))} did not stop within {JOIN_TIMEOUT_S:.0f}s of the stop "
+                    "(blocked in an env step); left behind, their games so far are synced")
             if s.error is not None:  # the failed state may be diverged: not sent
                 return dict(node=self.index, frames=self.played, error=str(s.error), tb=s.error.tb)
             self._sync(last=True)
         return dict(node=self.index, frames=self.played, error=None)
+
+    def _join(self, threads):
+        """Join the learner threads; the indices of those still running after JOIN_TIMEOUT_S."""
+        end = time.monotonic() + JOIN_TIMEOUT_S
+        for th in threads:
+            th.join(max(0.0, end - time.monotonic()))
+        return [i for i, th in enumerate(threads) if th.is_alive()]
 
     def _loop(self, threads):
         s = self.trainer.shared
@@ -155,7 +168,7 @@ class Node:
         msgs, self.messages = self.messages, []
         theta, frames, target, version, stop = ray.get(self.ps.sync.remote(
             self.index, snap - self.base, played, games, diag - self.diag_seen, s.rms_g, rng, eps,
-            self.target_version, last, msgs))
+            self.target_version, last, msgs), timeout=SYNC_TIMEOUT_S)
         self.diag_seen = diag
         self.played += played
         s.theta += theta - snap  # keeps what the learners did during the round trip (Hogwild)
