@@ -72,6 +72,14 @@ def cluster_cpus(ray) -> int:
     return int(ray.cluster_resources().get("CPU", 0))
 
 
+def head_node_id(ray) -> str | None:
+    """The Ray head node's id (None if Ray does not say which node is the head)."""
+    for n in ray.nodes():
+        if n.get("Alive") and "node:__internal_head__" in n.get("Resources", {}):
+            return n["NodeID"]
+    return None
+
+
 class RayTrainer:
     """One training run on Ray; the same interface as :class:`~fastasync.trainer.Trainer`
     (``net``, ``prepare_run_dir()``, ``run()`` -> summary). ``cfg`` must be resolved; Ray
@@ -136,11 +144,13 @@ class RayTrainer:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         ray, r = self.ray, self.cfg.run
-        here = ray.get_runtime_context().get_node_id()
+        here = head_node_id(ray) or ray.get_runtime_context().get_node_id()
         self.ps_name = f"fastasync-params-{os.getpid()}-{time.time_ns()}"
         self.ps = ray.remote(ParamServer).options(
             name=self.ps_name, num_cpus=0, max_restarts=0,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=True),  # the driver's machine
+            # on the head node: the cluster does not outlive it anyway (machines that come and
+            # go take node actors with them, never the global state)
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False),
         ).remote(self.theta, self.rms_g, self.target, self.frames, r.frames, self.cfg.algo.target_update_frames,
                  self.wall, r.nodes, r.threads, self.rng, self.eps)
         # a node that dies is restarted by Ray and its run() retried there (from the global
@@ -191,9 +201,13 @@ class RayTrainer:
             for score in read_episodes(path)["score"][-10:]:
                 window.add(score)
         window.games = self.games_before
-        log = EpisodeLog(path)
         self.out(f"starting the parameter actor and {r.nodes} node actor(s) ...")
         self._start_actors()
+        try:
+            self.out(f"parameter actor on {ray.get(self.ps.where.remote(), timeout=COLLECT_TIMEOUT_S)}")
+        except (RayActorError, GetTimeoutError) as exc:
+            raise RayRunError(f"the parameter actor did not start: {exc}") from None
+        log = EpisodeLog(path)
         t0 = time.monotonic()
         start_frames = frames = last_frames = self.frames
         wall = self.wall
@@ -276,8 +290,9 @@ class RayTrainer:
         finally:
             log.close()
         if ps_dead is not None:
+            why = " ".join(str(ps_dead).split())[:300] or type(ps_dead).__name__
             raise RayRunError(
-                f"the parameter actor died ({type(ps_dead).__name__}); training stopped at about {frames:,} frames. "
+                f"the parameter actor died ({why}); training stopped at about {frames:,} frames. "
                 + self._last_checkpoint_note()
             )
         if error is not None:
@@ -299,6 +314,10 @@ class RayTrainer:
             run_dir=self.run_dir, games_synced=c["games_in"],
         )
         self.out(progress_line(st["frames"], r.frames, summary["fps"], window.games, window.mean(), st["wall_s"], 0))
+        syncs = sum(c["syncs"].values())
+        if syncs:
+            self.out(f"parameter exchange: {syncs:,} syncs, {1000 * c['sync_s'] / syncs:.1f} ms each on average "
+                     f"(the node's sync loop; its learners go on meanwhile)")
         return summary
 
     def _checkpoint(self, fetch, window):

@@ -50,6 +50,7 @@ class Node:
         self.sync_every_s = float(sync_every_s)
         self.messages = []
         self.trainer = None
+        self.sync_s = 0.0  # seconds this node spent in syncs (reported with each sync)
 
     def pid(self):
         return os.getpid()
@@ -150,6 +151,7 @@ class Node:
         """One exchange with the parameter actor (the module docstring's steps 1-3)."""
         import ray
 
+        t_start = time.perf_counter()
         tr = self.trainer
         s = tr.shared
         snap = s.theta.copy()
@@ -168,7 +170,7 @@ class Node:
         msgs, self.messages = self.messages, []
         theta, frames, target, version, stop = ray.get(self.ps.sync.remote(
             self.index, snap - self.base, played, games, diag - self.diag_seen, s.rms_g, rng, eps,
-            self.target_version, last, msgs), timeout=SYNC_TIMEOUT_S)
+            self.target_version, last, msgs, self.sync_s), timeout=SYNC_TIMEOUT_S)
         self.diag_seen = diag
         self.played += played
         s.theta += theta - snap  # keeps what the learners did during the round trip (Hogwild)
@@ -181,3 +183,4 @@ class Node:
             self.target_version = version
         if stop:
             s.stop.set()
+        self.sync_s += time.perf_counter() - t_start

@@ -65,8 +65,10 @@ class ParamServer:
         taken = {v["rank"] for k, v in self.info.items() if k != node and v["host"] == host}
         rank = next(r for r in range(len(self.info) + 1) if r not in taken)
         joins = 1 if info is None else info["joins"] + 1
+        before = 0.0 if info is None else info["sync_s_total"]
         self.info[node] = dict(host=host, where=where, rank=rank, joins=joins, syncs=0, state="running",
-                               syncs_total=0 if info is None else info["syncs_total"])
+                               syncs_total=0 if info is None else info["syncs_total"],
+                               sync_s_before=before, sync_s_total=before)
         what = "started" if joins == 1 else f"restarted (start {joins}) from the global parameters"
         self.events.append(f"node {node}: {what} on {where}")
         lo = node * self.threads
@@ -78,7 +80,7 @@ class ParamServer:
         )
 
     def sync(self, node, delta, frames, games, diag, rms_g, rng_states, final_epsilon, target_version, last=False,
-             messages=()):
+             messages=(), sync_s=0.0):
         """Apply a node's change since its last sync; returns (theta, frames, target or None, stop).
 
         ``delta``: float32[P], its parameters' change; ``frames``: the frames it played since;
@@ -86,7 +88,9 @@ class ParamServer:
         is the run-wide learner index; frames, the node's view of the global count at the end
         of the game); ``diag``: its learners' running sums since; ``rms_g``, ``rng_states``,
         ``final_epsilon``: its current ones; ``target_version``: the target network version it
-        holds (the target is sent only when it changed); ``last``: the node is done.
+        holds (the target is sent only when it changed); ``last``: the node is done;
+        ``messages``: lines for the driver's output; ``sync_s``: the seconds this node has spent
+        in syncs so far (its learners do not wait for them, but they take its CPUs' time).
         """
         self.theta += delta
         before = self.frames
@@ -111,6 +115,7 @@ class ParamServer:
         if info is not None:
             info["syncs"] += 1
             info["syncs_total"] += 1
+            info["sync_s_total"] = info["sync_s_before"] + sync_s
             if last:
                 info["state"] = "done"
         if self.stop_reason is None and self.frames >= self.total_frames:
@@ -119,6 +124,15 @@ class ParamServer:
         return self.theta, self.frames, target, self.target_version, self.stop_reason is not None
 
     # -- driver side ----------------------------------------------------------------------
+
+    def where(self):
+        """Where this actor runs (for the driver's output)."""
+        import os
+        import socket
+
+        import ray
+
+        return f"{socket.gethostname()} (Ray node {ray.get_runtime_context().get_node_id()[:8]}, pid {os.getpid()})"
 
     def rms_g(self):
         """RMSProp statistics for the checkpoint and new nodes: the mean of the nodes' last
@@ -147,6 +161,7 @@ class ParamServer:
         return dict(games=games, events=events, frames=self.frames, wall_s=self.wall_s(), diag=self.diag.copy(),
                     stop=self.stop_reason, states=states, games_in=self.games_in,
                     syncs={k: v["syncs_total"] for k, v in self.info.items()},
+                    sync_s=sum(v["sync_s_total"] for v in self.info.values()),
                     state=self.state() if with_state else None)
 
     def state(self):
