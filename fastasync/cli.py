@@ -169,9 +169,9 @@ def train(ctx, resume, config_file, ray_address, **options):
     finally:
         claim.release()  # the run directory is free for the next run
         if ray_address is not None:
-            import ray
+            from .distributed.driver import disconnect
 
-            ray.shutdown()  # a local Ray instance this run started stops with it
+            disconnect()  # a local Ray instance this run started stops with it
     ck_note = "checkpoint written" if summary["checkpoint_saved"] else "NO checkpoint written"
     if summary["interrupted"]:
         click.echo(

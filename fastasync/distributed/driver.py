@@ -68,6 +68,11 @@ def connect(address: str | None, out=None):
     return ray
 
 
+def disconnect():
+    """``ray.shutdown()``: leave the cluster (a local instance started by :func:`connect` stops)."""
+    require_ray().shutdown()
+
+
 def cluster_cpus(ray) -> int:
     return int(ray.cluster_resources().get("CPU", 0))
 
