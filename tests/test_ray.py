@@ -70,6 +70,13 @@ def test_ray_options_need_ray(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_bench_nodes_need_ray():
+    r = CliRunner().invoke(main, ["bench", "--env", "CartPole-v1", "--nodes", "1,2"])
+    assert r.exit_code == 2 and "add --ray" in r.output
+    r = CliRunner().invoke(main, ["bench", "--env", "CartPole-v1", "--ray", "--nodes", "1,1"])
+    assert r.exit_code == 2 and "--nodes lists a count twice" in r.output
+
+
 def test_ray_missing_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     r = CliRunner().invoke(main, ["train", "--env", "CartPole-v1", "--ray", "--nodes", "2",
@@ -225,3 +232,16 @@ def test_ray_node_faults_ctrl_c_and_resume(cluster, tmp_path):
     assert r.exit_code == 0, r.output
     ck2 = checkpoint.load(str(run))
     assert ck2["frames"] >= ck["frames"] + 10_000 and ck2["games"] == len(read_episodes(run / "episodes.csv")["score"])
+
+
+def test_bench_on_ray_gives_a_row_per_node_count(cluster):
+    import json
+
+    c, _ = cluster
+    r = CliRunner().invoke(main, ["bench", "--env", "CartPole-v1", "--ray", c.address, "--nodes", "1,2", "--threads", "1",
+                                  "--seconds", "1", "--warmup", "0.5", "--json"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert [(x["nodes"], x["threads"]) for x in rows] == [(1, 1), (2, 1)]
+    assert all(x["ceiling_fps"] > 0 and x["train_fps"] > 0 for x in rows)
+    assert rows[0]["efficiency"] == 1.0
