@@ -86,6 +86,14 @@ def test_ray_missing_says_how_to_install(tmp_path, monkeypatch):
     assert not (tmp_path / "x").exists()
 
 
+def test_ray_address_nobody_answers_fails_fast(tmp_path):
+    pytest.importorskip("ray")
+    t = time.monotonic()
+    r = CliRunner().invoke(main, ["train", "--env", "CartPole-v1", "--ray", "127.0.0.1:1", "--run-dir", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "cannot connect to the Ray cluster at 127.0.0.1:1" in r.output, r.output
+    assert time.monotonic() - t < 30 and not (tmp_path / "x").exists()
+
+
 def test_help_does_not_import_ray():
     code = "import sys; from fastasync.cli import main\ntry: main(['train', '--help'])\nexcept SystemExit: pass\n" \
            "assert 'ray' not in sys.modules, 'ray imported'"

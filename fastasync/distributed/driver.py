@@ -55,6 +55,8 @@ def connect(address: str | None, out=None):
     if ray.is_initialized():
         return ray
     local = address in (None, "", "local")
+    if not local:
+        _probe(address)
     kw = dict(log_to_driver=False, logging_level=logging.WARNING)
     try:
         if local:
@@ -66,6 +68,25 @@ def connect(address: str | None, out=None):
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"cannot {where}: {msg}") from None
     return ray
+
+
+def _probe(address, timeout=10.0):
+    """A HOST:PORT that nothing answers on fails here, in seconds (``ray.init`` retries for
+    minutes); "auto" and ``ray://`` addresses are left to Ray."""
+    import socket
+
+    if "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        port = int(port)
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except ValueError:
+        raise ValueError(f"--ray {address}: expected HOST:PORT (e.g. 10.0.0.1:6379), auto or local") from None
+    except OSError as exc:
+        raise ValueError(f"cannot connect to the Ray cluster at {address}: {exc.strerror or exc} "
+                         "(is it running? ray start --head prints its address)") from None
 
 
 def disconnect():
