@@ -102,7 +102,7 @@ class RunConfig:
     sync_every_updates: int = 20
     """with --ray: a node exchanges its parameter change with the parameter actor every this many local updates"""
     sync_every_s: float = 1.0
-    """with --ray: ... or every this many seconds, whichever comes first"""
+    """with --ray: a node also exchanges once this many seconds have passed since its last exchange (whichever comes first)"""
     node_restarts: int = 10
     """with --ray: times Ray restarts a node actor that died (its process or machine lost)"""
 
