@@ -247,9 +247,10 @@ def test_bench_on_ray_gives_a_row_per_node_count(cluster):
 
     c, _ = cluster
     r = CliRunner().invoke(main, ["bench", "--env", "CartPole-v1", "--ray", c.address, "--nodes", "1,2", "--threads", "1",
-                                  "--seconds", "1", "--warmup", "0.5", "--json"], catch_exceptions=False)
+                                  "--seconds", "2", "--warmup", "0.5", "--json"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     assert [(x["nodes"], x["threads"]) for x in rows] == [(1, 1), (2, 1)]
-    assert all(x["ceiling_fps"] > 0 and x["train_fps"] > 0 for x in rows)
+    # (frames reach the parameter actor with the syncs, at least one a second per node)
+    assert all(x["ceiling_fps"] > 0 and x["train_fps"] > 0 for x in rows), rows
     assert rows[0]["efficiency"] == 1.0
