@@ -105,8 +105,9 @@ def run_ray_bench(env, algo, nodes_list, threads, envs_per_thread, seconds, warm
     from ..bench import bench_config
 
     progress = progress or (lambda msg: None)
-    ceils, trains, first_cfg = ({n: [] for n in nodes_list} for _ in range(2)), None, {}
-    ceils, trains = ceils
+    ceils = {n: [] for n in nodes_list}
+    trains = {n: [] for n in nodes_list}
+    first_cfg = {}  # each count's first round's config: what its row reports
     with tempfile.TemporaryDirectory(prefix="fastasync-bench-ray-") as tmp:
         for k in range(repeat):
             for n in nodes_list:
