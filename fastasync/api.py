@@ -46,8 +46,11 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+RAY_OPTIONS = ("nodes", "sync_every_updates", "sync_every_s", "node_restarts")
+
+
 def train(env=None, algo: str | None = None, frames=None, *, config: str | None = None, resume: str | None = None,
-          quiet: bool = False, out=None, **options) -> "Run":
+          ray: str | None = None, quiet: bool = False, out=None, **options) -> "Run":
     """Train an agent, blocking until the frame budget is spent (or Ctrl-C); returns the :class:`Run`.
 
     ``env``: an env id (``"Pong-v5"``, ``"CartPole-v1"``, ``"my.module:MyEnv-v0"``: the
@@ -57,8 +60,10 @@ def train(env=None, algo: str | None = None, frames=None, *, config: str | None 
     (``threads=1``, ``lr=1e-3``, ``run_dir="runs/x"``, ``tensorboard=True``, ...); see
     ``fastasync train --help``. An option left out (None) takes its value from ``config``
     (a TOML file, as ``--config``), the checkpoint being resumed (``resume``: a run
-    directory or checkpoint.npz) or the defaults, as on the command line. Progress lines go
-    to stderr unless ``quiet``; ``out``: a function taking each line instead.
+    directory or checkpoint.npz) or the defaults, as on the command line. ``ray``: train on
+    Ray (``"local"``: a local instance; ``"auto"`` or ``"HOST:PORT"``: a running cluster),
+    ``nodes`` node actors of ``threads`` learner threads each (``fastasync.distributed``).
+    Progress lines go to stderr unless ``quiet``; ``out``: a function taking each line instead.
     """
     say = (lambda msg: None) if quiet else (out or _stderr)
     given = dict(options)
@@ -91,6 +96,12 @@ def train(env=None, algo: str | None = None, frames=None, *, config: str | None 
                 )
         else:
             cfg = C.build(flat)
+        if ray is None:
+            ray_only = [k for k in RAY_OPTIONS if k in given]
+            if ray_only:
+                raise C.ConfigError(f"--{ray_only[0].replace('_', '-')} applies to runs on Ray: add --ray")
+        else:
+            cfg = _ray_connect(cfg, ray)
         if cfg.run.tensorboard:
             from .tb import check_installed
 
@@ -104,7 +115,12 @@ def train(env=None, algo: str | None = None, frames=None, *, config: str | None 
         from .trainer import Trainer
 
         try:
-            trainer = Trainer(cfg, resume=ck, out=say)
+            if ray is None:
+                trainer = Trainer(cfg, resume=ck, out=say)
+            else:
+                from .distributed.driver import RayTrainer
+
+                trainer = RayTrainer(cfg, resume=ck, out=say)
         except BaseException:
             claim.abandon()  # bad input leaves nothing behind
             raise
@@ -118,18 +134,24 @@ def train(env=None, algo: str | None = None, frames=None, *, config: str | None 
                          + (f" ({exc.filename})" if exc.filename else "")) from None
     say(f"run dir: {cfg.run.run_dir}")
     say(
-        f"{cfg.algo.algo} on {cfg.env.env} ({cfg.env.backend}): {cfg.run.threads} threads x "
+        f"{cfg.algo.algo} on {cfg.env.env} ({cfg.env.backend}): "
+        + ("" if ray is None else f"{cfg.run.nodes} nodes x ")
+        + f"{cfg.run.threads} threads x "
         f"{cfg.env.envs_per_thread} envs, {trainer.net.num_params:,} params, {cfg.run.frames:,} frames"
     )
     try:
         summary = trainer.run()
     finally:
         claim.release()  # the run directory is free for the next run
+        if ray is not None:
+            from .distributed.driver import disconnect
+
+            disconnect()  # a local Ray instance this run started stops with it
     run = Run(cfg.run.run_dir, cfg, summary)
     ck_note = "checkpoint written" if summary["checkpoint_saved"] else "NO checkpoint written"
     if run.interrupted:
         say(f"stopped at {summary['frames']:,} frames; {ck_note}. "
-            f"Resume with: fastasync train --resume {cfg.run.run_dir}")
+            f"Resume with: fastasync train --resume {cfg.run.run_dir}" + ("" if ray is None else " --ray ..."))
     else:
         last10 = summary["mean_score_last10"]
         say(
@@ -316,3 +338,19 @@ class Policy:
         if episodes < 1:
             raise ValueError(f"--episodes must be >= 1, got {episodes}")
         return evaluate(self._agent, episodes=episodes, greedy=greedy, seed=seed, gif=gif)
+
+
+def _ray_connect(cfg, address):
+    """Connect to Ray (a ValueError with the install command when it is missing); --threads
+    left out: each node gets the cluster's CPUs / --nodes."""
+    from .distributed import RayMissing
+
+    try:
+        from .distributed.driver import cluster_cpus, connect, with_threads
+
+        ray = connect(address)
+    except RayMissing as exc:
+        raise C.ConfigError(str(exc)) from None
+    if cfg.run.threads == 0:
+        cfg = with_threads(cfg, max(1, cluster_cpus(ray) // cfg.run.nodes))
+    return cfg

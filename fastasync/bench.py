@@ -29,16 +29,16 @@ HUGE_FRAMES = 10**15
 HUGE_SECONDS = 1e9
 
 
-def parse_threads(text: str) -> list[int]:
+def parse_threads(text: str, option: str = "--threads") -> list[int]:
     """'1,2,4' -> [1, 2, 4]; raises ConfigError for anything but positive integers."""
     parts = [p.strip() for p in str(text).split(",")]
     out = []
     for p in parts:
         if not p.isdigit() or int(p) < 1:
-            raise C.ConfigError(f"--threads must be a comma-separated list of integers >= 1, got {text!r}")
+            raise C.ConfigError(f"{option} must be a comma-separated list of integers >= 1, got {text!r}")
         out.append(int(p))
     if len(set(out)) != len(out):  # each count is one row of the table (and one set of windows)
-        raise C.ConfigError(f"--threads lists a thread count twice: {text!r}")
+        raise C.ConfigError(f"{option} lists a count twice: {text!r}")
     return out
 
 
@@ -76,15 +76,17 @@ def make_batches(cfg: C.TrainConfig, cpus):
     return [learner_env(cfg, i, cpus) for i in range(cfg.run.threads)]
 
 
-def ceiling_fps(cfg: C.TrainConfig, seconds: float, warmup: float, refused: list | None = None) -> float:
+def ceiling_fps(cfg: C.TrainConfig, seconds: float, warmup: float, refused: list | None = None,
+                cpu_offset: int = 0) -> float:
     """Env-only frames/s of ``cfg.run.threads`` threads stepping random actions.
 
-    ``refused``: the indices of stepping threads whose pinning the OS refused are appended."""
+    ``refused``: the indices of stepping threads whose pinning the OS refused are appended.
+    ``cpu_offset``: as the trainer's (a Ray node that shares its machine)."""
     import numpy as np
 
     from .placement import cpu_plan, pin_current_thread
 
-    cpus = cpu_plan(cfg.run.threads, cfg.run.pin_threads)  # the trainer's placement
+    cpus = cpu_plan(cfg.run.threads, cfg.run.pin_threads, cpu_offset)  # the trainer's placement
     envs = make_batches(cfg, cpus)
     info = envs[0].info
     E = cfg.env.envs_per_thread
@@ -265,15 +267,18 @@ def run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend
 
 
 def format_table(rows) -> str:
+    nodes = any("nodes" in r for r in rows)  # fastasync bench --ray: one row per node count
     head = (
-        f"{'threads':>7} {'ceiling fps':>12} {'train fps':>10} {'ratio':>6} {'fps/thread':>10} "
+        ("  nodes " if nodes else "")
+        + f"{'threads':>7} {'ceiling fps':>12} {'train fps':>10} {'ratio':>6} {'fps/thread':>10} "
         f"{'efficiency':>10} {'RSS start':>9} {'RSS end':>8}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         eff = "n/a" if r["efficiency"] is None else f"{r['efficiency']:.2f}"
         lines.append(
-            f"{r['threads']:>7} {r['ceiling_fps']:>12,.0f} {r['train_fps']:>10,.0f} {r['ratio']:>6.2f} "
+            (f"{r['nodes']:>7} " if nodes else "")
+            + f"{r['threads']:>7} {r['ceiling_fps']:>12,.0f} {r['train_fps']:>10,.0f} {r['ratio']:>6.2f} "
             f"{r['train_fps_per_thread']:>10,.0f} {eff:>10} {r['rss_start_mb']:>7.0f}MB {r['rss_end_mb']:>6.0f}MB"
         )
     return "\n".join(lines)

@@ -79,9 +79,18 @@ def main():
 @_opt("--tensorboard/--no-tensorboard", "run", "tensorboard")
 @click.option("--resume", type=str, default=None, help="continue a run from its directory or checkpoint.npz")
 @click.option("--config", "config_file", type=str, default=None, help="TOML file of options (command-line options override it)")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="train on Ray, --nodes node actors of --threads learner threads each: ADDRESS as ray.init takes it "
+                   "(left out or 'local': start a local Ray; 'auto' or HOST:PORT: join a running cluster). "
+                   "Needs pip install \"fastasync[ray]\"  [default: one machine, no Ray]")
+@_opt("--nodes", "run", "nodes", type=int)
+@_opt("--sync-every-updates", "run", "sync_every_updates", type=int)
+@_opt("--sync-every-s", "run", "sync_every_s", type=float)
+@_opt("--node-restarts", "run", "node_restarts", type=int)
 @click.pass_context
-def train(ctx, resume, config_file, **options):
-    """Train an agent. Ctrl-C stops cleanly with a checkpoint; --resume continues."""
+def train(ctx, resume, config_file, ray_address, **options):
+    """Train an agent. Ctrl-C stops cleanly with a checkpoint; --resume continues (on one
+    machine, or with --ray on any number of nodes, whichever the run was)."""
     from click.core import ParameterSource
 
     from .api import train as api_train
@@ -91,7 +100,8 @@ def train(ctx, resume, config_file, **options):
         k: v for k, v in options.items() if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE
     }
     try:
-        run = api_train(config=config_file, resume=resume, out=lambda msg: click.echo(msg, err=True), **given)
+        run = api_train(config=config_file, resume=resume, ray=ray_address, out=lambda msg: click.echo(msg, err=True),
+                        **given)
     except LearnerError as exc:
         from .obsnorm import NonFiniteObservation
 
@@ -100,6 +110,10 @@ def train(ctx, resume, config_file, **options):
         click.echo(exc.tb, err=True)
         fail(str(exc), code=1)
     except RunIOError as exc:
+        fail(str(exc), code=1)
+    except RuntimeError as exc:  # the run on Ray stopped (distributed.driver.RayRunError)
+        if type(exc).__name__ != "RayRunError":
+            raise
         fail(str(exc), code=1)
     except ValueError as exc:  # ConfigError, EnvError, CheckpointError, RunDirError, StartError
         fail(str(exc))
@@ -323,7 +337,13 @@ def _check_window(seconds, warmup):
               help="rounds of measurements: each round measures every thread count (ceiling, then training) "
                    "in turn; medians are reported")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object per thread count, nothing else on stdout")
-def bench(env, algo, threads, envs_per_thread, seconds, warmup, backend, pin_threads, repeat, as_json):
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="measure runs on Ray instead (ADDRESS as for train --ray): one row per --nodes count, --threads "
+                   "(one number) per node")
+@click.option("--nodes", "nodes", type=str, default=None,
+              help="with --ray: comma-separated node counts to measure, e.g. 1,2  [default: 1,2]")
+def bench(env, algo, threads, envs_per_thread, seconds, warmup, backend, pin_threads, repeat, as_json, ray_address,
+          nodes):
     """Training frames/s against the env-only ceiling (envpool, random actions), per thread count.
 
     For each thread count: the ceiling (the same env batches stepping random actions, no
@@ -340,16 +360,36 @@ def bench(env, algo, threads, envs_per_thread, seconds, warmup, backend, pin_thr
         fail(f"--repeat must be >= 1, got {repeat}")
     try:
         threads_list = parse_threads(threads)
+        if nodes is not None and ray_address is None:
+            raise C.ConfigError("--nodes applies to runs on Ray: add --ray")
+        if ray_address is not None:
+            nodes_list = parse_threads(nodes or "1,2", "--nodes")
+            if len(threads_list) != 1:
+                raise C.ConfigError(f"with --ray, --threads takes one number (threads per node), got {threads!r}")
     except C.ConfigError as exc:
         fail(str(exc))
     from .bench import format_table, run_bench
     from .perf import cpu_flags, cpu_model
 
-    (rows, cfg), settings = _measured(
-        env, algo, threads_list[0], envs_per_thread, backend,
-        lambda progress: run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend, progress,
-                                   pin_threads, repeat),
-    )
+    if ray_address is None:
+        def measure(progress):
+            return run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend, progress,
+                             pin_threads, repeat)
+    else:
+        from .api import _ray_connect
+
+        try:
+            _ray_connect(C.build(dict(nodes=max(nodes_list))), ray_address)
+        except ValueError as exc:  # Ray missing, or no cluster at the address
+            fail(str(exc))
+
+        def measure(progress):
+            from .distributed.bench import run_ray_bench
+
+            return run_ray_bench(env, algo, nodes_list, threads_list[0], envs_per_thread, seconds, warmup, backend,
+                                 progress, pin_threads, repeat)
+
+    (rows, cfg), settings = _measured(env, algo, threads_list[0], envs_per_thread, backend, measure)
     if as_json:
         for r in rows:
             click.echo(json.dumps(r))
@@ -362,22 +402,30 @@ def bench(env, algo, threads, envs_per_thread, seconds, warmup, backend, pin_thr
     click.echo("")
     click.echo(format_table(rows))
     click.echo("")
-    click.echo("ratio = train / ceiling at the same thread count; efficiency = train(N) / (N x train(1))"
-               + ("" if any(r["threads"] == 1 for r in rows) else " (n/a: 1 thread not measured)"))
+    if ray_address is not None:
+        click.echo(f"on Ray: {threads_list[0]} learner thread(s) per node; ratio = train / ceiling at the same node "
+                   "count; efficiency = train(N nodes) / (N x train(1 node))")
+    else:
+        click.echo("ratio = train / ceiling at the same thread count; efficiency = train(N) / (N x train(1))"
+                   + ("" if any(r["threads"] == 1 for r in rows) else " (n/a: 1 thread not measured)"))
     click.echo("RSS: this process's resident set at the start and end of the train window"
                + (" (the first round's)" if repeat > 1 else ""))
     if repeat > 1:
         click.echo(f"each figure is the median of {repeat} rounds (every thread count in turn, ceiling then train); "
                    "each round's ratio:")
         for r in rows:
-            click.echo(f"  {r['threads']} thread(s): " + ", ".join(f"{x:.2f}" for x in r["ratios"]))
+            click.echo(f"  {_row_name(r)}: " + ", ".join(f"{x:.2f}" for x in r["ratios"]))
     for r in rows:
-        click.echo(f"{r['threads']} thread(s): {r['placement']}")
+        click.echo(f"{_row_name(r)}: {r['placement']}")
     click.echo("")
     click.echo("thread settings (BLAS pinned to 1 thread, as in the learners):")
     click.echo(json.dumps(settings, indent=2))
     click.echo("config (resolved; frames, run_dir, checkpoint/progress periods are the benchmark's):")
     click.echo(json.dumps(cfg.to_dict(), indent=2))
+
+
+def _row_name(r):
+    return f"{r['nodes']} node(s)" if "nodes" in r else f"{r['threads']} thread(s)"
 
 
 @main.command(name="profile", context_settings=CONTEXT)

@@ -109,6 +109,14 @@ class RunConfig:
     """pin each learner thread and its envpool worker to one CPU (Linux, threads <= CPUs)"""
     tensorboard: bool = False
     """write TensorBoard event files into the run directory (needs tensorboardX: pip install -e ".[tb]")"""
+    nodes: int = 1
+    """with --ray: node actors, each running --threads learner threads on its own copy of the parameters"""
+    sync_every_updates: int = 20
+    """with --ray: a node exchanges its parameter change with the parameter actor every this many local updates"""
+    sync_every_s: float = 1.0
+    """with --ray: a node also exchanges once this many seconds have passed since its last exchange (whichever comes first)"""
+    node_restarts: int = 10
+    """with --ray: times Ray restarts a node actor that died (its process or machine lost)"""
 
 
 @dataclass(frozen=True)
@@ -426,6 +434,10 @@ def validate(cfg: TrainConfig) -> None:
             f"--obs-norm is for a3c and a3c-lstm (the Q methods' target network reads raw observations); "
             f"not for {a.algo}",
         ),
+        (r.nodes >= 1, f"--nodes must be >= 1, got {r.nodes}"),
+        (r.sync_every_updates >= 1, f"--sync-every-updates must be >= 1, got {r.sync_every_updates}"),
+        (r.sync_every_s > 0, f"--sync-every-s must be > 0, got {r.sync_every_s}"),
+        (r.node_restarts >= 0, f"--node-restarts must be >= 0, got {r.node_restarts}"),
     ]
     for ok, msg in checks:
         if not ok:

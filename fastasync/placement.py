@@ -87,14 +87,15 @@ def default_threads() -> int:
     return n
 
 
-def cpu_plan(threads: int, pin: bool) -> list[int] | None:
-    """The CPU of learner i (``plan[i]``), or None when threads are not pinned."""
+def cpu_plan(threads: int, pin: bool, offset: int = 0) -> list[int] | None:
+    """The CPU of learner i (``plan[i]``), or None when threads are not pinned. ``offset``:
+    the first allowed CPU to use (learners of several processes on one machine)."""
     if not pin or not hasattr(os, "sched_setaffinity"):
         return None
     cpus = allowed_cpus()
-    if threads > len(cpus):
+    if offset + threads > len(cpus):
         return None
-    return cpus[:threads]
+    return cpus[offset : offset + threads]
 
 
 def pin_current_thread(cpu: int | None) -> bool:

@@ -123,9 +123,12 @@ def learner_env(cfg: TrainConfig, i: int, cpus, frames: int = 0):
 
 
 class Trainer:
-    """One training run. ``cfg`` must be resolved (threads, backend, run_dir filled in)."""
+    """One training run. ``cfg`` must be resolved (threads, backend, run_dir filled in).
 
-    def __init__(self, cfg: TrainConfig, resume: dict | None = None, out=None):
+    ``cpu_offset``: pin the learners from this CPU on (a Ray node sharing its machine with
+    other nodes of the run; fastasync.distributed)."""
+
+    def __init__(self, cfg: TrainConfig, resume: dict | None = None, out=None, cpu_offset: int = 0):
         from .algorithms import build_net, check_discrete, head_for, make_algorithm
         from .envs import car_options, env_info
         from .learner import Learner
@@ -169,7 +172,7 @@ class Trainer:
         self.shared.obsnorm = obsnorm
         self.games_before = games
         self.learners = []
-        self.cpus = placement.cpu_plan(r.threads, r.pin_threads)
+        self.cpus = placement.cpu_plan(r.threads, r.pin_threads, cpu_offset)
         self.pin_refused = []  # learners whose pinning the OS refused (reports say so)
         for i in range(r.threads):
             env = learner_env(cfg, i, self.cpus, frames)
