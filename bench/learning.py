@@ -175,6 +175,12 @@ def cmd_run(args) -> int:
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
     stop_reason = None
+
+    def stop(signum, frame):  # SIGTERM (and SIGINT where a background shell ignores it): stop the part cleanly
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         while proc.poll() is None:
             time.sleep(args.poll_s)
