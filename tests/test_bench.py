@@ -175,22 +175,25 @@ def no_work(monkeypatch):
 
 
 @pytest.mark.parametrize("cmd", ["bench", "profile"])
-@pytest.mark.parametrize("algo", ["a3c", "nstep-q"])
-def test_continuous_action_env_fails_before_any_work(no_work, cmd, algo):
+@pytest.mark.parametrize("algo", ["nstep-q", "onestep-sarsa"])
+def test_q_method_on_continuous_actions_fails_before_any_work(no_work, cmd, algo):
+    """A3C learns a Gaussian policy on Box actions (tests/test_continuous.py); the Q methods
+    are refused up front, with the way out in the message."""
     r = invoke([cmd, "--env", "Pendulum-v1", "--algo", algo, "--seconds", "1", "--warmup", "0"])
     assert r.exit_code == 2, r.output
     assert r.output.strip().splitlines() == [
-        f"Error: {algo} needs a discrete action space; Pendulum-v1 has continuous actions"
+        f"Error: {algo} needs a discrete action space; Pendulum-v1 has continuous actions "
+        "(use --algo a3c or a3c-lstm, which learn a Gaussian policy)"
     ]
 
 
-def test_bench_config_and_run_profile_reject_continuous_actions(no_work):
+def test_bench_config_and_run_profile_reject_q_methods_on_continuous_actions(no_work):
     from fastasync.bench import bench_config, run_bench
     from fastasync.profile import run_profile
 
     with pytest.raises(ValueError, match="needs a discrete action space; Pendulum-v1 has continuous"):
-        bench_config("Pendulum-v1", "a3c", 1, 2, "auto", "unused")
+        bench_config("Pendulum-v1", "nstep-q", 1, 2, "auto", "unused")
     with pytest.raises(ValueError, match="needs a discrete action space"):
-        run_bench("Pendulum-v1", "a3c", [1], 2, 1.0, 0.0, "auto")
+        run_bench("Pendulum-v1", "nstep-q", [1], 2, 1.0, 0.0, "auto")
     with pytest.raises(ValueError, match="needs a discrete action space"):
-        run_profile("Pendulum-v1", "a3c", 1, 2, 1.0, 0.0, "auto")
+        run_profile("Pendulum-v1", "nstep-q", 1, 2, 1.0, 0.0, "auto")

@@ -75,7 +75,8 @@ class GaussianA3C(A3C):
     (``learner.sent``), the loss uses the log-density of the unclipped sample
     (``kernels.heads.gaussian_head_backward``); greedy evaluation takes mu. The entropy bonus
     is the Gaussian's, sum_j 1/2 (log(2 pi sigma_j^2) + 1), with the small cost ``--entropy``
-    (the MuJoCo family's default 1e-4, as in the paper).
+    (the MuJoCo family's default is 1e-3: the paper's 1e-4 let sigma collapse on HalfCheetah;
+    config.py).
     """
 
     head = "gaussian"

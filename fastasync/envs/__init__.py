@@ -11,13 +11,14 @@ backends differ in how they step, never in what the learner sees.
 Backends
 --------
 ``envpool`` (default on Linux)
-    envpool's C++ Atari and classic-control environments, stepped synchronously
+    envpool's C++ Atari, classic-control and MuJoCo environments, stepped synchronously
     (``batch_size == num_envs``) with ``num_threads`` worker threads. envpool
     releases the GIL while it steps.
 ``gymnasium`` (fallback)
     A pure-Python re-implementation of envpool's Atari environment
     (``envpool/atari/atari_env.h``) on top of ``ale_py.ALEInterface``, and plain
-    ``gymnasium.make`` environments for classic control, all behind the same
+    ``gymnasium.make`` environments for classic control and MuJoCo (the ``mujoco``
+    package), all behind the same
     auto-reset logic. Slower, but it needs no envpool and no OpenCV. ale-py's
     multiplayer-only ROMs (0.12: Combat, Joust, MazeCraze, Warlords) are not offered:
     ALE has no single-player mode for them and would ``exit(1)`` loading one

@@ -27,11 +27,11 @@ def moments_merge(x, count, mean, m2):
     for d in range(D):
         s = 0.0
         for i in range(N):
-            s += x[i, d]
+            s += float(x[i, d])  # float64 sums (as plain Python too, where float32 + float stays float32)
         mb = s / N
         m2b = 0.0
         for i in range(N):
-            dd = x[i, d] - mb
+            dd = float(x[i, d]) - mb
             m2b += dd * dd
         delta = mb - mean[d]
         mean[d] += delta * N / n
