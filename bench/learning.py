@@ -17,7 +17,8 @@ annealing its lr). Each part is logged in ``parts.json`` with the commit it ran.
 The evidence folder ``docs/learning/<name>/`` (``<env>-<algo>[-seed<N>]``) gets the
 episodes.csv and config.json of the run, its curve (`fastasync plot`) and a SUMMARY.md:
 frames and wall time when the target was first reached, best and final 10-game mean,
-frames/s, machine, commits and the one command that reproduces it. ``summarize`` rewrites
+frames/s, machine, commits and the one command that reproduces it, followed by the folder's
+NOTES.md when there is one (what a missed target was traced to, what was tried). ``summarize`` rewrites
 every folder from its run directory (when present) and the table between the README's
 ``<!-- learning-table:start -->`` and ``<!-- learning-table:end -->`` lines from the SUMMARY
 files, so the table is never typed by hand.
@@ -244,8 +245,13 @@ def summarize_run(run_dir: str, docs_dir: str) -> str:
     if len(games["score"]):
         subprocess.run([sys.executable, "-m", "fastasync.cli", "plot", out, "-o", os.path.join(out, "curve.png")],
                        cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, check=True, capture_output=True)
+    text = summary_text(meta, games)
+    notes = os.path.join(out, "NOTES.md")  # what was found and tried, written by hand beside the data
+    if os.path.exists(notes):
+        with open(notes) as fh:
+            text += "\n" + fh.read()
     with open(os.path.join(out, "SUMMARY.md"), "w") as fh:
-        fh.write(summary_text(meta, games))
+        fh.write(text)
     return out
 
 
