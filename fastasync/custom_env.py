@@ -65,6 +65,10 @@ def is_custom(env_id: str, backend: str) -> bool:
         return True
     if env_id.startswith("ALE/"):  # ale-py's raw Atari envs: fastasync's own Atari ids are the way
         return False
+    from .config import env_family
+
+    if env_family(env_id) in ("classic", "mujoco", "doom", "car"):  # one of fastasync's own families, even
+        return False  # where this backend lacks it (its own error says what to install)
     from .envs import EnvError, _catalog
 
     try:
