@@ -49,14 +49,20 @@ def ray_ceiling_fps(cfg, nodes, seconds, warmup) -> float:
 
     cls = ray.remote(_Ceiling).options(num_cpus=cfg.run.threads, scheduling_strategy="SPREAD")
     actors = [cls.remote() for _ in range(nodes)]
+    start_s = 120.0  # an actor the cluster cannot place (too few CPUs left) would be waited for forever
     try:
-        hosts = ray.get([a.host.remote() for a in actors])
+        try:
+            hosts = ray.get([a.host.remote() for a in actors], timeout=start_s)
+        except ray.exceptions.GetTimeoutError:
+            raise ValueError(f"the Ray cluster did not start {nodes} node actors of {cfg.run.threads} CPU(s) within "
+                             f"{start_s:g} s: too few free CPUs?") from None
         ranks, seen = [], {}
         for h in hosts:  # nodes on one machine take other CPUs, as the trainer's do
             ranks.append(seen.get(h, 0))
             seen[h] = ranks[-1] + 1
         d = cfg.to_dict()
-        return sum(ray.get([a.measure.remote(d, seconds, warmup, r * cfg.run.threads) for a, r in zip(actors, ranks)]))
+        return sum(ray.get([a.measure.remote(d, seconds, warmup, r * cfg.run.threads) for a, r in zip(actors, ranks)],
+                           timeout=start_s + 3 * (seconds + warmup)))
     finally:
         for a in actors:
             ray.kill(a)
