@@ -417,16 +417,19 @@ class Trainer:
 
 
 @contextlib.contextmanager
-def _stop_on_signals(trainer):
-    """Ctrl-C (SIGINT) and SIGTERM set the stop flag: threads finish their segment, a final
-    checkpoint is written. No exception is raised at a random point of the main loop."""
+def _stop_on_signals(trainer, stop=None):
+    """Ctrl-C (SIGINT) and SIGTERM set ``trainer.interrupted`` and the stop flag (``stop``, an
+    Event; default: the learners' ``trainer.shared.stop``): threads finish their segment, a
+    final checkpoint is written. No exception is raised at a random point of the main loop."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
+    flag = stop if stop is not None else trainer.shared.stop
+
     def handler(signum, frame):
         trainer.interrupted = True
-        trainer.shared.stop.set()
+        flag.set()
 
     old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import signal
 import sys
 import threading
 import time
@@ -32,6 +31,7 @@ import numpy as np
 
 from .. import checkpoint as ckpt
 from ..stats import EpisodeLog, ScoreWindow, learning_summary, progress_line, read_episodes
+from ..trainer import _stop_on_signals
 from . import require_ray
 from .node import Node
 from .server import ParamServer
@@ -196,7 +196,7 @@ class RayTrainer:
         if not getattr(self, "_prepared", False):
             self.prepare_run_dir()
         try:
-            with _stop_on_signals(self):
+            with _stop_on_signals(self, self._stop):  # the nodes stop at their next sync
                 return self._run()
         finally:
             self.close()
@@ -378,22 +378,3 @@ class RayTrainer:
 
 def with_threads(cfg, threads):
     return dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, threads=threads))
-
-
-@contextlib.contextmanager
-def _stop_on_signals(trainer):
-    """Ctrl-C (SIGINT) and SIGTERM: the nodes stop at their next sync, a final checkpoint is written."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        trainer.interrupted = True
-        trainer._stop.set()
-
-    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)

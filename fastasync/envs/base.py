@@ -275,11 +275,16 @@ class _EnvpoolBatch(EnvBatch):
 
     def close(self) -> None:
         env, self._env = self._env, None
-        if env is not None and hasattr(env, "close"):
-            try:
-                env.close()
-            except Exception:  # noqa: BLE001 - closing is best effort
-                pass
+        close_quietly(env)
+
+
+def close_quietly(env) -> None:
+    """Close an envpool env (or None) on a best-effort basis: a batch being torn down must not raise."""
+    if env is not None and hasattr(env, "close"):
+        try:
+            env.close()
+        except Exception:  # noqa: BLE001 - closing is best effort
+            pass
 
 
 

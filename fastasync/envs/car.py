@@ -83,7 +83,7 @@ import importlib.util
 
 import numpy as np
 
-from .base import EnvBatch, EnvError, EnvInfo, Step
+from .base import EnvBatch, EnvError, EnvInfo, Step, close_quietly
 
 ENV = "CarRacing-v3"  # the env both ids step
 CAR = {"CarRacing-v3": False, "CarRacingDiscrete-v3": True}  # id -> discrete
@@ -272,11 +272,7 @@ class CarEnvpoolBatch(EnvBatch):
 
     def close(self) -> None:
         env, self._env = self._env, None
-        if env is not None and hasattr(env, "close"):
-            try:
-                env.close()
-            except Exception:  # noqa: BLE001 - closing is best effort
-                pass
+        close_quietly(env)
 
 
 # ---------------------------------------------------------------- gymnasium
