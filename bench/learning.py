@@ -3,6 +3,7 @@ and write its evidence folder and the README's results table.
 
     python bench/learning.py run --env Pong-v5 --algo nstep-q            # one part, until done
     python bench/learning.py run --env Pong-v5 --algo a3c --seed 1 --minutes 50   # a part of 50 min
+    python bench/learning.py run --env Pong-v5 --algo a3c --ray-nodes 2 --threads 1   # on Ray
     python bench/learning.py summarize                                   # every run: folders + table
 
 ``run`` trains into ``runs/learning/<name>/`` (checkpoints stay out of the repository) with
@@ -58,8 +59,14 @@ README_START = "<!-- learning-table:start -->"
 README_END = "<!-- learning-table:end -->"
 
 
-def run_name(env: str, algo: str, seed: int) -> str:
-    return f"{env}-{algo}" + (f"-seed{seed}" if seed else "")
+def run_name(env: str, algo: str, seed: int, ray_nodes: int = 0, threads: int = 0) -> str:
+    return f"{env}-{algo}" + (f"-seed{seed}" if seed else "") + (f"-ray{ray_nodes}x{threads}" if ray_nodes else "")
+
+
+def _method(meta: dict) -> str:
+    """The table's method column: the algo, and where it ran when not on one machine."""
+    n = meta.get("ray_nodes", 0)
+    return meta["algo"] + (f" (Ray, {n} nodes x {meta['threads']} thread{'s' if meta['threads'] > 1 else ''})" if n else "")
 
 
 def read_games(run_dir: str) -> dict:
@@ -112,11 +119,13 @@ def _fmt(frames: float) -> str:
     return f"{frames / 1e3:.4g}k" if frames else "0"
 
 
-def _command(env, algo, seed, frames, target, extra) -> str:
+def _command(env, algo, seed, frames, target, extra, ray_nodes=0, threads=0) -> str:
     parts = ["python bench/learning.py run", f"--env {env}", f"--algo {algo}"]
     known = TARGETS.get((env, algo), (None, None))
     if seed:
         parts.append(f"--seed {seed}")
+    if ray_nodes:
+        parts.append(f"--ray-nodes {ray_nodes} --threads {threads}")
     if frames != known[1]:
         parts.append(f"--frames {frames}")
     if target != known[0]:
@@ -137,11 +146,19 @@ def cmd_run(args) -> int:
     if target is None or frames is None:
         print(f"error: no target/budget known for {env} {algo}: give --target and --frames", file=sys.stderr)
         return 2
-    name = run_name(env, algo, seed)
+    if args.ray_nodes < 0:
+        print(f"error: --ray-nodes must be >= 0, got {args.ray_nodes}", file=sys.stderr)
+        return 2
+    if args.ray_nodes and not args.threads:
+        print("error: with --ray-nodes give --threads (learner threads per node)", file=sys.stderr)
+        return 2
+    name = run_name(env, algo, seed, args.ray_nodes, args.threads)
     run_dir = os.path.join(args.runs_dir, name)
     meta_path = os.path.join(run_dir, "proof.json")
     meta = {"env": env, "algo": algo, "seed": seed, "frames": frames, "target": target, "extra": args.extra,
             "parts": []}
+    if args.ray_nodes:
+        meta.update(ray_nodes=args.ray_nodes, threads=args.threads)
     if os.path.exists(meta_path):
         with open(meta_path) as fh:
             meta = json.load(fh)
@@ -156,20 +173,15 @@ def cmd_run(args) -> int:
         print(f"{name}: target {target:g} already reached at {games['frames'][crossing[0]]:,.0f} frames")
         summarize_run(run_dir, args.docs_dir)
         return 0
-    cli = [sys.executable, "-m", "fastasync.cli", "train"]
     if resumable:
         done = _checkpoint_frames(run_dir)
         if done >= frames:
             print(f"{name}: the budget of {frames:,} frames is spent")
             summarize_run(run_dir, args.docs_dir)
             return 0
-        cmd = cli + ["--resume", run_dir]
     else:
-        cmd = cli + ["--env", env, "--algo", algo, "--seed", str(seed), "--frames", str(frames), "--run-dir", run_dir,
-                     *meta["extra"]]
         os.makedirs(args.runs_dir, exist_ok=True)
-    if args.threads:
-        cmd += ["--threads", str(args.threads)]
+    cmd = train_command(meta, run_dir, resumable, args.threads)
     print("$ " + " ".join(cmd), flush=True)
     part = {"commit": _git_commit(), "machine": _machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
             "frames_before": _checkpoint_frames(run_dir) if resumable else 0}
@@ -211,6 +223,22 @@ def cmd_run(args) -> int:
     return 0 if code in (0, 130) else code
 
 
+def train_command(meta: dict, run_dir: str, resume: bool, threads: int = 0) -> list:
+    """The `fastasync train` command of one part: a new run with the proof's options, or --resume."""
+    cmd = [sys.executable, "-m", "fastasync.cli", "train"]
+    if resume:
+        cmd += ["--resume", run_dir]
+    else:
+        cmd += ["--env", meta["env"], "--algo", meta["algo"], "--seed", str(meta["seed"]), "--frames",
+                str(meta["frames"]), "--run-dir", run_dir, *meta["extra"]]
+    threads = meta.get("threads", threads)  # a Ray proof's threads per node are part of it
+    if threads:
+        cmd += ["--threads", str(threads)]
+    if meta.get("ray_nodes"):  # a local Ray instance on this machine: --nodes node actors, each a threaded trainer
+        cmd += ["--ray", "--nodes", str(meta["ray_nodes"])]
+    return cmd
+
+
 def _checkpoint_frames(run_dir: str) -> int:
     sys.path.insert(0, ROOT)
     from fastasync import checkpoint
@@ -235,7 +263,7 @@ def summarize_run(run_dir: str, docs_dir: str) -> str:
     with open(os.path.join(run_dir, "proof.json")) as fh:
         meta = json.load(fh)
     env, algo, seed, target = meta["env"], meta["algo"], meta["seed"], meta["target"]
-    name = run_name(env, algo, seed)
+    name = run_name(env, algo, seed, meta.get("ray_nodes", 0), meta.get("threads", 0))
     out = os.path.join(docs_dir, name)
     os.makedirs(out, exist_ok=True)
     for f in ("episodes.csv", "config.json", "proof.json"):
@@ -277,7 +305,9 @@ def summary_text(meta: dict, games: dict) -> str:
     env, algo, seed, target, budget = meta["env"], meta["algo"], meta["seed"], meta["target"], meta["frames"]
     st = _stats(meta, games)
     paper = TARGETS.get((env, algo), (None, None, "-"))[2]
-    lines = [f"# {env}, {algo}" + (f", seed {seed}" if seed else ""), ""]
+    command = _command(env, algo, seed, budget, target, meta.get("extra", []), meta.get("ray_nodes", 0),
+                       meta.get("threads", 0))
+    lines = [f"# {env}, {_method(meta)}" + (f", seed {seed}" if seed else ""), ""]
     if st["reached"]:
         r = st["reached"]
         status = (f"**target reached**: the mean true score of the last {WINDOW} games first reached {target:+g} "
@@ -295,7 +325,7 @@ def summary_text(meta: dict, games: dict) -> str:
         f"- best {WINDOW}-game mean {st['best']:+.1f}; at the end of the last part {st['final']:+.1f}; "
         f"{st['games']} games, {st['frames']:,} frames, {st['wall_min']:.1f} min of training, "
         f"{st['fps']:,.0f} frames/s",
-        f"- reproduce: `{_command(env, algo, seed, budget, target, meta.get('extra', []))}` (the same command again continues "
+        f"- reproduce: `{command}` (the same command again continues "
         "a stopped run); it runs `fastasync train` with the defaults of the method and env family "
         "(config.json beside this file)",
         f"- machine: {_machine_note(meta)}",
@@ -358,11 +388,11 @@ def table(docs_dir: str) -> str:
         else:
             at = f"not yet ({st['frames'] / 1e6:.1f}M of {_fmt(meta['frames'])})"
         paper = TARGETS.get((meta["env"], meta["algo"]), (None, None, "-"))[2]
-        out.append(f"| {meta['env']} | {meta['algo']} | {meta['seed']} | {meta['target']:+g} | {at} | {st['best']:+.1f} | "
+        out.append(f"| {meta['env']} | {_method(meta)} | {meta['seed']} | {meta['target']:+g} | {at} | {st['best']:+.1f} | "
                    f"{st['frames'] / 1e6:.1f}M | {paper} | [{name}]({rel}/{name}/SUMMARY.md) |")
     groups = {}
     for meta, st, _name in rows:
-        groups.setdefault((meta["env"], meta["algo"]), []).append(st)
+        groups.setdefault((meta["env"], _method(meta)), []).append(st)
     for (env, algo), sts in groups.items():
         if len(sts) < 2:
             continue
@@ -415,6 +445,9 @@ def main(argv=None) -> int:
     r.add_argument("--frames", type=int, default=None, help="frame budget [default: the proof's, e.g. 40M]")
     r.add_argument("--target", type=float, default=None, help="10-game mean to reach [default: the proof's]")
     r.add_argument("--threads", type=int, default=0, help="learner threads [default: all CPUs]")
+    r.add_argument("--ray-nodes", type=int, default=0,
+                   help="train on a local Ray instance with this many node actors of --threads threads each "
+                        "(`fastasync train --ray --nodes N`); the run is named <env>-<algo>[-seed<N>]-ray<N>x<threads>")
     r.add_argument("--minutes", type=float, default=0, help="stop this part after this many minutes (0: no limit)")
     r.add_argument("--keep-going", action="store_true", help="do not stop when the target is reached")
     r.add_argument("--poll-s", type=float, default=2.0, help="seconds between looks at episodes.csv")

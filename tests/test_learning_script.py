@@ -53,3 +53,37 @@ def test_proof_runs_in_parts_and_writes_its_evidence(tmp_path):
     assert len(rows) == 3  # one per seed, then the seeds together
     assert any("missed in 40k" in r for r in rows) and any("env steps," in r and "| 2 |" in r for r in rows)  # CartPole: a frame is an env step
     assert "| all 2 |" in rows[-1] and "1 of 2 seeds reached" in rows[-1]
+
+
+def _learning_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("learning_script", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_a_ray_proof_is_its_own_run_and_every_part_trains_on_ray():
+    L = _learning_module()
+    meta = {"env": "Pong-v5", "algo": "a3c", "seed": 0, "frames": 40_000_000, "target": 18.0, "extra": [],
+            "parts": [], "ray_nodes": 2, "threads": 1}
+    assert L.run_name("Pong-v5", "a3c", 0, 2, 1) == "Pong-v5-a3c-ray2x1" != L.run_name("Pong-v5", "a3c", 0)
+    start = L.train_command(meta, "runs/x", resume=False)
+    assert start[start.index("--env") + 1] == "Pong-v5" and "--resume" not in start
+    # a later part resumes on Ray with the proof's nodes and threads per node, whatever --threads says now
+    again = L.train_command(meta, "runs/x", resume=True, threads=2)
+    assert again[again.index("--resume") + 1] == "runs/x" and "--env" not in again
+    for cmd in (start, again):
+        assert cmd[cmd.index("--nodes") + 1] == "2" and cmd[cmd.index("--threads") + 1] == "1" and "--ray" in cmd
+    one_machine = {k: v for k, v in meta.items() if k not in ("ray_nodes", "threads")}
+    one = L.train_command(one_machine, "runs/x", resume=True, threads=2)
+    assert "--ray" not in one and one[one.index("--threads") + 1] == "2"
+    assert L._method(meta) == "a3c (Ray, 2 nodes x 1 thread)"
+    assert "--ray-nodes 2 --threads 1" in L._command("Pong-v5", "a3c", 0, 40_000_000, 18.0, [], 2, 1)
+
+
+def test_a_ray_proof_needs_its_threads_per_node(tmp_path):
+    out = subprocess.run([sys.executable, SCRIPT, "--runs-dir", str(tmp_path), "run", "--env", "Pong-v5",
+                          "--ray-nodes", "2"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 2 and "give --threads" in out.stderr and not os.listdir(tmp_path)
