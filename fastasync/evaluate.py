@@ -59,8 +59,9 @@ def evaluate(agent: Agent, episodes: int = 10, greedy=None, seed: int = 12345, g
     from .kernels.rng import seed_state
 
     cfg, net, info = agent.cfg, agent.net, agent.info
-    if gif and not info.is_atari:
-        raise ValueError(f"--gif needs an Atari env with image observations; {cfg.env.env} has none")
+    if gif and info.vector_obs:
+        raise ValueError(f"--gif needs an env with image observations (Atari, ViZDoom, CarRacing); "
+                         f"{cfg.env.env} has vector observations")
     algo = make_algorithm(cfg.algo.algo, cfg, net, info)
     if greedy is None:
         greedy = algo.head == "q"
@@ -101,7 +102,7 @@ def evaluate(agent: Agent, episodes: int = 10, greedy=None, seed: int = 12345, g
         obs = env.reset()
         while (quota > 0).any():
             if recording:
-                frames.append(obs[0, -1].copy())
+                frames.append(last_frame(obs[0]))
             if net.recurrent:
                 net.begin_segment(ws)  # state after the last step, reset where a new episode starts
                 ws.reset_in[0] = prev_reset
@@ -133,13 +134,26 @@ def evaluate(agent: Agent, episodes: int = 10, greedy=None, seed: int = 12345, g
     finally:
         env.close()
     if gif:
-        write_gif(gif, frames, fps=60 // info.frame_skip)
+        write_gif(gif, frames, fps=max(1, GIF_FPS.get(info.family, 60) // info.frame_skip))
     policy = "greedy" if greedy else algo.eval_policy  # how the actions were picked, for the report
     return dict(scores=np.array(scores), lengths=np.array(lengths), greedy=greedy, policy=policy)
 
 
+# frames per second of the game's own clock: Atari 60, ViZDoom 35 tics, CarRacing 50 (box2d's FPS)
+GIF_FPS = {"atari": 60, "doom": 35, "car": 50}
+STACK = 4  # the pixel families stack 4 frames, channels first: (4, H, W) grey or (12, H, W) RGB
+
+
+def last_frame(obs: np.ndarray) -> np.ndarray:
+    """The newest frame of one env's stacked pixel observation: (H, W) grey or (H, W, 3) RGB."""
+    per_frame = obs.shape[0] // STACK
+    if per_frame == 1:
+        return obs[-1].copy()
+    return np.ascontiguousarray(np.moveaxis(obs[-per_frame:], 0, -1))
+
+
 def write_gif(path: str, frames, fps: int = 15, scale: int = 2) -> None:
-    """Animated GIF of grayscale uint8 frames, written atomically."""
+    """Animated GIF of grey (H, W) or RGB (H, W, 3) uint8 frames, written atomically."""
     from PIL import Image
 
     imgs = [Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST) for f in frames]

@@ -346,8 +346,13 @@ def test_short_training_run_resume_refusal_and_eval(tmp_path):
     assert cfg["env"]["reward_clip"] is False and cfg["env"]["reward_scale"] == 0.1 and cfg["algo"]["entropy"] == 1e-3
     r = CliRunner().invoke(main, ["train", "--resume", str(run), "--env", "Pong-v5", "--frames", "4k"])
     assert r.exit_code == 2 and "CarRacing-v3 (env family car)" in r.output and "Pong-v5 (env family atari)" in r.output
-    r = CliRunner().invoke(main, ["eval", str(run), "--episodes", "1"])
+    gif = tmp_path / "car.gif"
+    r = CliRunner().invoke(main, ["eval", str(run), "--episodes", "1", "--gif", str(gif)])
     assert r.exit_code == 0, r.output
+    from PIL import Image
+
+    im = Image.open(gif)  # the whole game's grey frames, one per agent step (1000 env steps / repeat 4)
+    assert im.size == (192, 192) and im.n_frames > 200
     r = CliRunner().invoke(main, ["train", "--env", "CarRacingDiscrete-v3", "--algo", "nstep-q", "--threads", "1",
                                   "--envs-per-thread", "2", "--frames", "1k", "--run-dir", str(tmp_path / "q")])
     assert r.exit_code == 0, r.output

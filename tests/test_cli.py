@@ -144,7 +144,7 @@ def test_eval_plot_envs(cartpole_run, tmp_path):
     assert "3 games (sampled from the policy)" in r.output and "mean" in r.output
     r = invoke(["eval", str(cartpole_run / "checkpoint.npz"), "--episodes", "2", "--greedy"])
     assert r.exit_code == 0 and "(greedy)" in r.output
-    _bad(["eval", str(cartpole_run), "--gif", str(tmp_path / "x.gif")], "--gif needs an Atari env")
+    _bad(["eval", str(cartpole_run), "--gif", str(tmp_path / "x.gif")], "--gif needs an env with image observations")
     out = tmp_path / "curve.png"
     r = invoke(["plot", str(cartpole_run), "-o", str(out)])
     assert r.exit_code == 0, r.output

@@ -154,6 +154,12 @@ def test_maze_trains_with_the_lstm_by_default(tmp_path):
     assert "a3c-lstm on MyWayHome-v1" in r.output
     r = CliRunner().invoke(main, ["train", "--resume", str(run), "--frames", "8k"])
     assert r.exit_code == 0, r.output
-    r = CliRunner().invoke(main, ["eval", str(run), "--episodes", "1"])
+    gif = tmp_path / "maze.gif"
+    r = CliRunner().invoke(main, ["eval", str(run), "--episodes", "1", "--gif", str(gif)])
     assert r.exit_code == 0, r.output
     assert "reached the goal" in r.output
+    from PIL import Image
+
+    im = Image.open(gif)  # the first game's RGB frames (one per agent step), at 84x84 x2
+    assert im.size == (168, 168) and im.n_frames > 10
+    assert len(set(im.convert("RGB").getdata())) > 16  # colour, not a grey channel
