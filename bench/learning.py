@@ -372,6 +372,7 @@ def table(docs_dir: str) -> str:
             meta = json.load(fh)
         st = _stats(meta, read_games(os.path.join(docs_dir, name)))
         rows.append((meta, st, name))
+    rows.sort(key=lambda row: (row[0]["env"], row[0]["algo"], row[0].get("ray_nodes", 0), row[0]["seed"]))
     rel = os.path.relpath(docs_dir, ROOT)
     out = [
         f"| game | method | seed | target ({WINDOW}-game mean) | reached at | best {WINDOW}-game mean | run for | "
