@@ -163,3 +163,53 @@ def test_maze_trains_with_the_lstm_by_default(tmp_path):
     im = Image.open(gif)  # the first game's RGB frames (one per agent step), at 84x84 x2
     assert im.size == (168, 168) and im.n_frames > 10
     assert len(set(im.convert("RGB").getdata())) > 16  # colour, not a grey channel
+
+
+_STUCK_START = r"""
+import subprocess, sys, threading
+from fastasync.envs import doom
+
+class StuckEnvpool:  # an engine is started, then the start waits for good (as envpool's did)
+    @staticmethod
+    def make(env_id, **kwargs):
+        engine = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+        print(engine.pid, flush=True)
+        threading.Event().wait()
+
+class QuickEnvpool:
+    @staticmethod
+    def make(env_id, **kwargs):
+        return ("env", env_id, kwargs)
+
+assert doom.make_watched(QuickEnvpool, "MyWayHome-v1", {"num_envs": 2}, timeout_s=30) == ("env", "MyWayHome-v1", {"num_envs": 2})
+print("quick start returned", flush=True)
+doom.make_watched(StuckEnvpool, "MyWayHome-v1", {}, timeout_s=1.5)
+print("not reached")
+"""
+
+
+def test_a_start_that_hangs_stops_with_one_line_and_takes_its_engines_along():
+    """envpool's ViZDoom start has hung for good, holding the GIL: the watchdog process says
+    why, kills the engines and the process; a start that finishes stops the watchdog."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", _STUCK_START], capture_output=True, text=True, timeout=60)
+    assert out.returncode == -signal.SIGKILL and time.monotonic() - t0 < 30
+    lines = out.stdout.split()
+    assert lines[:3] == ["quick", "start", "returned"] and "not reached" not in out.stdout
+    assert "did not start MyWayHome-v1 within 1.5 s" in out.stderr and "Traceback" not in out.stderr
+    engine = int(lines[3])
+    for _ in range(50):  # the engine is killed (a zombie until init reaps it at most)
+        try:
+            with open(f"/proc/{engine}/stat") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] in "ZX":
+                    break
+        except FileNotFoundError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"engine {engine} still running")

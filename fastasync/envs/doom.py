@@ -183,32 +183,53 @@ def envpool_kwargs() -> dict:
 START_TIMEOUT_S = 60.0
 
 
-def make_watched(envpool, env_id: str, kwargs: dict, timeout_s: float = START_TIMEOUT_S, tries: int = 2):
+# The watchdog of a ViZDoom start: a separate process, because envpool's constructor waits
+# for its engines holding the GIL, so that no Python thread of the training process can run
+# (seen: a bench start stuck for 10 min with the main thread waiting for the GIL in
+# Thread.start and the start thread in envpool's futex wait, 7 of 8 engines up). It reads
+# its stdin until the start closes it; after the timeout it says why on stderr, kills the
+# engines the stuck process started and then the process itself (nothing is half-written
+# then: the envs are made before the run writes its first checkpoint).
+_WATCHDOG = r"""
+import os, select, signal, sys
+pid, timeout_s, env_id = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+if select.select([sys.stdin], [], [], timeout_s)[0]:
+    sys.exit(0)  # the start finished (or the process is gone): stdin closed
+sys.stderr.write(f"error: envpool's ViZDoom did not start {env_id} within {timeout_s:g} s (an engine start "
+                 "hangs now and then; it holds the interpreter, so the run cannot recover): stopping it; "
+                 "run the same command again (--resume where the run has a checkpoint)\n")
+sys.stderr.flush()
+for name in os.listdir("/proc"):
+    try:
+        with open(f"/proc/{name}/stat") as fh:
+            ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        if ppid == pid and int(name) != os.getpid():  # the engines, not this watchdog
+            os.kill(int(name), signal.SIGKILL)
+    except (OSError, ValueError, IndexError):
+        pass
+os.kill(pid, signal.SIGKILL)
+"""
+
+
+def make_watched(envpool, env_id: str, kwargs: dict, timeout_s: float = START_TIMEOUT_S):
     """``envpool.make`` for ViZDoom, watched: starting a Doom engine process has been seen to
-    hang for good (once in ~20 starts on a heavily loaded machine; envpool waits in C++ with
-    the GIL released). A start that takes longer than ``timeout_s`` is abandoned (its thread
-    and engine are left behind) and tried again, up to ``tries`` times; then an EnvError."""
-    import threading
+    hang for good (2 of 4 bench starts on one day, ~1 in 20 starts on another). envpool
+    waits in C++ holding the GIL, so the watchdog is another process (``_WATCHDOG``): past
+    ``timeout_s`` it prints one line and kills this process and its engines (exit by
+    SIGKILL), rather than leaving a run that never starts."""
+    import subprocess
+    import sys
 
-    for _ in range(tries):
-        box: dict = {}
-
-        def start():
-            try:
-                box["env"] = envpool.make(env_id, **kwargs)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-                box["error"] = exc
-
-        th = threading.Thread(target=start, name=f"start-{env_id}", daemon=True)
-        th.start()
-        th.join(timeout_s)
-        if "error" in box:
-            raise box["error"]
-        if "env" in box:
-            return box["env"]
-    from .base import EnvError
-
-    raise EnvError(f"envpool's ViZDoom did not start {env_id} within {timeout_s:g} s, {tries} times")
+    try:
+        watch = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout_s), env_id],
+                                 stdin=subprocess.PIPE)
+    except OSError:  # no watchdog: start unwatched
+        return envpool.make(env_id, **kwargs)
+    try:
+        return envpool.make(env_id, **kwargs)
+    finally:
+        watch.stdin.close()
+        watch.wait()
 
 
 def envpool_batch(base_cls):
