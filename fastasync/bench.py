@@ -43,17 +43,18 @@ def parse_threads(text: str, option: str = "--threads") -> list[int]:
 
 
 def bench_config(env, algo, threads, envs_per_thread, backend, run_dir, pin_threads=True) -> C.TrainConfig:
-    """The resolved TrainConfig the benchmark trains with: defaults plus the given layout."""
+    """The resolved TrainConfig the benchmark trains with: defaults plus the given layout.
+    ``algo`` or ``envs_per_thread`` None: the env family's (as ``train`` would use)."""
+    given = dict(algo=algo, envs_per_thread=envs_per_thread)
     cfg = C.build(
         dict(
             env=env,
-            algo=algo,
             threads=threads,
-            envs_per_thread=envs_per_thread,
             backend=backend,
             frames=HUGE_FRAMES,
             run_dir=run_dir,
             pin_threads=pin_threads,
+            **{k: v for k, v in given.items() if v is not None},
         )
     )
     cfg = dataclasses.replace(

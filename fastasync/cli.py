@@ -288,6 +288,16 @@ def _measured(env, algo, threads, envs_per_thread, backend, measure):
         return result, thread_settings()
 
 
+def _family_given(algo, envs_per_thread):
+    """bench/profile: --algo and --envs-per-thread as given, None where left to the env family
+    (as train does: MyWayHome-v1 benches A3C-LSTM, CartPole-v1 32 envs per thread)."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    return tuple(v if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE else None
+                 for k, v in (("algo", algo), ("envs_per_thread", envs_per_thread)))
+
+
 def _bench_options(threads_default, seconds_default, warmup_default, threads_help):
     """Options shared by ``bench`` and ``profile`` (defaults from the config dataclasses)."""
 
@@ -355,6 +365,7 @@ def bench(env, algo, threads, envs_per_thread, seconds, warmup, backend, pin_thr
 
     from .bench import parse_threads
 
+    algo, envs_per_thread = _family_given(algo, envs_per_thread)
     _check_window(seconds, warmup)
     if repeat < 1:
         fail(f"--repeat must be >= 1, got {repeat}")
@@ -439,6 +450,7 @@ def profile_cmd(env, algo, threads, envs_per_thread, seconds, warmup, backend, p
     """
     from .bench import parse_threads
 
+    algo, envs_per_thread = _family_given(algo, envs_per_thread)
     _check_window(seconds, warmup)
     try:
         tl = parse_threads(threads)

@@ -81,6 +81,32 @@ def test_bench_repeat_alternates_windows_and_reports_medians():
         assert q == pytest.approx(t / c)
 
 
+def test_bench_and_profile_measure_the_runs_train_would_make(monkeypatch):
+    """--algo and --envs-per-thread left out: the env family's (MyWayHome-v1 trains A3C-LSTM,
+    CartPole-v1 32 envs per thread), as `train` does; given, they win."""
+    from fastasync import cli
+    from fastasync.bench import bench_config
+
+    cfg = bench_config("MyWayHome-v1", None, 1, None, "auto", "unused")
+    assert (cfg.algo.algo, cfg.env.envs_per_thread) == ("a3c-lstm", 8)
+    cfg = bench_config("CartPole-v1", None, 1, None, "auto", "unused")
+    assert (cfg.algo.algo, cfg.env.envs_per_thread, cfg.optim.lr) == ("a3c", 32, 2e-3)
+    cfg = bench_config("CartPole-v1", "nstep-q", 1, 3, "auto", "unused")
+    assert (cfg.algo.algo, cfg.env.envs_per_thread) == ("nstep-q", 3)
+
+    seen = []
+
+    def measured(env, algo, threads, envs_per_thread, backend, measure):
+        seen.append((algo, envs_per_thread))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(cli, "_measured", measured)
+    for cmd in ("bench", "profile"):
+        CliRunner().invoke(main, [cmd, "--env", "CartPole-v1", "--threads", "1"])
+        CliRunner().invoke(main, [cmd, "--env", "CartPole-v1", "--threads", "1", "--algo", "a3c", "--envs-per-thread", "8"])
+    assert seen == [(None, None), ("a3c", 8)] * 2
+
+
 def test_bench_repeat_takes_thread_counts_in_turn(monkeypatch):
     """With --repeat the thread counts take turns (1, 2, 1, 2, ...), so that a machine whose
     speed drifts between windows weighs on every count alike; the efficiency divides the
