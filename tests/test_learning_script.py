@@ -87,3 +87,32 @@ def test_a_ray_proof_needs_its_threads_per_node(tmp_path):
     out = subprocess.run([sys.executable, SCRIPT, "--runs-dir", str(tmp_path), "run", "--env", "Pong-v5",
                           "--ray-nodes", "2"], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 2 and "give --threads" in out.stderr and not os.listdir(tmp_path)
+
+
+def test_vizdoom_proofs_measure_the_success_rate_of_the_last_100_games(tmp_path):
+    """HealthGathering's target is the share of the last 100 games survived (all 2,100 tics,
+    525 agent steps), not a 10-game mean: reached at the game where that share first hits 90%."""
+    L = _learning_module()
+    folder = tmp_path / "HealthGathering-v1-a3c"
+    folder.mkdir()
+    rows = ["frames,wall_s,thread,score,length"]
+    for g in range(300):  # deaths for 150 games, then survivals with one death in 20
+        survived = g >= 150 and g % 20 != 0
+        length = 525 if survived else 200
+        score = 2100.0 if survived else 4 * length - 100.0
+        rows.append(f"{(g + 1) * 10_000},{g + 1.0},0,{score},{length}")
+    (folder / "episodes.csv").write_text("\n".join(rows) + "\n")
+    meta = {"env": "HealthGathering-v1", "algo": "a3c", "seed": 0, "frames": 20_000_000, "target": 0.9, "extra": [],
+            "parts": [{"commit": "abc", "machine": "m", "started": "t", "frames_before": 0, "frames_after": 3_000_000,
+                       "stop": "target reached"}]}
+    (folder / "proof.json").write_text(json.dumps(meta))
+    games = L.read_games(str(folder), "HealthGathering-v1")
+    hit = L.first_crossing(games, 0.9)
+    # the 100 games ending at game i hold (i - 150) survivals minus one death per 20 after game 150
+    expect = next(i for i in range(99, 300) if sum(g >= 150 and g % 20 != 0 for g in range(i - 99, i + 1)) >= 90)
+    assert hit[0] == expect and hit[1] >= 0.9
+    text = L.summary_text(meta, games)
+    assert "the share of the last 100 games that survived first reached 90%" in text
+    assert f"at game {expect + 1}, **{(expect + 1) * 10_000 / 1e6:.1f}M tics" in text
+    row = [r for r in L.table(str(tmp_path)).splitlines() if r.startswith("| HealthGathering-v1")][0]
+    assert "| 90% (100-game rate, survived) |" in row and "M tics," in row and "| 95% |" in row
