@@ -36,6 +36,40 @@ def _sync(ps, node, delta, frames, games=(), tv=0, last=False):
                    np.full((ps.threads, 2), 7 + node, np.uint64), None, tv, last)
 
 
+def test_a_slow_sync_is_waited_for_and_never_sent_twice(monkeypatch):
+    """A parameter actor that answers a sync late (seen: 120 s on a loaded 2-core machine)
+    does not stop the node: the same answer is waited for (a second send would add the
+    change twice) and the wait is reported; a dead actor still raises."""
+    ray = pytest.importorskip("ray")
+    from ray.exceptions import GetTimeoutError, RayActorError
+
+    from fastasync.distributed import node as node_mod
+
+    answers = iter([GetTimeoutError("slow"), GetTimeoutError("slow"), "answer"])
+    asked = []
+
+    def get(ref, timeout=None):
+        asked.append((ref, timeout))
+        a = next(answers)
+        if isinstance(a, Exception):
+            raise a
+        return a
+
+    monkeypatch.setattr(ray, "get", get)
+    n = node_mod.Node.__new__(node_mod.Node)
+    n.messages = []
+    assert n._wait_sync("ref-1") == "answer"
+    assert asked == [("ref-1", node_mod.SYNC_TIMEOUT_S)] * 3
+    assert len(n.messages) == 3 and "answered after" in n.messages[-1]
+
+    def dead(ref, timeout=None):
+        raise RayActorError()
+
+    monkeypatch.setattr(ray, "get", dead)
+    with pytest.raises(RayActorError):
+        n._wait_sync("ref-2")
+
+
 def test_param_server_adds_deltas_counts_frames_and_stamps_games():
     ps = _ps()
     st = ps.join(0, "h", 1)

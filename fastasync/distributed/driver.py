@@ -37,7 +37,9 @@ from .node import Node
 from .server import ParamServer
 
 STOP_GRACE_S = 30.0  # after a stop, how long nodes get to finish their segment and sync
-COLLECT_TIMEOUT_S = 120.0  # the parameter actor not answering for this long: it is gone
+COLLECT_TIMEOUT_S = 600.0  # the parameter actor not answering for this long: it is gone
+START_TIMEOUT_S = 120.0  # the parameter actor placed and answering
+COLLECT_WAIT_S = 60.0  # a slower answer is reported (a loaded machine has kept it waiting 120 s: node.py)
 
 
 class RayRunError(RuntimeError):
@@ -230,7 +232,7 @@ class RayTrainer:
         self.out(f"starting the parameter actor and {r.nodes} node actor(s) ...")
         self._start_actors()
         try:
-            self.out(f"parameter actor on {ray.get(self.ps.where.remote(), timeout=COLLECT_TIMEOUT_S)}")
+            self.out(f"parameter actor on {ray.get(self.ps.where.remote(), timeout=START_TIMEOUT_S)}")
         except (RayActorError, GetTimeoutError) as exc:
             raise RayRunError(f"the parameter actor did not start: {exc}") from None
         log = EpisodeLog(path)
@@ -244,7 +246,17 @@ class RayTrainer:
         ps_dead = None
 
         def fetch(with_state=False):
-            c = ray.get(self.ps.collect.remote(with_state), timeout=COLLECT_TIMEOUT_S)
+            ref, waited = self.ps.collect.remote(with_state), 0.0
+            while True:  # a slow answer is waited for (and said); no answer in COLLECT_TIMEOUT_S: gone
+                try:
+                    c = ray.get(ref, timeout=min(COLLECT_WAIT_S, COLLECT_TIMEOUT_S - waited))
+                    break
+                except GetTimeoutError:
+                    waited += COLLECT_WAIT_S
+                    if waited >= COLLECT_TIMEOUT_S:
+                        raise
+                    self.out(f"the parameter actor has not answered for {waited:.0f}s (waiting up to "
+                             f"{COLLECT_TIMEOUT_S:.0f}s)")
             st = c.pop("state")
             if c["games"]:
                 log.write(c["games"])

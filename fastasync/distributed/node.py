@@ -34,7 +34,7 @@ import numpy as np
 NO_TARGET_COPY = 1 << 62  # the node's learners never copy the target: the parameter actor does
 QUIET = ("compiling kernels",)
 JOIN_TIMEOUT_S = 10.0  # a learner's segment takes milliseconds: one still running after this is stuck
-SYNC_TIMEOUT_S = 120.0  # the parameter actor not answering for this long: this node stops (GetTimeoutError)
+SYNC_TIMEOUT_S = 60.0  # a sync unanswered this long is reported (and waited for on: Node._wait_sync)
 
 
 class Node:
@@ -128,6 +128,29 @@ class Node:
             self._sync(last=True)
         return dict(node=self.index, frames=self.played, error=None)
 
+    def _wait_sync(self, ref):
+        """The parameter actor's answer to one sync. A slow answer is waited for, never sent
+        again (the actor may still apply it: a second send would add the change twice); a
+        dead actor raises here (RayActorError), and the driver stops the run. Seen: a sync
+        unanswered for 120 s on a 2-core machine running another job besides the 2 nodes
+        (the actor waiting for its arguments in Ray's object store), which a timeout made
+        fatal for the whole run."""
+        from ray.exceptions import GetTimeoutError
+
+        import ray
+
+        waited = 0.0
+        while True:
+            try:
+                answer = ray.get(ref, timeout=SYNC_TIMEOUT_S)
+            except GetTimeoutError:
+                waited += SYNC_TIMEOUT_S
+                self.messages.append(f"a sync has waited {waited:.0f}s for the parameter actor (still waiting)")
+                continue
+            if waited:
+                self.messages.append(f"a sync was answered after {waited:.0f}s+ (the parameter actor was slow)")
+            return answer
+
     def _join(self, threads):
         """Join the learner threads; the indices of those still running after JOIN_TIMEOUT_S."""
         end = time.monotonic() + JOIN_TIMEOUT_S
@@ -168,9 +191,9 @@ class Node:
         rng = np.stack([lr.rng_state for lr in tr.learners])
         eps = np.array([lr.algo.final_epsilon for lr in tr.learners]) if s.target is not None else None
         msgs, self.messages = self.messages, []
-        theta, frames, target, version, stop = ray.get(self.ps.sync.remote(
-            self.index, snap - self.base, played, games, diag - self.diag_seen, s.rms_g, rng, eps,
-            self.target_version, last, msgs, self.sync_s), timeout=SYNC_TIMEOUT_S)
+        ref = self.ps.sync.remote(self.index, snap - self.base, played, games, diag - self.diag_seen, s.rms_g, rng,
+                                  eps, self.target_version, last, msgs, self.sync_s)
+        theta, frames, target, version, stop = self._wait_sync(ref)
         self.diag_seen = diag
         self.played += played
         s.theta += theta - snap  # keeps what the learners did during the round trip (Hogwild)
