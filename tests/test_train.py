@@ -63,6 +63,20 @@ def test_a3c_learns_cartpole_with_bare_defaults(tmp_path):
     assert last20 >= 195, f"mean score of last 20 games {last20:.1f}"
 
 
+def test_a3c_learns_pendulum_with_bare_defaults(tmp_path):
+    """`fastasync train --env Pendulum-v1`: classic control with Box actions takes the
+    continuous-control defaults (config.FAMILY_DEFAULTS "classic-box"), not CartPole's,
+    under which it did not learn; one thread, the 2M-step budget, last 20 games >= -400
+    (random play: about -1,200; a solved swing-up: -150)."""
+    run = tmp_path / "pendulum"
+    r = _train(["--env", "Pendulum-v1", "--threads", "1", "--run-dir", str(run)])
+    assert r.exit_code == 0, r.output
+    scores = np.asarray(read_episodes(run / "episodes.csv")["score"], float)
+    assert len(scores) >= 9_000  # 2M steps of 200-step games
+    last20 = scores[-20:].mean()
+    assert last20 >= -400, f"mean score of last 20 games {last20:.1f}"
+
+
 def test_pong_smoke_and_resume(tmp_path):
     from fastasync import checkpoint
     from fastasync.nets import make_net
