@@ -322,13 +322,17 @@ class Policy:
 
         Atari: envpool's preprocessing (the gymnasium backend's port of it: 4 stacked
         84x84 gray frames, frame skip 4, no-op starts), whole games (no end at a life loss)
-        and unclipped rewards, so that the rewards of a game sum to its true score. Other
-        envs: the env itself (your own: as ``--env`` builds it).
+        and unclipped rewards, so that the rewards of a game sum to its true score. ViZDoom
+        and CarRacing: fastasync's own env of one, as ``eval`` plays it (render_mode
+        "rgb_array" gives the newest observed frame). Other envs: the env itself (your own:
+        as ``--env`` builds it).
         """
         from .custom_env import single_env
+        from .envs import car_options
 
         e = self.config.env
-        return single_env(e.env, noop_max=e.noop_max, max_episode_frames=e.max_episode_frames, render_mode=render_mode)
+        return single_env(e.env, noop_max=e.noop_max, max_episode_frames=e.max_episode_frames, render_mode=render_mode,
+                          backend=self._agent.backend, **car_options(e))
 
     def evaluate(self, episodes: int = 10, greedy: bool | None = None, seed: int = 12345, gif: str | None = None) -> dict:
         """Play ``episodes`` full games, as ``fastasync eval``; returns ``scores``, ``lengths``,

@@ -263,17 +263,23 @@ def make_env(env_id: str, num_envs: int, seed: int, backend: str):
     return _PyBatch([_GymGame(_prepared(env_id), seed + i) for i in range(num_envs)], info, num_envs)
 
 
-def single_env(env_id: str, *, noop_max: int = 30, max_episode_frames: int = 108_000, render_mode=None):
+def single_env(env_id: str, *, noop_max: int = 30, max_episode_frames: int = 108_000, render_mode=None,
+               backend: str = "auto", **options):
     """One gymnasium env for ``env_id`` that returns what a policy trained on it acts on.
 
     Atari ids: the gymnasium backend's port of envpool's preprocessing, whole games,
-    unclipped rewards. Built-in classic control: ``gymnasium.make``. The user's envs: as
-    the learners make them.
+    unclipped rewards. ViZDoom and CarRacing (no gymnasium id of fastasync's preprocessing):
+    fastasync's own env of one, as eval plays it (``options``: CarRacing's frame skip and
+    grey-scale). Built-in classic control: ``gymnasium.make``. The user's envs: as the
+    learners make them.
     """
+    from .config import env_family
     from .envs import EnvError, _catalog
 
     if is_custom(env_id, "gymnasium"):
         return _prepared(env_id, render_mode)
+    if env_family(env_id) in ("doom", "car"):
+        return _batch_of_one(env_id, backend, render_mode, options)
     try:
         kind, rom = _catalog("gymnasium")[env_id]
     except KeyError:
@@ -283,6 +289,74 @@ def single_env(env_id: str, *, noop_max: int = 30, max_episode_frames: int = 108
     import gymnasium
 
     return gymnasium.make(env_id, **({} if render_mode is None else {"render_mode": render_mode}))
+
+
+def _batch_of_one(env_id, backend, render_mode, options):
+    """A gymnasium env over fastasync's env batch of one (ViZDoom, CarRacing): the observations
+    the policy was trained on, the true score's rewards, whole episodes; ``reset`` restarts
+    the env (the batch's reset), ``render`` ("rgb_array") the newest frame of the stack."""
+    import gymnasium
+
+    from .envs import env_info, make_env
+    from .evaluate import last_frame
+
+    if render_mode not in (None, "rgb_array"):
+        from .envs import EnvError
+
+        raise EnvError(f"{env_id} renders as 'rgb_array' only (the newest observed frame), not {render_mode!r}")
+    info = env_info(env_id, backend if backend != "auto" else _auto_backend(), **options)
+
+    class BatchOfOne(gymnasium.Env):
+        metadata = {"render_modes": ["rgb_array"]}
+
+        def __init__(self):
+            self.observation_space = gymnasium.spaces.Box(0, 255, info.obs_shape, np.uint8)
+            if info.discrete:
+                self.action_space = gymnasium.spaces.Discrete(info.num_actions)
+            else:
+                self.action_space = gymnasium.spaces.Box(np.asarray(info.action_low, np.float32),
+                                                         np.asarray(info.action_high, np.float32), dtype=np.float32)
+            self.render_mode = render_mode
+            self.spec_id = env_id
+            self._batch, self._obs = None, None
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            if self._batch is None or seed is not None:
+                if self._batch is not None:
+                    self._batch.close()
+                s = int(seed) if seed is not None else int(self.np_random.integers(2**31 - 1))
+                self._batch = make_env(env_id, 1, seed=s, backend=info.backend, episodic_life=False,
+                                       reward_clip=False, **_options)
+            self._obs = self._batch.reset()[0].copy()
+            return self._obs, {}
+
+        def step(self, action):
+            a = (np.asarray([action], np.int32) if info.discrete
+                 else np.asarray(action, np.float32).reshape(1, *info.action_shape))
+            st = self._batch.step(a)
+            self._obs = st.obs[0].copy()
+            return self._obs, float(st.raw_reward[0]), bool(st.terminated[0]), bool(st.truncated[0]), {}
+
+        def render(self):
+            if self.render_mode != "rgb_array" or self._obs is None:
+                return None
+            f = last_frame(self._obs)
+            return f if f.ndim == 3 else np.repeat(f[..., None], 3, axis=-1)
+
+        def close(self):
+            if self._batch is not None:
+                self._batch.close()
+                self._batch = None
+
+    _options = dict(options)
+    return BatchOfOne()
+
+
+def _auto_backend() -> str:
+    import importlib.util
+
+    return "envpool" if importlib.util.find_spec("envpool") is not None else "gymnasium"
 
 
 def _atari_env(env_id, rom, noop_max, max_episode_frames, render_mode):

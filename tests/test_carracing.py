@@ -353,6 +353,17 @@ def test_short_training_run_resume_refusal_and_eval(tmp_path):
 
     im = Image.open(gif)  # the whole game's grey frames, one per agent step (1000 env steps / repeat 4)
     assert im.size == (192, 192) and im.n_frames > 200
+    import fastasync
+
+    policy = fastasync.load(str(run))
+    env = policy.env(render_mode="rgb_array")
+    obs, _ = env.reset(seed=3)
+    assert obs.shape == (4, 96, 96) and env.action_space.shape == (3,)
+    for _ in range(5):
+        obs, r, term, trunc, _ = env.step(policy.act(obs))
+        assert obs.shape == (4, 96, 96) and isinstance(r, float)
+    assert env.render().shape == (96, 96, 3)
+    env.close()
     r = CliRunner().invoke(main, ["train", "--env", "CarRacingDiscrete-v3", "--algo", "nstep-q", "--threads", "1",
                                   "--envs-per-thread", "2", "--frames", "1k", "--run-dir", str(tmp_path / "q")])
     assert r.exit_code == 0, r.output

@@ -162,7 +162,23 @@ def test_maze_trains_with_the_lstm_by_default(tmp_path):
 
     im = Image.open(gif)  # the first game's RGB frames (one per agent step), at 84x84 x2
     assert im.size == (168, 168) and im.n_frames > 10
-    assert len(set(im.convert("RGB").getdata())) > 16  # colour, not a grey channel
+    assert len(im.convert("RGB").getcolors(1 << 16) or ()) > 16  # colour, not a grey channel
+    # the library's gymnasium env of the policy: the observations it acts on, the true score
+    import fastasync
+
+    policy = fastasync.load(str(run))
+    env = policy.env(render_mode="rgb_array")
+    obs, _ = env.reset(seed=3)
+    assert obs.shape == policy.observation_shape and obs.dtype == np.uint8
+    total, steps, done = 0.0, 0, False
+    while not done and steps < 600:  # a timed-out MyWayHome episode: 525 agent steps
+        obs, r, term, trunc, _ = env.step(policy.act(obs))
+        total, steps, done = total + r, steps + 1, term or trunc
+    assert done and (total > 0 or abs(total - (-0.0001 * 2100)) < 1e-6), total  # the vest, or the time penalty
+    assert env.render().shape == (84, 84, 3)
+    obs, _ = env.reset()  # a new episode after the end
+    assert obs.shape == policy.observation_shape
+    env.close()
 
 
 _STUCK_START = r"""
