@@ -209,8 +209,9 @@ FAMILY_DEFAULTS: dict[tuple, dict] = {
     # of -160 per unit scale); at x0.01 seeds 1-3 first reached a 20-game mean of -300 at
     # 0.21-0.31M steps and ended 2M steps at -133 to -171 (one thread; bench/RESULTS.md).
     # Measured on Pendulum-v1 only: MountainCarContinuous's sparse goal is not claimed.
-    ("classic-box", None): {"entropy": 1e-3, "obs_norm": True, "reward_scale": 0.01, "t_max": 20,
-                            "frames": 2_000_000},
+    # (A3C's only, as MuJoCo's: the Q methods refuse continuous actions with their own message.)
+    **{("classic-box", a): {"entropy": 1e-3, "obs_norm": True, "reward_scale": 0.01, "t_max": 20,
+                            "frames": 2_000_000} for a in ("a3c", "a3c-lstm")},
     # MuJoCo (frames = env steps): the paper's Gaussian A3C, running observation normalisation,
     # training rewards x0.1 (returns of ~100 per unit reward made the value loss dominate:
     # InvertedPendulum-v4 stayed below 80 in 300k steps at scale 1, reached 1000 by 200k at
