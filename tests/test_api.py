@@ -322,3 +322,19 @@ def test_policy_acts_on_continuous_actions(tmp_path):
     o, _ = env.reset(seed=0)
     o, r, term, trunc, _ = env.step(policy.act(o))
     env.close()
+
+
+def test_import_sets_openblas_to_one_thread_unless_the_user_did():
+    """OpenBLAS's thread pool deadlocked envpool's ViZDoom starts (fastasync/__init__.py):
+    importing fastasync sets OPENBLAS_NUM_THREADS=1 before numpy/scipy load, and keeps a
+    value the user set."""
+    import subprocess
+    import sys
+
+    code = "import os, fastasync; print(os.environ['OPENBLAS_NUM_THREADS'])"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.stdout.strip() == "1", out.stderr
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**env, "OPENBLAS_NUM_THREADS": "4"})
+    assert out.stdout.strip() == "4", out.stderr
