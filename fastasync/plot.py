@@ -7,6 +7,7 @@ their rolling means on a common frame grid, the min-max spread shaded).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -63,7 +64,8 @@ def plot_scores(episodes_csv: str, out: str, window: int = 10) -> str:
 # options that do not change what a run learns: runs that differ only in these (and the seed)
 # are repetitions of one experiment
 _NOT_THE_EXPERIMENT = {"seed", "run_dir", "checkpoint_every_s", "progress_every_s", "pin_threads", "tensorboard",
-                       "backend"}
+                       "backend", "node_restarts"}
+_LABEL_OPTIONS = 4  # at most this many differing options in a label (then "...")
 
 
 def _run_config(episodes_csv):
@@ -78,8 +80,14 @@ def _run_config(episodes_csv):
 
 
 def _experiment(cfg):
-    """The options that make the experiment (everything but the seed and bookkeeping), flat."""
-    return {k: v for sec in cfg.values() if isinstance(sec, dict) for k, v in sec.items() if k not in _NOT_THE_EXPERIMENT}
+    """The options that make the experiment (everything but the seed and bookkeeping), flat.
+    An option the run's config.json predates counts with today's default (the run behaved so:
+    an option is added with the old behaviour as its default)."""
+    from . import config as C
+
+    flat = {f.name: getattr(sec(), f.name) for sec in C.SECTIONS.values() for f in dataclasses.fields(sec)}
+    flat.update({k: v for sec in cfg.values() if isinstance(sec, dict) for k, v in sec.items()})
+    return {k: v for k, v in flat.items() if k not in _NOT_THE_EXPERIMENT}
 
 
 def group_runs(paths):
@@ -106,7 +114,8 @@ def group_runs(paths):
                 and (c["algo"]["algo"], c["env"]["env"]) == (cfg["algo"]["algo"], cfg["env"]["env"])]
         diff = sorted({k for c in same for k, v in _experiment(c).items() if mine.get(k) != v})
         if diff:
-            base += " (" + ", ".join(f"{k.replace('_', '-')} {mine.get(k)}" for k in diff) + ")"
+            shown = [f"{k.replace('_', '-')} {mine.get(k)}" for k in diff[:_LABEL_OPTIONS]]
+            base += " (" + ", ".join(shown + (["..."] if len(diff) > _LABEL_OPTIONS else [])) + ")"
         labels.append(base + (f", {len(members)} seeds" if len(members) > 1 else ""))
     return [(label, members) for label, (_cfg, members) in zip(labels, groups)]
 
@@ -144,10 +153,12 @@ def plot_runs(paths, out: str, window: int = 10, points: int = 200) -> str:
                 ax.plot(f / 1e6, m, color=color, lw=1, alpha=0.7)
             ax.plot([], [], color=color, label=label + " (no common frames)")
             continue
+        for f, m in curves:  # each seed thin, whole (seeds that stop at a target end early)
+            ax.plot(f / 1e6, m, color=color, lw=0.6, alpha=0.45)
         grid = np.linspace(lo, hi, points)
         ys = np.array([np.interp(grid, f, m) for f, m in curves])
         ax.fill_between(grid / 1e6, ys.min(axis=0), ys.max(axis=0), color=color, alpha=0.2, lw=0)
-        ax.plot(grid / 1e6, np.median(ys, axis=0), color=color, lw=2, label=label + " (median, min-max)")
+        ax.plot(grid / 1e6, np.median(ys, axis=0), color=color, lw=2, label=label + " (median, min-max where all ran; thin: each)")
     ax.set_xlabel("emulator frames (millions)")
     ax.set_ylabel(f"true game score (mean of last {window})")
     ax.set_title(f"{len(paths)} runs")

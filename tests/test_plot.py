@@ -48,3 +48,24 @@ def test_plot_two_runs_default_output(tmp_path, monkeypatch):
     r = CliRunner().invoke(main, ["plot", str(a), str(b)])
     assert r.exit_code == 0 and "wrote curves.png" in r.output, r.output
     assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_a_run_from_before_an_option_existed_is_a_seed_of_the_same_experiment(tmp_path):
+    """A config.json written before an option was added (Pong seed 0's lacks the Ray and
+    observation options) counts with that option's default: still one experiment with the
+    seeds that record it; a label lists at most 4 differing options."""
+    a, b = _run(tmp_path / "s1", 1), _run(tmp_path / "s2", 2)
+    cfg = json.loads((a / "config.json").read_text())
+    for name in ("nodes", "sync_every_s", "obs_norm", "reward_scale", "node_restarts"):
+        for sec in cfg.values():
+            sec.pop(name, None)
+    (a / "config.json").write_text(json.dumps(cfg))
+    groups = group_runs([str(p / "episodes.csv") for p in (a, b)])
+    assert [len(m) for _, m in groups] == [2]
+    c = _run(tmp_path / "many", 3)
+    cfg = json.loads((c / "config.json").read_text())
+    cfg["optim"].update(lr=0.01, rms_eps=0.1, rms_alpha=0.9)
+    cfg["algo"].update(entropy=0.02, gamma=0.9)
+    (c / "config.json").write_text(json.dumps(cfg))
+    label = group_runs([str(p / "episodes.csv") for p in (a, c)])[1][0]
+    assert label.count(",") == 4 and label.endswith(", ...)"), label
