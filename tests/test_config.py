@@ -233,7 +233,7 @@ def test_method_defaults_apply_and_options_win():
     atari_a3c = C.build({"env": "Pong-v5"})
     assert atari_a3c.optim.lr == C.OptimConfig.lr  # the paper's A3C: the dataclass defaults
     for algo in C.Q_ALGOS:
-        assert C.build({"env": "Pong-v5", "algo": algo}).optim.lr == 1e-4
+        assert C.build({"env": "Pong-v5", "algo": algo}).optim.lr == 3e-4
     cart = C.build({"env": "CartPole-v1"})
     assert (cart.optim.lr, cart.env.envs_per_thread, cart.algo.value_coef, cart.run.frames) == (2e-3, 32, 0.1, 2_000_000)
     # given options win over family defaults, whatever their spelling
