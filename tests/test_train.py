@@ -24,7 +24,12 @@ def _cartpole(run, threads):
                 "--rms-eps", "0.1", "--seed", "1", "--run-dir", str(run)])
     assert r.exit_code == 0, r.output
     eps = read_episodes(run / "episodes.csv")
-    assert eps["frames"][-1] <= 500_000 + threads * 8 * 5
+    import json
+
+    # the budget overshoots by at most one segment per thread (envs x t_max agent steps); the
+    # classic family's envs per thread (32), not Atari's 8 (seen: 500,153 > 500,000 + 2 x 8 x 5)
+    cfg = json.loads((run / "config.json").read_text())
+    assert eps["frames"][-1] <= 500_000 + threads * cfg["env"]["envs_per_thread"] * cfg["algo"]["t_max"]
     return eps
 
 
