@@ -291,20 +291,20 @@ def single_env(env_id: str, *, noop_max: int = 30, max_episode_frames: int = 108
     return gymnasium.make(env_id, **({} if render_mode is None else {"render_mode": render_mode}))
 
 
-def _batch_of_one(env_id, backend, render_mode, options):
+def _batch_of_one(env_id, backend, render_mode, env_options):
     """A gymnasium env over fastasync's env batch of one (ViZDoom, CarRacing): the observations
     the policy was trained on, the true score's rewards, whole episodes; ``reset`` restarts
     the env (the batch's reset), ``render`` ("rgb_array") the newest frame of the stack."""
     import gymnasium
 
-    from .envs import env_info, make_env
+    from .envs import default_backend, env_info, make_env
     from .evaluate import last_frame
 
     if render_mode not in (None, "rgb_array"):
         from .envs import EnvError
 
         raise EnvError(f"{env_id} renders as 'rgb_array' only (the newest observed frame), not {render_mode!r}")
-    info = env_info(env_id, backend if backend != "auto" else _auto_backend(), **options)
+    info = env_info(env_id, backend if backend != "auto" else default_backend(env_id), **env_options)
 
     class BatchOfOne(gymnasium.Env):
         metadata = {"render_modes": ["rgb_array"]}
@@ -327,7 +327,7 @@ def _batch_of_one(env_id, backend, render_mode, options):
                     self._batch.close()
                 s = int(seed) if seed is not None else int(self.np_random.integers(2**31 - 1))
                 self._batch = make_env(env_id, 1, seed=s, backend=info.backend, episodic_life=False,
-                                       reward_clip=False, **_options)
+                                       reward_clip=False, **env_options)  # (reset's own ``options`` is gymnasium's)
             self._obs = self._batch.reset()[0].copy()
             return self._obs, {}
 
@@ -349,14 +349,7 @@ def _batch_of_one(env_id, backend, render_mode, options):
                 self._batch.close()
                 self._batch = None
 
-    _options = dict(options)
     return BatchOfOne()
-
-
-def _auto_backend() -> str:
-    import importlib.util
-
-    return "envpool" if importlib.util.find_spec("envpool") is not None else "gymnasium"
 
 
 def _atari_env(env_id, rom, noop_max, max_episode_frames, render_mode):

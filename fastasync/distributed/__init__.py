@@ -31,3 +31,29 @@ def require_ray():
     except ImportError:
         raise RayMissing(INSTALL_HINT) from None
     return ray
+
+
+def wait_answer(ref, every_s: float, report, limit_s: float = float("inf")):
+    """``ray.get(ref)`` that waits for a slow answer rather than giving up on it: ``report``
+    (a str callback) hears of every ``every_s`` seconds waited and of a late answer;
+    GetTimeoutError only after ``limit_s``. The call is never sent again (a node's sync would
+    add its change twice); a dead actor raises at once (RayActorError). Seen: a sync
+    unanswered for 120 s on a 2-core machine running a third job (the parameter actor waiting
+    for its arguments in Ray's object store), which a plain timeout made fatal for the run."""
+    import ray
+    from ray.exceptions import GetTimeoutError
+
+    waited = 0.0
+    while True:
+        try:
+            answer = ray.get(ref, timeout=min(every_s, limit_s - waited))
+        except GetTimeoutError:
+            waited += every_s
+            if waited >= limit_s:
+                raise
+            report(f"{waited:.0f}s without an answer from the parameter actor (still waiting"
+                   + ("" if limit_s == float("inf") else f", up to {limit_s:.0f}s") + ")")
+            continue
+        if waited:
+            report(f"the parameter actor answered after {waited:.0f}s+ (it was slow)")
+        return answer

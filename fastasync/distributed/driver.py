@@ -32,7 +32,7 @@ import numpy as np
 from .. import checkpoint as ckpt
 from ..stats import EpisodeLog, ScoreWindow, learning_summary, progress_line, read_episodes
 from ..trainer import _stop_on_signals
-from . import require_ray
+from . import require_ray, wait_answer
 from .node import Node
 from .server import ParamServer
 
@@ -246,17 +246,8 @@ class RayTrainer:
         ps_dead = None
 
         def fetch(with_state=False):
-            ref, waited = self.ps.collect.remote(with_state), 0.0
-            while True:  # a slow answer is waited for (and said); no answer in COLLECT_TIMEOUT_S: gone
-                try:
-                    c = ray.get(ref, timeout=min(COLLECT_WAIT_S, COLLECT_TIMEOUT_S - waited))
-                    break
-                except GetTimeoutError:
-                    waited += COLLECT_WAIT_S
-                    if waited >= COLLECT_TIMEOUT_S:
-                        raise
-                    self.out(f"the parameter actor has not answered for {waited:.0f}s (waiting up to "
-                             f"{COLLECT_TIMEOUT_S:.0f}s)")
+            # a slow answer is waited for (and said); none in COLLECT_TIMEOUT_S: the actor is gone
+            c = wait_answer(self.ps.collect.remote(with_state), COLLECT_WAIT_S, self.out, COLLECT_TIMEOUT_S)
             st = c.pop("state")
             if c["games"]:
                 log.write(c["games"])

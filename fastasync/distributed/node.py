@@ -31,6 +31,8 @@ import time
 
 import numpy as np
 
+from . import wait_answer
+
 NO_TARGET_COPY = 1 << 62  # the node's learners never copy the target: the parameter actor does
 QUIET = ("compiling kernels",)
 JOIN_TIMEOUT_S = 10.0  # a learner's segment takes milliseconds: one still running after this is stuck
@@ -129,27 +131,9 @@ class Node:
         return dict(node=self.index, frames=self.played, error=None)
 
     def _wait_sync(self, ref):
-        """The parameter actor's answer to one sync. A slow answer is waited for, never sent
-        again (the actor may still apply it: a second send would add the change twice); a
-        dead actor raises here (RayActorError), and the driver stops the run. Seen: a sync
-        unanswered for 120 s on a 2-core machine running another job besides the 2 nodes
-        (the actor waiting for its arguments in Ray's object store), which a timeout made
-        fatal for the whole run."""
-        from ray.exceptions import GetTimeoutError
-
-        import ray
-
-        waited = 0.0
-        while True:
-            try:
-                answer = ray.get(ref, timeout=SYNC_TIMEOUT_S)
-            except GetTimeoutError:
-                waited += SYNC_TIMEOUT_S
-                self.messages.append(f"a sync has waited {waited:.0f}s for the parameter actor (still waiting)")
-                continue
-            if waited:
-                self.messages.append(f"a sync was answered after {waited:.0f}s+ (the parameter actor was slow)")
-            return answer
+        """The parameter actor's answer to one sync, however slow (``wait_answer``); the wait is
+        reported with the node's next sync."""
+        return wait_answer(ref, SYNC_TIMEOUT_S, self.messages.append)
 
     def _join(self, threads):
         """Join the learner threads; the indices of those still running after JOIN_TIMEOUT_S."""
@@ -172,8 +156,6 @@ class Node:
 
     def _sync(self, last=False):
         """One exchange with the parameter actor (the module docstring's steps 1-3)."""
-        import ray
-
         t_start = time.perf_counter()
         tr = self.trainer
         s = tr.shared
