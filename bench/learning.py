@@ -302,7 +302,7 @@ def summarize_run(run_dir: str, docs_dir: str) -> str:
     """Write docs_dir/<name>/: episodes.csv, config.json, proof.json, curve.png, SUMMARY.md."""
     with open(os.path.join(run_dir, "proof.json")) as fh:
         meta = json.load(fh)
-    env, algo, seed, target = meta["env"], meta["algo"], meta["seed"], meta["target"]
+    env, algo, seed = meta["env"], meta["algo"], meta["seed"]
     name = run_name(env, algo, seed, meta.get("ray_nodes", 0), meta.get("threads", 0))
     out = os.path.join(docs_dir, name)
     os.makedirs(out, exist_ok=True)
