@@ -73,6 +73,8 @@ class AlgoConfig:
     """hidden layer sizes of the MLP used for vector observations"""
     lstm_size: int = 256
     """LSTM cells of a3c-lstm (after the fc layer, or after the MLP torso)"""
+    frame_center: float = 0.0
+    """pixel envs: the net sees its frames as x/255 - frame_center, a number in [0, 1] or auto: the mean of x/255 over 256 steps of random play at the start of a run (config.json records the number; 0: the paper's x/255)"""
     target_update_frames: int = 40_000
     """Q methods: copy the shared parameters to the target network every this many frames"""
     eps_anneal_frames: int = 4_000_000
@@ -189,6 +191,15 @@ _MUJOCO_A3C = {"entropy": 1e-3, "obs_norm": True, "reward_scale": 0.1, "t_max": 
 # Options the user gives (CLI, TOML, API) always win, and config.json records what was used.
 # Where each value comes from is in the README's "Defaults" section.
 FAMILY_DEFAULTS: dict[tuple, dict] = {
+    # Pixel families: the conv net sees its frames centred on their mean (x/255 - c, c the
+    # mean of x/255 over 256 steps of random play; nets.Conv). On the paper's x/255, which is
+    # never negative, a conv1 unit's pre-activation is mostly c * sum(W): RMSProp's steps,
+    # ~lr per weight whatever the gradient's size, moved the sums of whole rows at once and
+    # the units died for every frame. A3C's Pong runs kept 1 of 16 conv1 units alive; the
+    # HealthGathering run lost all 16 at ~11M tics and its policy went back to uniform. With
+    # centred frames all 16 lived and Pong seed 1 reached +18 at 8.1M frames, not 15.9M
+    # (bench/RESULTS.md, 2026-12-02 05:15).
+    **{(family, None): {"frame_center": "auto"} for family in ("atari", "doom", "other")},
     # Q methods on Atari: at lr 7e-4 n-step Q on Pong stayed at -20.9 through 14M frames
     # while its gradient norm rose from ~1 to ~20; at 1e-4 it missed +18 in 40M frames (best
     # 10-game mean -0.2); at 3e-4 it averaged +3.9 over 10-12M frames (1e-4: -14.2) and its
@@ -232,7 +243,7 @@ FAMILY_DEFAULTS: dict[tuple, dict] = {
     # leaving the playfield, -100, cost what one slow step costs) but scaled by 0.1 as on
     # MuJoCo (returns of hundreds made the value loss dominate there); the Gaussian head takes
     # the entropy cost validated for it on MuJoCo, 1e-3.
-    ("car", None): {"reward_clip": False, "reward_scale": 0.1},
+    ("car", None): {"reward_clip": False, "reward_scale": 0.1, "frame_center": "auto"},
     ("car", "a3c"): {"entropy": 1e-3},
     ("car", "a3c-lstm"): {"entropy": 1e-3},
     **{("car", q): {"lr": 3e-4} for q in Q_ALGOS},
@@ -349,6 +360,8 @@ def _coerce(name, f, value):
     typ = type(f.default) if f.default is not dataclasses.MISSING else None
     expect = ""
     try:
+        if name == "frame_center" and isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"  # measured by resolve()
         if name == "frames" or name.endswith("_frames"):
             return parse_count(value)
         if typ is bool:
@@ -411,6 +424,8 @@ def validate(cfg: TrainConfig) -> None:
     for sec in (e, a, o, r):  # inf or nan in any float option: a crash or a silently disabled feature later
         for f in fields(sec):
             v = getattr(sec, f.name)
+            if f.name == "frame_center" and v == "auto":
+                continue
             if isinstance(f.default, float) and not (isinstance(v, (int, float)) and math.isfinite(v)):
                 raise ConfigError(f"{f.name.replace('_', '-')} must be a finite number, got {v}")
     checks = [
@@ -440,6 +455,8 @@ def validate(cfg: TrainConfig) -> None:
         (r.seed >= 0, f"--seed must be >= 0, got {r.seed}"),
         (all(h >= 1 for h in a.hidden), f"hidden sizes must be >= 1, got {a.hidden}"),
         (a.lstm_size >= 1, f"lstm-size must be >= 1, got {a.lstm_size}"),
+        (a.frame_center == "auto" or 0.0 <= a.frame_center <= 1.0,
+         f"--frame-center must be auto or in [0, 1], got {a.frame_center}"),
         (r.checkpoint_every_s > 0, f"--checkpoint-every-s must be > 0, got {r.checkpoint_every_s}"),
         (r.progress_every_s > 0, f"--progress-every-s must be > 0, got {r.progress_every_s}"),
         (a.value_coef >= 0.0, f"--value-coef must be >= 0, got {a.value_coef}"),
@@ -461,8 +478,8 @@ def validate(cfg: TrainConfig) -> None:
 
 def resolve(cfg: TrainConfig) -> TrainConfig:
     """Fill derived values: threads (0 -> the CPUs this process may use, within a CPU quota), backend (auto ->
-    installed), run dir name."""
-    from .envs import default_backend
+    installed), run dir name, frame center (auto -> the mean of the env's frames; 0 for vector observations)."""
+    from .envs import car_options, default_backend, env_info, frame_mean
 
     from .placement import default_threads
 
@@ -470,9 +487,15 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     backend = default_backend(cfg.env.env) if cfg.env.backend == "auto" else cfg.env.backend
     env_name = re.sub(r"[^\w.-]+", "_", cfg.env.env)  # "ALE/x", "my.module:Env-v0": one plain directory name
     run_dir = cfg.run.run_dir or os.path.join("runs", f"{env_name}-{cfg.algo.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
+    env = dataclasses.replace(cfg.env, backend=backend)
+    center = cfg.algo.frame_center
+    if center == "auto":
+        pixels = not env_info(env.env, backend, **car_options(env)).vector_obs
+        center = frame_mean(env, cfg.run.seed) if pixels else 0.0
     return dataclasses.replace(
         cfg,
-        env=dataclasses.replace(cfg.env, backend=backend),
+        env=env,
+        algo=dataclasses.replace(cfg.algo, frame_center=center),
         run=dataclasses.replace(cfg.run, threads=threads, run_dir=run_dir),
     )
 

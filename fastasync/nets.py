@@ -54,10 +54,14 @@ RELU_GAIN = 6.0**0.5
 
 
 class Conv:
-    """Valid convolution + ReLU. ``first``: reads channels-first input (uint8 frames) scaled."""
+    """Valid convolution + ReLU. ``first``: reads channels-first input (uint8 frames) scaled,
+    and ``center``: minus center (the frames x*scale - center; see ``kernels.conv.centered_bias``)."""
 
-    def __init__(self, name, in_shape, out_channels, kernel, stride, first=False, scale=1.0):
+    def __init__(self, name, in_shape, out_channels, kernel, stride, first=False, scale=1.0, center=0.0):
         self.name, self.first, self.scale = name, first, float(scale)
+        if center and not first:
+            raise ValueError(f"{name}: only the first layer centres its input")
+        self.center = float(center)
         self.kW, self.kb = f"{name}.W", f"{name}.b"  # parameter names, built once (hot loop)
         self.k, self.stride, self.oc = kernel, stride, out_channels
         if first:
@@ -99,6 +103,8 @@ class Conv:
         buf = dict(y=y, E=E, y_t=[y[t * E * p : (t + 1) * E * p] for t in range(slots)])
         if backward:
             buf["dy"] = np.zeros_like(y)
+        if self.center:
+            buf["b_eff"] = np.zeros(self.oc, np.float32)
         if self.first:
             x = np.zeros((slots * E, *self.in_shape), np.uint8)
             buf.update(x=x, x_t=[x[t * E : (t + 1) * E] for t in range(slots)])
@@ -124,10 +130,23 @@ class Conv:
             )
         return buf
 
+    def bias(self, w, buf):
+        """The bias the kernels add: b, or with centred frames b - center * rowsum(W), refreshed
+        from the (shared, changing) parameters at every forward."""
+        if not self.center:
+            return w[self.kb]
+        kconv.centered_bias(w[self.kW], w[self.kb], self.center, buf["b_eff"])
+        return buf["b_eff"]
+
+    def center_grad(self, g):
+        """With centred frames: the kernels' dW (of the uncentred input) made the centred layer's."""
+        if self.center:
+            kconv.centered_weight_grad(g[self.kW], g[self.kb], self.center)
+
     def _forward_s2d(self, w, buf, x, t):
         kconv.s2d_weights(w[self.kW], self.c_in, self.k, self.stride, buf["Wq"])
         y = buf["y_t"][t]
-        kconv.conv_s2d_forward(x, self.stride, self.scale, buf["Wq"], w[self.kb], self.q, self.oh, self.ow,
+        kconv.conv_s2d_forward(x, self.stride, self.scale, buf["Wq"], self.bias(w, buf), self.q, self.oh, self.ow,
                                buf["S"], buf["ycat"], y)
         return y
 
@@ -138,6 +157,7 @@ class Conv:
         kconv.conv_s2d_backward(dy, buf["x"][:rows], self.stride, self.scale, self.oh, self.ow, self.q,
                                 buf["S"], buf["dcat"], buf["dWq"], g[self.kb])
         kconv.s2d_weights_backward(buf["dWq"], self.c_in, self.k, self.stride, g[self.kW])
+        self.center_grad(g)
 
     def forward(self, w, buf, x, t):
         if self.first:  # keep the frames for the backward (and read them contiguous)
@@ -152,7 +172,7 @@ class Conv:
         else:
             kconv.im2col_nhwc(x, self.k, self.k, self.stride, cols)
         y = buf["y_t"][t]
-        kdense.dense_forward(cols, w[self.kW], w[self.kb], y)
+        kdense.dense_forward(cols, w[self.kW], self.bias(w, buf), y)
         kdense.relu_forward(y)
         return y
 
@@ -175,6 +195,7 @@ class Conv:
         need_dx = dx is not None
         kconv.conv_backward(x, self.first, self.scale, dy, w[self.kW], buf["E"], self.k, self.k, self.stride,
                             buf["cols"], buf["dcols"], g[self.kW], g[self.kb], dx if need_dx else buf["no_dx"], need_dx)
+        self.center_grad(g)
 
 
 class Dense:
@@ -315,6 +336,7 @@ class Net:
         if not 0 <= t < ws.slots:
             raise ValueError(f"Net.forward: slot {t} out of range 0..{ws.slots - 1}")
         if ws.fused_args is not None and obs.flags.c_contiguous and obs.flags.writeable:
+            self.layers[0].bias(ws.w, ws.bufs[0])  # centred frames: refresh the bias the fused call reads
             kfused.atari_forward(obs, *ws.fused_args[t])  # one GIL hand-back for the whole slot
             return ws.bufs[-1]["y_t"][t]
         return self.forward_layers(ws, obs, t)
@@ -334,7 +356,7 @@ class Net:
         b1, b2, bf, bh = ws.bufs
         w = ws.w
         return (
-            b1["x_t"][t], w[c1.kW], w[c1.kb], c1.c_in, c1.k, c1.stride, c1.scale, b1["Wq"], c1.q, c1.oh, c1.ow,
+            b1["x_t"][t], w[c1.kW], b1["b_eff"] if c1.center else w[c1.kb], c1.c_in, c1.k, c1.stride, c1.scale, b1["Wq"], c1.q, c1.oh, c1.ow,
             b1["S"], b1["ycat"], b1["y_t"][t],
             c2.k, c2.stride, b2["cols"], w[c2.kW], w[c2.kb], b2["y_t"][t],
             w[fc.kW], w[fc.kb], bf["y_t"][t], w[head.kW], w[head.kb], bh["y_t"][t],
@@ -372,6 +394,7 @@ class Net:
             raise ValueError(f"Net.backward: T = {T} slots, expected 1..{ws.slots}")
         if ws.fused_backward_args is not None:
             kfused.atari_backward(T, ws.E, *ws.fused_backward_args)  # one GIL hand-back for the segment
+            self.layers[0].center_grad(ws.g)
             return
         self.backward_layers(ws, T)
 
@@ -500,8 +523,8 @@ def _is_atari_ff(layers):
     return c1.first and c1.s2d and not c2.first and fc.relu and not fc.first and not head.relu and not head.first
 
 
-def atari_net(num_actions, head_outputs, obs_shape=(4, 84, 84), lstm=0):
-    c1 = Conv("conv1", obs_shape, 16, 8, 4, first=True, scale=1.0 / 255.0)
+def atari_net(num_actions, head_outputs, obs_shape=(4, 84, 84), lstm=0, center=0.0):
+    c1 = Conv("conv1", obs_shape, 16, 8, 4, first=True, scale=1.0 / 255.0, center=center)
     c2 = Conv("conv2", c1.out_shape, 32, 4, 2)
     layers = [c1, c2, Dense("fc", int(np.prod(c2.out_shape)), 256)]
     n_in = 256
@@ -526,16 +549,17 @@ def mlp_net(num_actions, head_outputs, obs_shape, hidden=(64, 64), lstm=0):
     return Net("mlp-lstm" if lstm else "mlp", obs_shape, num_actions, layers, head_outputs)
 
 
-def make_net(obs_shape, num_actions, head="a3c", hidden=(64, 64), lstm=0):
+def make_net(obs_shape, num_actions, head="a3c", hidden=(64, 64), lstm=0, frame_center=0.0):
     """The net for an observation shape: conv net for image stacks, MLP for vectors.
 
     ``head``: "a3c" (A logits + 1 value), "gaussian" (A means, A variance pre-activations,
     1 value; ``num_actions`` is then the action's dimension A) or "q" (A values); ``lstm``:
-    LSTM cells after the torso (0 = feed-forward).
+    LSTM cells after the torso (0 = feed-forward); ``frame_center``: the conv net sees its
+    frames as x/255 - frame_center (0: the paper's x/255).
     """
     outputs = {"a3c": num_actions + 1, "gaussian": 2 * num_actions + 1}.get(head, num_actions)
     if len(obs_shape) == 3:
-        net = atari_net(num_actions, outputs, obs_shape, lstm)
+        net = atari_net(num_actions, outputs, obs_shape, lstm, frame_center)
     else:
         net = mlp_net(num_actions, outputs, obs_shape, hidden, lstm)
     net.head = head

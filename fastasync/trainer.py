@@ -104,20 +104,14 @@ def seed_states(seed, n, start=0):
 def learner_env(cfg: TrainConfig, i: int, cpus, frames: int = 0):
     """Learner i's env batch: its own seeds (moved on by ``frames`` when a run resumes, so a
     resumed run does not replay its first games) and, when ``cpus`` is a plan, its CPU."""
-    from .envs import car_options, make_env
+    from .envs import env_options, make_env
 
     e, r = cfg.env, cfg.run
     return make_env(
         e.env,
         e.envs_per_thread,
         seed=(r.seed * 10_007 + i * 1_009 + frames) % ENV_SEED_MOD,
-        backend=e.backend,
-        episodic_life=e.episodic_life,
-        reward_clip=e.reward_clip,
-        noop_max=e.noop_max,
-        max_episode_frames=e.max_episode_frames,
-        doom_reward=e.doom_reward,
-        **car_options(e),
+        **env_options(e),
         cpu=None if cpus is None else cpus[i],
     )
 
@@ -505,11 +499,21 @@ def resume_config(ck: dict, overrides: dict) -> TrainConfig:
     for name, (sec, _f) in ff.items():
         if name in stored.get(sec, {}):
             flat[name] = stored[sec][name]
+    # the weights were learned on frames x/255 - frame_center (a checkpoint older than the
+    # option: 0): a new family default, or another value, would silently change the net
+    stored_center = stored.get("algo", {}).get("frame_center", 0.0)
+    flat["frame_center"] = stored_center
     flat.update(overrides)
     try:
-        return build(flat)
+        cfg = build(flat)
     except ConfigError as exc:  # a value an older fastasync accepted (inf timers) or an override
         raise ConfigError(
             f"{exc} (resuming {ck['path']}: from its stored config or the options given; "
             "an option on the command line overrides the stored value)"
         ) from None
+    if cfg.algo.frame_center != stored_center:
+        raise ConfigError(
+            f"this run's net sees its frames as x/255 - {stored_center}; --resume cannot change --frame-center "
+            f"(got {overrides['frame_center']}): start a new run"
+        )
+    return cfg

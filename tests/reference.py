@@ -306,13 +306,14 @@ ATARI_CONVS = (("conv1", 8, 4), ("conv2", 4, 2))
 def net_forward_ref(net, theta, obs):
     """Head outputs (N, outputs) in float64 of the net's parameters ``theta`` on ``obs (N, ...)``.
 
-    Atari: uint8 frames / 255 -> conv1 -> relu -> conv2 -> relu -> flatten (oy, ox, c) ->
+    Atari: uint8 frames / 255 - center -> conv1 -> relu -> conv2 -> relu -> flatten (oy, ox, c) ->
     fc -> relu -> head. MLP: flatten -> fc1 -> relu -> fc2 -> relu ... -> head.
     """
     p = named_params(net.layout, theta)
     if net.kind == "atari":
         (n1, k1, s1), (n2, k2, s2) = ATARI_CONVS
-        h = relu_ref(conv_nchw_ref(obs, p[f"{n1}.W"], p[f"{n1}.b"], k1, s1, scale=1.0 / 255.0))
+        frames = np.asarray(obs, np.float64) / 255.0 - net.layers[0].center  # centred frames: --frame-center
+        h = relu_ref(conv_nchw_ref(frames, p[f"{n1}.W"], p[f"{n1}.b"], k1, s1))
         h = relu_ref(conv_nhwc_ref(h, p[f"{n2}.W"], p[f"{n2}.b"], k2, s2))
         h = h.reshape(h.shape[0], -1)
         h = relu_ref(dense_ref(h, p["fc.W"], p["fc.b"]))

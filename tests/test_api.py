@@ -152,6 +152,49 @@ def test_own_image_env_gets_the_conv_torso(tmp_path):
     assert obs.shape == (1, 36, 36) and policy.act(obs) in (0, 1)
 
 
+def test_frame_center_auto_is_the_mean_of_the_frames_and_config_json_records_it(tmp_path):
+    """Squares-v0's frames are a 16x14 square of 255 on 36x36 zeros: every frame's mean of
+    x/255 is 224/1296. ``auto`` measures it once, the run records the number, and a resume
+    keeps it (and refuses another value: the weights were learned for those frames)."""
+    run = fastasync.train(env="custom_envs:Squares-v0", frames="2k", threads=1, envs_per_thread=2,
+                          frame_center="auto", run_dir=str(tmp_path / "sq"), quiet=True)
+    assert run.config.algo.frame_center == round(224 / 1296, 3) == 0.173
+    with open(tmp_path / "sq" / "config.json") as fh:
+        assert json.load(fh)["algo"]["frame_center"] == 0.173
+    assert run.policy()._agent.net.layers[0].center == pytest.approx(0.173)
+    again = fastasync.train(resume=str(tmp_path / "sq"), frames="4k", quiet=True)
+    assert again.config.algo.frame_center == 0.173
+    r = invoke(["train", "--resume", str(tmp_path / "sq"), "--frames", "6k", "--frame-center", "0"])
+    assert r.exit_code == 2 and "cannot change --frame-center" in r.output and "Traceback" not in r.output, r.output
+
+
+def test_a_checkpoint_older_than_frame_center_resumes_and_evaluates_on_x_over_255(tmp_path):
+    """A run written before --frame-center existed learned on x/255: resuming it, or loading
+    its policy, must not take the family's default (auto) instead."""
+    from fastasync import checkpoint
+
+    run = fastasync.train(env="custom_envs:Squares-v0", frames="2k", threads=1, envs_per_thread=2,
+                          run_dir=str(tmp_path / "old"), quiet=True)
+    assert run.config.algo.frame_center == 0.173  # the family default (auto) for a new run
+    path = str(tmp_path / "old" / checkpoint.CHECKPOINT_NAME)
+    ck = checkpoint.load(path)
+    del ck["config"]["algo"]["frame_center"]  # as an older fastasync wrote it
+    checkpoint.save(path, theta=ck["theta"], rms_g=ck["rms_g"], frames=ck["frames"], wall_s=ck["wall_s"],
+                    games=ck["games"], rng_states=ck["rng_states"], config=ck["config"],
+                    layout_signature=ck["layout"], extra=ck["extra"])
+    assert fastasync.load(path)._agent.net.layers[0].center == 0.0
+    again = fastasync.train(resume=path, frames="4k", quiet=True)
+    assert again.config.algo.frame_center == 0.0
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1", "nan", "middle"])
+def test_bad_frame_center_is_one_line(value, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = invoke(["train", "--env", "Pong-v5", "--frame-center", value, "--frames", "4k"])
+    assert r.exit_code == 2 and "frame-center" in r.output and "Traceback" not in r.output, r.output
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize(
     "env,needle",
     [

@@ -20,17 +20,19 @@ PER_TENSOR = 20
 BETA, VALUE_COEF = 0.05, 0.5
 MAX_TOL, MEAN_TOL = 1e-3, 1e-4  # measured: max ~5e-6, mean ~5e-7
 
-# (obs_shape, num_actions, T slots, E envs)
+# (obs_shape, num_actions, T slots, E envs, frame_center)
 CASES = {
-    "atari44": ((4, 44, 44), 5, 3, 3),  # conv1 by space-to-depth (44 is a multiple of the stride)
-    "atari42": ((4, 42, 42), 4, 2, 3),  # conv1 by im2col
-    "mlp": ((5,), 3, 3, 7),
+    "atari44": ((4, 44, 44), 5, 3, 3, 0.0),  # conv1 by space-to-depth (44 is a multiple of the stride)
+    "atari42": ((4, 42, 42), 4, 2, 3, 0.0),  # conv1 by im2col
+    "atari44-centred": ((4, 44, 44), 5, 3, 3, 0.4),  # frames x/255 - 0.4 (--frame-center)
+    "atari42-centred": ((4, 42, 42), 4, 2, 3, 0.6),
+    "mlp": ((5,), 3, 3, 7, 0.0),
 }
 
 
 def make_case(name, head, seed=0):
-    obs_shape, A, T, E = CASES[name]
-    net = make_net(obs_shape, A, head=head)
+    obs_shape, A, T, E, center = CASES[name]
+    net = make_net(obs_shape, A, head=head, frame_center=center)
     rs = np.random.default_rng(seed)
     theta = net.init_params(seed)
     views = net.layout.views(theta)
@@ -167,9 +169,9 @@ def test_cases_take_both_first_layer_paths():
     assert nets["atari44"].layers[0].s2d and not nets["atari42"].layers[0].s2d
 
 
-def atari_case(shape, head, slots, E, seed):
+def atari_case(shape, head, slots, E, seed, center=0.0):
     """A fused Atari net, parameters with non-zero biases, and frames for ``slots`` slots."""
-    net = make_net(shape, 6, head=head)
+    net = make_net(shape, 6, head=head, frame_center=center)
     assert net.fused
     rs = np.random.default_rng(seed)
     theta = net.init_params(seed)
@@ -179,15 +181,16 @@ def atari_case(shape, head, slots, E, seed):
     return net, theta, rs.integers(0, 256, (slots, E, *shape), dtype=np.uint8), rs
 
 
+@pytest.mark.parametrize("center", [0.0, 0.45])
 @pytest.mark.parametrize("shape", [(4, 84, 84), (4, 44, 44)])
 @pytest.mark.parametrize("head", ["a3c", "q"])
-def test_atari_one_call_forward_is_the_layer_by_layer_forward(shape, head):
+def test_atari_one_call_forward_is_the_layer_by_layer_forward(shape, head, center):
     """The feed-forward Atari net runs a slot's forward as one kernel call
     (kernels/fused.py): every slot's output and every kept activation is bit for bit the
     layer-by-layer path's, and frames that are not C-contiguous or not writeable go layer by
     layer."""
     T, E = 3, 4
-    net, theta, obs, _ = atari_case(shape, head, T, E, 7)
+    net, theta, obs, _ = atari_case(shape, head, T, E, 7, center)
     one, layers = (net.workspace(T, E, theta, net.layout.zeros()) for _ in range(2))
     for t in (2, 0, 1):  # any slot order: each slot's buffers are its own
         got = net.forward(one, obs[t], t)
@@ -204,14 +207,15 @@ def test_atari_one_call_forward_is_the_layer_by_layer_forward(shape, head):
     np.testing.assert_array_equal(net.forward(one, frozen, 1), net.forward_layers(layers, obs[1], 1))
 
 
+@pytest.mark.parametrize("center", [0.0, 0.45])
 @pytest.mark.parametrize("shape", [(4, 84, 84), (4, 44, 44)])
 @pytest.mark.parametrize("T", [1, 3])
-def test_atari_one_call_backward_is_the_layer_by_layer_backward(shape, T):
+def test_atari_one_call_backward_is_the_layer_by_layer_backward(shape, T, center):
     """The feed-forward Atari net's backward of a segment is one kernel call too
     (kernels/fused.py): every gradient and every hidden layer's output gradient is bit for bit
     the layer-by-layer path's, for a segment shorter than the workspace's slots as well."""
     slots, E = 4, 3
-    net, theta, obs, rs = atari_case(shape, "a3c", slots, E, 11)
+    net, theta, obs, rs = atari_case(shape, "a3c", slots, E, 11, center)
     grads = [np.full(net.num_params, np.nan, np.float32) for _ in range(2)]
     one, layers = (net.workspace(slots, E, theta, g) for g in grads)
     assert one.fused_backward_args is not None
@@ -251,7 +255,7 @@ def test_forward_only_workspace_matches_and_allocates_no_backward_buffers(kind):
         net, (T, E) = make_net((5,), 3, lstm=6), (3, 4)
         obs = np.random.default_rng(1).standard_normal((T, E, 5)).astype(np.float32)
     else:
-        shape, A, T, E = CASES[kind]
+        shape, A, T, E, _ = CASES[kind]
         net = make_net(shape, A)
         obs = np.random.default_rng(1).integers(0, 256, (T, E, *shape), dtype=np.uint8)
     theta = net.init_params(2)

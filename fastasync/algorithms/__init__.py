@@ -59,4 +59,4 @@ def build_net(cfg, env_info):
     lstm = cfg.algo.lstm_size if cfg.algo.algo == "a3c-lstm" else 0
     head = head_for(cfg.algo.algo, env_info)
     n = env_info.action_dim if head == "gaussian" else env_info.num_actions
-    return make_net(env_info.obs_shape, n, head, cfg.algo.hidden, lstm)
+    return make_net(env_info.obs_shape, n, head, cfg.algo.hidden, lstm, cfg.algo.frame_center)

@@ -221,6 +221,45 @@ def car_options(env_cfg) -> dict:
     return dict(car_frame_skip=env_cfg.car_frame_skip, car_grey=env_cfg.car_grey)
 
 
+def env_options(env_cfg) -> dict:
+    """The keyword arguments of ``make_env`` that an EnvConfig sets (every family's)."""
+    return dict(
+        backend=env_cfg.backend,
+        episodic_life=env_cfg.episodic_life,
+        reward_clip=env_cfg.reward_clip,
+        noop_max=env_cfg.noop_max,
+        max_episode_frames=env_cfg.max_episode_frames,
+        doom_reward=env_cfg.doom_reward,
+        **car_options(env_cfg),
+    )
+
+
+# agent steps of random play over which --frame-center auto averages the frames
+FRAME_MEAN_STEPS = 256
+
+
+def frame_mean(env_cfg, seed: int, steps: int = FRAME_MEAN_STEPS) -> float:
+    """The mean of x/255 over the frames of ``steps`` agent steps of one env playing uniformly
+    random actions (seeded by ``seed``), to 3 decimals: what ``--frame-center auto`` subtracts
+    (config.resolve). Pixel envs only (EnvError otherwise)."""
+    info = env_info(env_cfg.env, env_cfg.backend, **car_options(env_cfg))
+    if info.vector_obs:
+        raise EnvError(f"{env_cfg.env} has vector observations: frame-center is for pixel envs")
+    rng = np.random.default_rng(seed)
+    low, high = np.asarray(info.action_low, np.float32), np.asarray(info.action_high, np.float32)
+    total = 0.0
+    with make_env(env_cfg.env, 1, seed=seed % 2**30, **env_options(env_cfg)) as env:
+        obs = env.reset()
+        for _ in range(steps):
+            total += float(obs.mean())
+            if info.discrete:
+                action = rng.integers(0, info.num_actions, 1).astype(np.int32)
+            else:
+                action = rng.uniform(low, high).astype(np.float32).reshape(1, *info.action_shape)
+            obs = env.step(action).obs
+    return round(total / steps / 255.0, 3)
+
+
 @functools.lru_cache(maxsize=None)
 def env_info(env_id: str, backend: str = "envpool", car_frame_skip: int = _car.FRAME_SKIP,
              car_grey: bool = True) -> EnvInfo:

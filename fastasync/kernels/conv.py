@@ -153,6 +153,32 @@ def conv_backward(x, nchw, scale, dy, W, B, kh, kw, stride, cols, dcols, dW, db,
             col2im_nhwc(d, kh, kw, stride, dx[t * B : (t + 1) * B])
 
 
+# -- centred frames --------------------------------------------------------------------------
+#
+# The first layer may see its frames centred, x*scale - c, without a kernel of its own: with
+# b_eff = b - c * rowsum(W) the usual kernels' W @ (x*scale) + b_eff is W @ (x*scale - c) + b,
+# and the gradients follow: d/db is the same, d/dW = (the kernels' dW) - c * db.
+
+
+@jit
+def centered_bias(W, b, c, out):
+    """out[o] = b[o] - c * sum_k W[o, k]: the bias that centres the first layer's input by c."""
+    for o in range(W.shape[0]):
+        s = 0.0
+        for k in range(W.shape[1]):
+            s += W[o, k]
+        out[o] = b[o] - c * s
+
+
+@jit
+def centered_weight_grad(dW, db, c):
+    """dW[o, k] -= c * db[o], in place: dW of the centred layer from the kernels' dW."""
+    for o in range(dW.shape[0]):
+        d = c * db[o]
+        for k in range(dW.shape[1]):
+            dW[o, k] -= d
+
+
 # -- first layer by space-to-depth ------------------------------------------------------------
 #
 # A k x k convolution with stride s, k = q*s (the paper's 8x8 stride 4: q = 2), equals a q x q
