@@ -69,10 +69,30 @@ def run_name(env: str, algo: str, seed: int, ray_nodes: int = 0, threads: int = 
     return f"{env}-{algo}" + (f"-seed{seed}" if seed else "") + (f"-ray{ray_nodes}x{threads}" if ray_nodes else "")
 
 
-def _method(meta: dict) -> str:
-    """The table's method column: the algo, and where it ran when not on one machine."""
+def _method(meta: dict, config: dict | None = None) -> str:
+    """The table's method column: the algo, where it ran when not on one machine, and "x/255
+    frames" for a pixel env's run from before centred frames were the default (``config``:
+    the run's config.json; a05525e)."""
     n = meta.get("ray_nodes", 0)
-    return meta["algo"] + (f" (Ray, {n} nodes x {meta['threads']} thread{'s' if meta['threads'] > 1 else ''})" if n else "")
+    out = meta["algo"] + (f" (Ray, {n} nodes x {meta['threads']} thread{'s' if meta['threads'] > 1 else ''})" if n else "")
+    if config is not None and _pixels(meta["env"]) and not config.get("algo", {}).get("frame_center"):
+        out += ", x/255 frames"
+    return out
+
+
+def _pixels(env: str) -> bool:
+    sys.path.insert(0, ROOT)
+    from fastasync.config import env_family
+
+    return env_family(env) in ("atari", "doom", "car")
+
+
+def _config(folder: str) -> dict:
+    path = os.path.join(folder, "config.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as fh:
+        return json.load(fh)
 
 
 def measure(env: str) -> dict:
@@ -415,7 +435,7 @@ def table(docs_dir: str) -> str:
         with open(p) as fh:
             meta = json.load(fh)
         st = _stats(meta, read_games(os.path.join(docs_dir, name), meta["env"]))
-        rows.append((meta, st, name))
+        rows.append((meta, st, name, _method(meta, _config(os.path.join(docs_dir, name)))))
     rows.sort(key=lambda row: (row[0]["env"], row[0]["algo"], row[0].get("ray_nodes", 0), row[0]["seed"]))
     rel = os.path.relpath(docs_dir, ROOT)
     out = [
@@ -423,7 +443,7 @@ def table(docs_dir: str) -> str:
         "the paper | evidence |",
         "|---|---|--:|--:|---|--:|--:|---|---|",
     ]
-    for meta, st, name in rows:
+    for meta, st, name, method in rows:
         r = st["reached"]
         if r:
             mins = f"{r['wall_min']:.1f}" if r["wall_min"] < 10 else f"{r['wall_min']:.0f}"
@@ -435,11 +455,11 @@ def table(docs_dir: str) -> str:
         paper = TARGETS.get((meta["env"], meta["algo"]), (None, None, "-"))[2]
         m = measure(meta["env"])
         target = f"{fmt_target(m, meta['target'])} ({m['short']})"
-        out.append(f"| {meta['env']} | {_method(meta)} | {meta['seed']} | {target} | {at} | {fmt_value(m, st['best'])} | "
+        out.append(f"| {meta['env']} | {method} | {meta['seed']} | {target} | {at} | {fmt_value(m, st['best'])} | "
                    f"{st['frames'] / 1e6:.1f}M | {paper} | [{name}]({rel}/{name}/SUMMARY.md) |")
     groups = {}
-    for meta, st, _name in rows:
-        groups.setdefault((meta["env"], _method(meta)), []).append(st)
+    for meta, st, _name, method in rows:
+        groups.setdefault((meta["env"], method), []).append(st)
     for (env, algo), sts in groups.items():
         if len(sts) < 2:
             continue

@@ -116,3 +116,20 @@ def test_vizdoom_proofs_measure_the_success_rate_of_the_last_100_games(tmp_path)
     assert f"at game {expect + 1}, **{(expect + 1) * 10_000 / 1e6:.1f}M tics" in text
     row = [r for r in L.table(str(tmp_path)).splitlines() if r.startswith("| HealthGathering-v1")][0]
     assert "| 90% (100-game rate, survived) |" in row and "M tics," in row and "| 95% |" in row
+
+
+def test_a_pixel_run_on_x_over_255_is_marked_in_the_table(tmp_path):
+    """Runs from before centred frames were the default (config.json without frame_center,
+    or 0) are their own rows and group: "x/255 frames" in the method column."""
+    L = _learning_module()
+    meta = {"env": "Pong-v5", "algo": "a3c", "seed": 0, "frames": 40_000_000, "target": 18.0, "extra": [],
+            "parts": [{"commit": "abc", "machine": "m", "started": "t", "frames_before": 0, "frames_after": 30_000,
+                       "stop": "budget spent"}]}
+    for name, seed, algo_cfg in (("old", 0, {"algo": "a3c"}), ("new", 1, {"algo": "a3c", "frame_center": 0.417})):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "episodes.csv").write_text("frames,wall_s,thread,score,length\n10000,1.0,0,-21,800\n")
+        (folder / "proof.json").write_text(json.dumps({**meta, "seed": seed}))
+        (folder / "config.json").write_text(json.dumps({"algo": algo_cfg}))
+    rows = [r for r in L.table(str(tmp_path)).splitlines() if r.startswith("| Pong-v5")]
+    assert rows[0].startswith("| Pong-v5 | a3c, x/255 frames | 0 |") and rows[1].startswith("| Pong-v5 | a3c | 1 |")
