@@ -479,7 +479,7 @@ def validate(cfg: TrainConfig) -> None:
 def resolve(cfg: TrainConfig) -> TrainConfig:
     """Fill derived values: threads (0 -> the CPUs this process may use, within a CPU quota), backend (auto ->
     installed), run dir name, frame center (auto -> the mean of the env's frames; 0 for vector observations)."""
-    from .envs import car_options, default_backend, env_info, frame_mean
+    from .envs import default_backend, frame_mean
 
     from .placement import default_threads
 
@@ -488,10 +488,7 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     env_name = re.sub(r"[^\w.-]+", "_", cfg.env.env)  # "ALE/x", "my.module:Env-v0": one plain directory name
     run_dir = cfg.run.run_dir or os.path.join("runs", f"{env_name}-{cfg.algo.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
     env = dataclasses.replace(cfg.env, backend=backend)
-    center = cfg.algo.frame_center
-    if center == "auto":
-        pixels = not env_info(env.env, backend, **car_options(env)).vector_obs
-        center = frame_mean(env, cfg.run.seed) if pixels else 0.0
+    center = frame_mean(env, cfg.run.seed) if cfg.algo.frame_center == "auto" else cfg.algo.frame_center
     return dataclasses.replace(
         cfg,
         env=env,

@@ -296,6 +296,8 @@ class Net:
         self.layers = layers
         self.layout = Layout([s for layer in layers for s in layer.param_specs()])
         self.fused = _is_atari_ff(layers)
+        # the fused calls read conv1's centred bias, refreshed around them (None: x/255, nothing to do)
+        self.centred = layers[0] if self.fused and layers[0].center else None
         self.head = "a3c" if head_outputs == num_actions + 1 else "q"  # make_net sets it ("gaussian" too)
 
     @property
@@ -336,7 +338,8 @@ class Net:
         if not 0 <= t < ws.slots:
             raise ValueError(f"Net.forward: slot {t} out of range 0..{ws.slots - 1}")
         if ws.fused_args is not None and obs.flags.c_contiguous and obs.flags.writeable:
-            self.layers[0].bias(ws.w, ws.bufs[0])  # centred frames: refresh the bias the fused call reads
+            if self.centred is not None:
+                self.centred.bias(ws.w, ws.bufs[0])  # the bias the fused call reads, from the current W
             kfused.atari_forward(obs, *ws.fused_args[t])  # one GIL hand-back for the whole slot
             return ws.bufs[-1]["y_t"][t]
         return self.forward_layers(ws, obs, t)
@@ -394,7 +397,8 @@ class Net:
             raise ValueError(f"Net.backward: T = {T} slots, expected 1..{ws.slots}")
         if ws.fused_backward_args is not None:
             kfused.atari_backward(T, ws.E, *ws.fused_backward_args)  # one GIL hand-back for the segment
-            self.layers[0].center_grad(ws.g)
+            if self.centred is not None:
+                self.centred.center_grad(ws.g)
             return
         self.backward_layers(ws, T)
 
