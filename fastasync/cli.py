@@ -68,6 +68,7 @@ def main():
 @_opt("--run-dir", "run", "run_dir", type=str)
 @_opt("--backend", "env", "backend", type=click.Choice(["auto", "envpool", "gymnasium"]))
 @_opt("--doom-reward", "env", "doom_reward", type=click.Choice(["scenario", "envpool"]))
+@_opt("--doom-hud/--no-doom-hud", "env", "doom_hud")
 @_opt("--car-frame-skip", "env", "car_frame_skip", type=int)
 @_opt("--car-grey/--car-rgb", "env", "car_grey")
 @_opt("--value-coef", "algo", "value_coef", type=float)

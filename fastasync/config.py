@@ -51,6 +51,8 @@ class EnvConfig:
     """multiply training rewards by this (scores stay unscaled)"""
     doom_reward: str = "scenario"
     """ViZDoom: train on the scenario's own reward (scenario) or on envpool's shaping of game variables (envpool)"""
+    doom_hud: bool = False
+    """ViZDoom: render Doom's status bar (health, armour, the face) at the bottom of the screen, as a player sees it"""
     car_frame_skip: int = 4
     """CarRacing: repeat each action for this many env steps (frames = agent steps x this)"""
     car_grey: bool = True

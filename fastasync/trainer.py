@@ -503,6 +503,8 @@ def resume_config(ck: dict, overrides: dict) -> TrainConfig:
     # option: 0): a new family default, or another value, would silently change the net
     stored_center = stored.get("algo", {}).get("frame_center", 0.0)
     flat["frame_center"] = stored_center
+    # likewise what a ViZDoom net saw: a checkpoint older than --doom-hud saw no status bar
+    flat["doom_hud"] = stored["env"].get("doom_hud", False)
     flat.update(overrides)
     try:
         cfg = build(flat)

@@ -114,12 +114,13 @@ def test_health_gathering_death_and_envpool_shaping_option():
     env.close(), shaped.close()
 
 
-def test_backends_agree_step_by_step():
+@pytest.mark.parametrize("hud", [False, True])
+def test_backends_agree_step_by_step(hud):
     """envpool's ViZDoom and the vizdoom package, same seed and actions: the same episode
     ends on the same step with the same rewards, and the frames agree (area resize of
-    each: rounding apart)."""
-    a = make_env("HealthGathering-v1", 1, seed=7, backend="envpool")
-    b = make_env("HealthGathering-v1", 1, seed=7, backend="gymnasium")
+    each: rounding apart), with the status bar rendered (--doom-hud) or not."""
+    a = make_env("HealthGathering-v1", 1, seed=7, backend="envpool", doom_hud=hud)
+    b = make_env("HealthGathering-v1", 1, seed=7, backend="gymnasium", doom_hud=hud)
     a.reset(), b.reset()
     rng = np.random.default_rng(0)
     diffs = []
@@ -134,6 +135,48 @@ def test_backends_agree_step_by_step():
     assert sa.game_over[0]
     assert np.median(diffs) < 0.5, np.median(diffs)
     a.close(), b.close()
+
+
+def test_the_status_bar_shows_the_health_the_frames_otherwise_hide():
+    """--doom-hud: Doom's status bar fills the bottom ~13 of 84 rows (320x240: 32 rows),
+    and it changes as the acid floor takes health; without it nothing on screen tells the
+    health (HealthGathering's .cfg: render_hud = false)."""
+    on = make_env("HealthGathering-v1", 1, seed=3, backend="envpool", doom_hud=True)
+    off = make_env("HealthGathering-v1", 1, seed=3, backend="envpool")
+    bar = slice(72, 84)
+    first_on, first_off = on.reset()[0, 9:12, bar].astype(int), off.reset()[0, 9:12, bar].astype(int)
+    assert np.abs(first_on - first_off).mean() > 10  # a grey bar with red digits, not floor
+    for _ in range(40):  # stand still: 40 steps of acid, no medkit
+        s_on, s_off = on.step(np.zeros(1, np.int32)), off.step(np.zeros(1, np.int32))
+    assert not s_on.game_over[0]
+    digits_on = s_on.obs[0, 9:12, bar].astype(int)
+    assert np.abs(digits_on - first_on).max() > 50  # the health figures (and the face) changed
+    # the view above the bar is the same scene (the bar shortens it: not pixel for pixel)
+    assert on.info.obs_shape == off.info.obs_shape == (12, 84, 84)
+    on.close(), off.close()
+    # the copied .cfg differs from the scenario's in its render_hud line only
+    spec = envpool.make_spec("HealthGathering-v1").config
+    with open(spec.cfg_path) as fh, open(doom.envpool_kwargs("HealthGathering-v1")["cfg_path"]) as gh:
+        src, hud = fh.read().splitlines(), gh.read().splitlines()
+    assert [a for a, b in zip(src, hud) if a != b] == ["render_hud = false"]
+    assert [b for a, b in zip(src, hud) if a != b] == ["render_hud = true"]
+
+
+def test_a_checkpoint_older_than_doom_hud_resumes_without_the_status_bar(monkeypatch):
+    """A net that learned without the status bar keeps seeing none when resumed, whatever the
+    family's default for a new run; a stored choice is kept either way."""
+    from fastasync import config, trainer
+
+    doom_defaults = {**config.FAMILY_DEFAULTS[("doom", None)], "doom_hud": True}
+    monkeypatch.setitem(config.FAMILY_DEFAULTS, ("doom", None), doom_defaults)
+    cfg = config.build({"env": "HealthGathering-v1", "algo": "a3c", "frame_center": 0.17, "threads": 1})
+    assert cfg.env.doom_hud is True  # a new run: the family's default
+    stored = cfg.to_dict()
+    del stored["env"]["doom_hud"]  # as an older fastasync wrote it
+    assert trainer.resume_config({"config": stored, "path": "old.npz"}, {}).env.doom_hud is False
+    assert config.TrainConfig.from_dict(stored).env.doom_hud is False  # eval and fastasync.load
+    stored["env"]["doom_hud"] = True
+    assert trainer.resume_config({"config": stored, "path": "new.npz"}, {}).env.doom_hud is True
 
 
 def test_listed_and_refused_clearly(tmp_path):

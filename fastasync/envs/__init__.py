@@ -230,6 +230,7 @@ def env_options(env_cfg) -> dict:
         noop_max=env_cfg.noop_max,
         max_episode_frames=env_cfg.max_episode_frames,
         doom_reward=env_cfg.doom_reward,
+        doom_hud=env_cfg.doom_hud,
         **car_options(env_cfg),
     )
 
@@ -327,6 +328,7 @@ def make_env(
     num_threads: int = 1,
     cpu: int | None = None,
     doom_reward: str = "scenario",
+    doom_hud: bool = False,
     car_frame_skip: int = _car.FRAME_SKIP,
     car_grey: bool = True,
     car_max_steps: int = _car.MAX_ENV_STEPS,
@@ -340,6 +342,7 @@ def make_env(
     steps in the caller's thread and ignores it. ``car_frame_skip``, ``car_grey``: CarRacing's
     action repeat and grey-scale; ``car_max_steps``: its time limit in env steps (the env's
     own 1,000; tests shorten it). ``reward_clip`` clips CarRacing's summed reward to [-1, 1].
+    ``doom_reward``, ``doom_hud``: ViZDoom's training reward and status bar (fastasync.envs.doom).
     """
     if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
         raise EnvError(f"num_envs must be an integer >= 1, got {num_envs!r}")
@@ -384,7 +387,7 @@ def make_env(
                 img_height=_SIZE, img_width=_SIZE, gray_scale=True,
             )
         elif kind == "doom":
-            kwargs.update(_doom.envpool_kwargs())
+            kwargs.update(_doom.envpool_kwargs(env_id if doom_hud else None))
         elif kind == "car":
             kwargs.update(_car.envpool_kwargs(car_max_steps))
             env_id = _car.ENV
@@ -405,7 +408,7 @@ def make_env(
     if kind == "car":
         games = [_car.CarGame(info, seed + i, bool(reward_clip), int(car_max_steps)) for i in range(num_envs)]
     elif kind == "doom":
-        games = [_doom.DoomGame(env_id, seed + i, False, bool(reward_clip)) for i in range(num_envs)]
+        games = [_doom.DoomGame(env_id, seed + i, False, bool(reward_clip), bool(doom_hud)) for i in range(num_envs)]
     elif info.is_atari:
         games = [
             _AleGame(rom, seed + i, int(noop_max), bool(episodic_life), bool(reward_clip), max_steps)

@@ -172,12 +172,43 @@ def action_table(buttons: list[int]) -> np.ndarray:
 # ---------------------------------------------------------------- envpool
 
 
-def envpool_kwargs() -> dict:
-    """What fastasync asks of envpool's ViZDoom (see the module docstring)."""
-    return dict(
+def envpool_kwargs(hud_env_id: str | None = None) -> dict:
+    """What fastasync asks of envpool's ViZDoom (see the module docstring); with
+    ``hud_env_id``, that scenario with its status bar rendered (``hud_config``)."""
+    out = dict(
         use_combined_action=True, frame_skip=FRAME_SKIP, stack_num=STACK, img_height=SIZE, img_width=SIZE,
         max_episode_steps=MAX_STEPS, episodic_life=False, use_inter_area_resize=True,
     )
+    if hud_env_id is not None:
+        import envpool
+
+        spec = envpool.make_spec(hud_env_id).config
+        out.update(cfg_path=hud_config(spec.cfg_path), wad_path=spec.wad_path)
+    return out
+
+
+def hud_config(cfg_path: str) -> str:
+    """A copy of a scenario's .cfg that renders the status bar (``render_hud = true``), for
+    envpool, which reads the screen settings from the .cfg only: written once into the temp
+    directory under a name from its content, atomically (concurrent starts write the same
+    bytes), and its path returned."""
+    import hashlib
+    import re
+
+    with open(cfg_path) as fh:
+        text = fh.read()
+    text, n = re.subn(r"(?im)^\s*render_hud\s*=.*$", "render_hud = true", text)
+    if n == 0:
+        text += "\nrender_hud = true\n"
+    name = os.path.splitext(os.path.basename(cfg_path))[0]
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    out = os.path.join(tempfile.gettempdir(), f"fastasync-{name}-hud-{digest}.cfg")
+    if not os.path.exists(out):
+        fd, tmp = tempfile.mkstemp(prefix=f"fastasync-{name}-", suffix=".tmp", dir=os.path.dirname(out))
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, out)
+    return out
 
 
 START_TIMEOUT_S = 60.0
@@ -277,7 +308,7 @@ class DoomGame:
     channel, 4 stacked frames filled with the first one at an episode start, the combined
     action set, the 2,100-tic limit as a truncation, the scenario's reward."""
 
-    def __init__(self, env_id: str, seed: int, shaping_unsupported: bool, reward_clip: bool):
+    def __init__(self, env_id: str, seed: int, shaping_unsupported: bool, reward_clip: bool, hud: bool = False):
         import vizdoom as vzd
 
         if shaping_unsupported:
@@ -291,6 +322,7 @@ class DoomGame:
         g.set_doom_config_path(os.path.join(tempfile.gettempdir(), "fastasync-vizdoom.ini"))
         g.set_screen_format(vzd.ScreenFormat.CRCGCB)
         g.set_screen_resolution(vzd.ScreenResolution.RES_320X240)
+        g.set_render_hud(bool(hud))
         g.set_episode_timeout((MAX_STEPS + 1) * FRAME_SKIP)  # the step limit ends it first, as in envpool
         g.set_seed(int(seed))
         g.init()
