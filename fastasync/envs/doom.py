@@ -47,6 +47,12 @@ tics). Actions are envpool's combined discrete set built from the scenario's but
 right, move forward or backward, strafe left or right) is pressed; MyWayHome's 5 buttons
 give 18 actions, HealthGathering's 3 give 6. Episodes end at 2,100 tics (525 agent steps),
 a truncation: the value bootstraps there.
+
+The status bar (``doom_hud``, the family's default): the scenarios' .cfg turn Doom's HUD
+off, and then nothing on screen tells the health left, on which HealthGathering's death
+alone depends. With it the bottom 32 of 240 rows (13 of 84) show the health, armour and the
+face as a player sees them. envpool reads the screen settings from the .cfg only, so it gets
+a copy with ``render_hud = true`` (``hud_config``); the vizdoom package sets it directly.
 """
 
 from __future__ import annotations
