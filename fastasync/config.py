@@ -212,8 +212,10 @@ FAMILY_DEFAULTS: dict[tuple, dict] = {
     # Q methods on Atari: at lr 7e-4 n-step Q on Pong stayed at -20.9 through 14M frames
     # while its gradient norm rose from ~1 to ~20; at 1e-4 it missed +18 in 40M frames (best
     # 10-game mean -0.2); at 3e-4 it averaged +3.9 over 10-12M frames (1e-4: -14.2) and its
-    # best 10-game mean was +15.6 at 17.8M (docs/learning/Pong-v5-nstep-q/NOTES.md). The paper,
-    # too, chose the learning rate per method.
+    # best 10-game mean was +15.6 at 17.8M (docs/learning/Pong-v5-nstep-q/NOTES.md). The
+    # one-step methods take it without a comparison of rates: their Pong proofs reached a
+    # 10-game mean of 0 at 24.4M (Q) and 22.9M (Sarsa) frames. The paper, too, chose the
+    # learning rate per method.
     **{("atari", q): {"lr": 3e-4} for q in Q_ALGOS},
     # CartPole & co: A3C with 32 envs per thread, lr 2e-3 and a lighter value loss reaches
     # 500 within 2M frames (14 of 15 runs; bench/RESULTS.md); with the Atari defaults the

@@ -166,7 +166,7 @@ def plot_runs(paths, out: str, window: int = 10, points: int = 200) -> str:
     ax.set_title(f"{len(paths)} runs")
     ax.grid(alpha=0.3)
     # below the axes: a legend inside hides the curves' ends, where the runs reach their targets
-    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.13), fontsize="small", frameon=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.16), fontsize="small", frameon=False)
     fig.tight_layout()
     atomic_write_bytes(out, lambda fh: fig.savefig(fh, format=os.path.splitext(out)[1][1:] or "png",
                                                    bbox_inches="tight"))
