@@ -328,11 +328,11 @@ class Policy:
         as ``--env`` builds it).
         """
         from .custom_env import single_env
-        from .envs import car_options
+        from .envs import view_options
 
         e = self.config.env
         return single_env(e.env, noop_max=e.noop_max, max_episode_frames=e.max_episode_frames, render_mode=render_mode,
-                          backend=self._agent.backend, **car_options(e))
+                          backend=self._agent.backend, **view_options(e))
 
     def evaluate(self, episodes: int = 10, greedy: bool | None = None, seed: int = 12345, gif: str | None = None) -> dict:
         """Play ``episodes`` full games, as ``fastasync eval``; returns ``scores``, ``lengths``,

@@ -62,11 +62,11 @@ def bench_config(env, algo, threads, envs_per_thread, backend, run_dir, pin_thre
     )
     cfg = C.resolve(cfg)
     from .algorithms import check_discrete
-    from .envs import car_options, env_info
+    from .envs import view_options, env_info
 
     # an unknown env, or one the algorithm cannot act in (continuous actions), fails here,
     # before any env batch or trainer is built
-    check_discrete(env_info(cfg.env.env, cfg.env.backend, **car_options(cfg.env)), cfg.algo.algo)
+    check_discrete(env_info(cfg.env.env, cfg.env.backend, **view_options(cfg.env)), cfg.algo.algo)
     return cfg
 
 

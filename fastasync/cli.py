@@ -326,9 +326,9 @@ def _bench_options(threads_default, seconds_default, warmup_default, threads_hel
 
 def _frames_unit(cfg):
     """What a frame is for this env: Atari's emulator frames, or env steps (no frame skip)."""
-    from .envs import car_options, env_info
+    from .envs import view_options, env_info
 
-    info = env_info(cfg.env.env, cfg.env.backend, **car_options(cfg.env))
+    info = env_info(cfg.env.env, cfg.env.backend, **view_options(cfg.env))
     if info.family == "car":
         return f"env steps (agent steps x the action repeat {info.frame_skip})"
     if info.frame_skip > 1:

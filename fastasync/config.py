@@ -203,11 +203,13 @@ FAMILY_DEFAULTS: dict[tuple, dict] = {
     # (bench/RESULTS.md, 2026-12-02 05:15).
     **{(family, None): {"frame_center": "auto"} for family in ("atari", "other")},
     # ViZDoom: the status bar on screen (--doom-hud). HealthGathering's .cfg hides it, and then
-    # nothing the net sees tells the health left, which alone decides when the death comes:
-    # a value read from the view alone is lower for views that come late in a life (walls,
-    # reached by walking) than for the spawn's open floor, so bootstrapped returns favoured
-    # not walking, and the A3C run without the bar settled on turning on the spot (entropy
-    # 0.06, every game 284, below random play's ~580; docs/learning/HealthGathering-v1-a3c/no-hud).
+    # nothing the net sees tells the health left, which alone decides when the death comes;
+    # the A3C run without the bar settled on turning on the spot (entropy 0.06, every game
+    # 284, below random play's ~580; 0% survived through 8M tics; .../no-hud/), with it 90% of
+    # 100 games survived at 1.0M tics (docs/learning/HealthGathering-v1-a3c/NOTES.md). Our
+    # reading: a value that sees the view only is low for views that come late in a life
+    # (walls, reached by walking) and high for the spawn's open floor, so the bootstrapped
+    # returns paid not walking. MyWayHome takes the bar unmeasured.
     ("doom", None): {"frame_center": "auto", "doom_hud": True},
     # Q methods on Atari: at lr 7e-4 n-step Q on Pong stayed at -20.9 through 14M frames
     # while its gradient norm rose from ~1 to ~20; at 1e-4 it missed +18 in 40M frames (best

@@ -25,7 +25,7 @@ def load_agent(path: str, backend: str = "auto") -> Agent:
     """Load a checkpoint (run dir or .npz) and rebuild its net; raises CheckpointError."""
     from .algorithms import build_net
     from .config import ConfigError
-    from .envs import car_options, default_backend, env_info
+    from .envs import view_options, default_backend, env_info
     ck = ckpt.load(path)
     try:
         cfg = TrainConfig.from_dict(ck["config"])
@@ -33,7 +33,7 @@ def load_agent(path: str, backend: str = "auto") -> Agent:
         raise ckpt.CheckpointError(f"checkpoint {ck['path']} has an unusable config: {exc}") from None
     if backend == "auto":
         backend = cfg.env.backend if cfg.env.backend != "auto" else default_backend()
-    info = env_info(cfg.env.env, backend, **car_options(cfg.env))
+    info = env_info(cfg.env.env, backend, **view_options(cfg.env))
     net = build_net(cfg, info)
     ckpt.check_matches(ck, net.layout)
     if info.vector_obs:  # the observation statistics it was trained with must be there (and fit)
@@ -55,7 +55,7 @@ def evaluate(agent: Agent, episodes: int = 10, greedy=None, seed: int = 12345, g
     argmax for Q methods.
     """
     from .algorithms import make_algorithm
-    from .envs import car_options, make_env
+    from .envs import view_options, make_env
     from .kernels.rng import seed_state
 
     cfg, net, info = agent.cfg, agent.net, agent.info
@@ -70,7 +70,7 @@ def evaluate(agent: Agent, episodes: int = 10, greedy=None, seed: int = 12345, g
     quota[: episodes % E] += 1
     env = make_env(
         cfg.env.env, E, seed=seed, backend=agent.backend, episodic_life=False, reward_clip=False,
-        noop_max=cfg.env.noop_max, max_episode_frames=cfg.env.max_episode_frames, **car_options(cfg.env),
+        noop_max=cfg.env.noop_max, max_episode_frames=cfg.env.max_episode_frames, **view_options(cfg.env),
     )
     theta = np.ascontiguousarray(agent.theta, np.float32)
     ws = net.workspace(2, E, theta)  # forward only; slot 0 only; 2 slots carry LSTM state

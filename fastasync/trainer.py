@@ -124,12 +124,12 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, resume: dict | None = None, out=None, cpu_offset: int = 0):
         from .algorithms import build_net, check_discrete, head_for, make_algorithm
-        from .envs import car_options, env_info
+        from .envs import view_options, env_info
         from .learner import Learner
         self.cfg = cfg
         self.out = out or (lambda msg: print(msg, file=sys.stderr, flush=True))
         e, a, r = cfg.env, cfg.algo, cfg.run
-        self.info = env_info(e.env, e.backend, **car_options(e))
+        self.info = env_info(e.env, e.backend, **view_options(e))
         check_discrete(self.info, a.algo)
         per_round = r.threads * e.envs_per_thread * a.t_max * self.info.frame_skip
         if per_round > r.frames:  # every thread finishes its segment before it looks at the budget

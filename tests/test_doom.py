@@ -179,6 +179,33 @@ def test_a_checkpoint_older_than_doom_hud_resumes_without_the_status_bar(monkeyp
     assert trainer.resume_config({"config": stored, "path": "new.npz"}, {}).env.doom_hud is True
 
 
+def test_eval_plays_on_the_view_the_run_trained_on(monkeypatch):
+    """eval's envs get the run's status-bar choice (a net trained with the bar, played
+    without it, scored 30% survived where its training games had 90%)."""
+    from fastasync import envs, evaluate
+    from fastasync.config import build
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def spy(env_id, num_envs, **kwargs):
+        seen.append(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(envs, "make_env", spy)
+    for hud in (True, False):
+        cfg = build({"env": "HealthGathering-v1", "algo": "a3c", "frame_center": 0.17, "threads": 1,
+                     "doom_hud": hud, "backend": "envpool"})
+        agent = type("Agent", (), {"cfg": cfg, "net": None, "info": env_info("HealthGathering-v1"),
+                                   "backend": "envpool"})()
+        monkeypatch.setattr("fastasync.algorithms.make_algorithm", lambda *a: type("A", (), {"head": "pi"})())
+        with pytest.raises(Stop):
+            evaluate.evaluate(agent, episodes=1)
+        assert seen[-1]["doom_hud"] is hud
+
+
 def test_listed_and_refused_clearly(tmp_path):
     assert {"MyWayHome-v1", "HealthGathering-v1"} <= set(list_envs("envpool"))
     r = CliRunner().invoke(main, ["train", "--env", "MyWayHome-v1", "--backend", "gymnasium", "--doom-reward", "envpool",
@@ -213,6 +240,12 @@ def test_maze_trains_with_the_lstm_by_default(tmp_path):
     env = policy.env(render_mode="rgb_array")
     obs, _ = env.reset(seed=3)
     assert obs.shape == policy.observation_shape and obs.dtype == np.uint8
+    # it sees what the net learned on: the status bar, the family's default
+    assert policy.config.env.doom_hud is True
+    for hud, same in ((True, True), (False, False)):
+        ref = make_env("MyWayHome-v1", 1, seed=3, backend=policy.config.env.backend, doom_hud=hud)
+        assert np.array_equal(ref.reset()[0], obs) is same
+        ref.close()
     total, steps, done = 0.0, 0, False
     while not done and steps < 600:  # a timed-out MyWayHome episode: 525 agent steps
         obs, r, term, trunc, _ = env.step(policy.act(obs))

@@ -120,7 +120,7 @@ __all__ = [
     "env_info",
     "make_env",
     "BACKENDS",
-    "car_options",
+    "view_options",
 ]
 
 
@@ -213,12 +213,16 @@ def _lookup(env_id: str, backend: str) -> tuple:
 
 
 
-def car_options(env_cfg) -> dict:
-    """The options of an EnvConfig that shape a CarRacing env (observation, frame skip), as
-    keyword arguments of env_info and make_env; {} for other families."""
-    if env_cfg.env not in _car.CAR:
-        return {}
-    return dict(car_frame_skip=env_cfg.car_frame_skip, car_grey=env_cfg.car_grey)
+def view_options(env_cfg) -> dict:
+    """The options of an EnvConfig that shape what the agent sees, as keyword arguments of
+    env_info and make_env: CarRacing's frame skip and grey-scale, ViZDoom's status bar; {}
+    for other families. Whatever plays a run's policy (eval, the policy's gymnasium env)
+    passes them, so that it sees what the net learned on."""
+    if env_cfg.env in _car.CAR:
+        return dict(car_frame_skip=env_cfg.car_frame_skip, car_grey=env_cfg.car_grey)
+    if env_cfg.env in _doom.DOOM:
+        return dict(doom_hud=env_cfg.doom_hud)
+    return {}
 
 
 def env_options(env_cfg) -> dict:
@@ -230,8 +234,7 @@ def env_options(env_cfg) -> dict:
         noop_max=env_cfg.noop_max,
         max_episode_frames=env_cfg.max_episode_frames,
         doom_reward=env_cfg.doom_reward,
-        doom_hud=env_cfg.doom_hud,
-        **car_options(env_cfg),
+        **view_options(env_cfg),
     )
 
 
@@ -243,7 +246,7 @@ def frame_mean(env_cfg, seed: int, steps: int = FRAME_MEAN_STEPS) -> float:
     """The mean of x/255 over the frames of ``steps`` agent steps of one env playing uniformly
     random actions (seeded by ``seed``), to 3 decimals: what ``--frame-center auto`` subtracts
     (config.resolve); 0 for vector observations, which no conv net reads."""
-    info = env_info(env_cfg.env, env_cfg.backend, **car_options(env_cfg))
+    info = env_info(env_cfg.env, env_cfg.backend, **view_options(env_cfg))
     if info.vector_obs:
         return 0.0
     rng = np.random.default_rng(seed)
@@ -263,9 +266,10 @@ def frame_mean(env_cfg, seed: int, steps: int = FRAME_MEAN_STEPS) -> float:
 
 @functools.lru_cache(maxsize=None)
 def env_info(env_id: str, backend: str = "envpool", car_frame_skip: int = _car.FRAME_SKIP,
-             car_grey: bool = True) -> EnvInfo:
+             car_grey: bool = True, doom_hud: bool = False) -> EnvInfo:
     """Validate ``env_id`` (EnvError if unknown) and describe it. ``car_*``: CarRacing's
-    action repeat and grey-scale (fastasync/envs/car.py); other envs ignore them."""
+    action repeat and grey-scale (fastasync/envs/car.py); ``doom_hud``: ViZDoom's status bar,
+    which changes no shape (accepted so that ``view_options`` fit both); other envs ignore them."""
     if _custom().is_custom(env_id, backend):
         return _custom().env_info(env_id, backend)
     kind, rom = _lookup(env_id, backend)
