@@ -240,7 +240,7 @@ def envs(backend):
         for i in range(0, len(atari), 6):
             click.echo("    " + "  ".join(atari[i : i + 6]))
         for fam, title in (("classic", "classic control"), ("mujoco", "MuJoCo (frames = env steps)"),
-                           ("doom", "ViZDoom (RGB frames, 4 stacked; frames = tics)"),
+                           ("doom", "ViZDoom (RGB frames with the status bar, 4 stacked; frames = tics)"),
                            ("car", "CarRacing (grey frames, 4 stacked; frames = env steps, 4 per agent step)")):
             rows = [info for info in infos if info.family == fam]
             if not rows:
