@@ -210,14 +210,16 @@ FAMILY_DEFAULTS: dict[tuple, dict] = {
     # reading: a value that sees the view only is low for views that come late in a life
     # (walls, reached by walking) and high for the spawn's open floor, so the bootstrapped
     # returns paid not walking. MyWayHome takes the bar unmeasured.
-    # lr 1e-4 and t_max 20, as the A3C baseline of Pathak et al. (2017) that solves MyWayHome
-    # from random spawns (LSTM 256, 20-step returns, lr 1e-4) and sample-factory's Doom
-    # agents (lr 1e-4, 32-step returns): at Atari's 7e-4 and 5 the MyWayHome A3C-LSTM run
-    # kept a uniform policy through 7.4M tics (entropy ln 18, the vest in 15-28% of games, as
-    # random play) while its fc layer's outputs grew ~100x (mean |y| 12 vs Pong's 0.12) and
-    # saturated the LSTM's gates, so its output no longer changed with the frame
-    # (docs/learning/MyWayHome-v1-a3c-lstm/lr7e-4/).
-    ("doom", None): {"frame_center": "auto", "doom_hud": True, "lr": 1e-4, "t_max": 20},
+    ("doom", None): {"frame_center": "auto", "doom_hud": True},
+    # The maze agent, A3C-LSTM: lr 1e-4 and t_max 20, as the A3C-LSTM baseline of Pathak et
+    # al. (2017) that reaches MyWayHome's vest from random spawns (LSTM 256, 20-step returns,
+    # lr 1e-4) and sample-factory's Doom agents (lr 1e-4, 32-step returns). At Atari's 7e-4
+    # and 5 the MyWayHome run kept a uniform policy through 7.4M tics (entropy ln 18, the vest
+    # in 15-28% of games, as random play) while its fc outputs grew ~100x (mean |y| 12, Pong's
+    # LSTM 0.12) and saturated the LSTM's gates, so that its output no longer changed with the
+    # frame (docs/learning/MyWayHome-v1-a3c-lstm/lr7e-4/). Feed-forward A3C keeps Atari's:
+    # HealthGathering's proof learned with them.
+    ("doom", "a3c-lstm"): {"lr": 1e-4, "t_max": 20},
     # Q methods on Atari: at lr 7e-4 n-step Q on Pong stayed at -20.9 through 14M frames
     # while its gradient norm rose from ~1 to ~20; at 1e-4 it missed +18 in 40M frames (best
     # 10-game mean -0.2); at 3e-4 it averaged +3.9 over 10-12M frames (1e-4: -14.2) and its
