@@ -220,6 +220,8 @@ FAMILY_DEFAULTS: dict[tuple, dict] = {
     # frame (docs/learning/MyWayHome-v1-a3c-lstm/lr7e-4/). Feed-forward A3C keeps Atari's:
     # HealthGathering's proof learned with them.
     ("doom", "a3c-lstm"): {"lr": 1e-4, "t_max": 20},
+    # the Q methods: Atari's Q-method lr, as on CarRacing (not measured on ViZDoom)
+    **{("doom", q): {"lr": 3e-4} for q in Q_ALGOS},
     # Q methods on Atari: at lr 7e-4 n-step Q on Pong stayed at -20.9 through 14M frames
     # while its gradient norm rose from ~1 to ~20; at 1e-4 it missed +18 in 40M frames (best
     # 10-game mean -0.2); at 3e-4 it averaged +3.9 over 10-12M frames (1e-4: -14.2) and its
