@@ -496,15 +496,14 @@ def resume_config(ck: dict, overrides: dict) -> TrainConfig:
             f"this run trains {env} (env family {env_family(env)}); --resume cannot switch it to {overrides['env']} "
             f"(env family {env_family(overrides['env'])}); start a new run"
         )
-    for name, (sec, _f) in ff.items():
-        if name in stored.get(sec, {}):
-            flat[name] = stored[sec][name]
-    # the weights were learned on frames x/255 - frame_center (a checkpoint older than the
-    # option: 0): a new family default, or another value, would silently change the net
-    stored_center = stored.get("algo", {}).get("frame_center", 0.0)
-    flat["frame_center"] = stored_center
-    # likewise what a ViZDoom net saw: a checkpoint older than --doom-hud saw no status bar
-    flat["doom_hud"] = stored["env"].get("doom_hud", False)
+    # A key the checkpoint lacks was written before its option existed, when the run did what
+    # the option's dataclass default does (x/255 frames, no status bar): that, never a newer
+    # family default, which would silently change what the net sees (TrainConfig.from_dict,
+    # which eval and fastasync.load use, reads it the same way).
+    for name, (sec, f) in ff.items():
+        flat[name] = stored.get(sec, {}).get(name, f.default)
+    # the weights were learned on frames x/255 - frame_center: another value changes the net
+    stored_center = flat["frame_center"]
     flat.update(overrides)
     try:
         cfg = build(flat)

@@ -195,12 +195,12 @@ def test_eval_plays_on_the_view_the_run_trained_on(monkeypatch):
         raise Stop
 
     monkeypatch.setattr(envs, "make_env", spy)
+    monkeypatch.setattr("fastasync.algorithms.make_algorithm", lambda *a: type("A", (), {"head": "pi"})())
     for hud in (True, False):
         cfg = build({"env": "HealthGathering-v1", "algo": "a3c", "frame_center": 0.17, "threads": 1,
                      "doom_hud": hud, "backend": "envpool"})
         agent = type("Agent", (), {"cfg": cfg, "net": None, "info": env_info("HealthGathering-v1"),
                                    "backend": "envpool"})()
-        monkeypatch.setattr("fastasync.algorithms.make_algorithm", lambda *a: type("A", (), {"head": "pi"})())
         with pytest.raises(Stop):
             evaluate.evaluate(agent, episodes=1)
         assert seen[-1]["doom_hud"] is hud
