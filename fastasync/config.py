@@ -265,11 +265,16 @@ FAMILY_DEFAULTS: dict[tuple, dict] = {
     # lr, RMSProp, t_max and 8 envs per thread; the summed reward is not clipped (clipping to
     # [-1, 1] pays one tile per agent step at any speed, tiles are ~3.3 each, and makes
     # leaving the playfield, -100, cost what one slow step costs) but scaled by 0.1 as on
-    # MuJoCo (returns of hundreds made the value loss dominate there); the Gaussian head takes
-    # the entropy cost validated for it on MuJoCo, 1e-3.
+    # MuJoCo (returns of hundreds made the value loss dominate there). The Gaussian head takes
+    # MuJoCo's entropy cost 1e-3 and t_max 20 (at 5 HalfCheetah stalled, above) and the pixel
+    # lr of ViZDoom's A3C-LSTM, 1e-4: at Atari's 7e-4 (t_max 5) 80% of the fc layer's units
+    # died within 0.4-0.7M frames (92% alive at init), the policy no longer depended on the
+    # frame and its sigma drifted with the entropy bonus to ~4 (4x the action range: random
+    # bang-bang driving at random play's score, -80); with entropy 1e-4 sigma collapsed instead
+    # and the gradient norm reached 1e5 (docs/learning/CarRacing-v3-a3c/NOTES.md).
     ("car", None): {"reward_clip": False, "reward_scale": 0.1, "frame_center": "auto"},
-    ("car", "a3c"): {"entropy": 1e-3},
-    ("car", "a3c-lstm"): {"entropy": 1e-3},
+    ("car", "a3c"): {"entropy": 1e-3, "lr": 1e-4, "t_max": 20},
+    ("car", "a3c-lstm"): {"entropy": 1e-3, "lr": 1e-4, "t_max": 20},
     **{("car", q): {"lr": 3e-4} for q in Q_ALGOS},
 }
 
