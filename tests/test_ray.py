@@ -88,6 +88,18 @@ def test_param_server_adds_deltas_counts_frames_and_stamps_games():
     np.testing.assert_array_equal(st["rms_g"], np.full(5, 2.5, np.float32))  # the mean of the nodes' own
 
 
+def test_param_server_logs_games_in_frame_order():
+    """A node's view of the global count lags the syncs of the others since its own: its
+    games are stamped no earlier than the last one logged, so episodes.csv is in frame order."""
+    ps = _ps(total=10_000)
+    ps.join(0, "h", 1)
+    ps.join(1, "h", 2)
+    _sync(ps, 0, np.zeros(5), 500, [(0.0, 0, 1.0, 1, 480)])
+    _sync(ps, 1, np.zeros(5), 500, [(0.0, 1, 2.0, 1, 450), (0.0, 1, 3.0, 1, 300), (0.0, 1, 4.0, 1, 990)])
+    games = ps.collect()["games"]
+    assert [g[0] for g in games] == [480, 480, 480, 990] and [g[3] for g in games] == [1.0, 3.0, 2.0, 4.0]
+
+
 def test_param_server_owns_the_target_network():
     ps = _ps(target=True, period=100)
     ps.join(0, "h", 1)

@@ -48,6 +48,7 @@ class ParamServer:
         self.node_eps = {}  # node -> float[threads]
         self.info = {}  # node -> dict(host, pid, rank, joins, syncs, state)
         self.games = []  # (frames, wall_s, thread, score, length), for the driver
+        self.last_stamp = self.frames  # the frames of the last game logged (they never decrease)
         self.games_in = 0
         self.events = []  # lines for the driver's output
         self.diag = np.zeros(6, np.float64)  # the learners' running sums (progress line)
@@ -99,10 +100,13 @@ class ParamServer:
             self.target[:] = self.theta
             self.target_version += 1
         now = self.wall_s()
-        for age, thread, score, length, at in games:
-            # stamped no later than the global count that includes them: a checkpoint written
-            # after this sync counts every game logged so far
-            self.games.append((min(int(at), self.frames), now - age, thread, score, length))
+        for age, thread, score, length, at in sorted(games, key=lambda g: g[4]):
+            # stamped no later than the global count that includes them (a checkpoint written
+            # after this sync counts every game logged so far) and no earlier than the game
+            # logged before (a node's count lags the others' syncs since its own): episodes.csv
+            # stays in frame order, as a one-machine run's
+            self.last_stamp = max(self.last_stamp, min(int(at), self.frames))
+            self.games.append((self.last_stamp, now - age, thread, score, length))
         self.games_in += len(games)
         self.diag += diag
         self.node_rms[node] = np.array(rms_g, np.float32)
