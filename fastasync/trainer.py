@@ -279,15 +279,12 @@ class Trainer:
             from .tb import TBWriter
 
             self._tb = TBWriter(self.run_dir, self.resume_frames)
-        threads = [threading.Thread(target=self._thread_main, args=(lr,), name=f"learner-{lr.index}", daemon=True)
-                   for lr in self.learners]
         s.t0 = time.monotonic()
         start_frames = s.frames
         last_ckpt = last_progress = s.t0
         last_frames = s.frames
         io_error = None  # the first write of the episode log that failed
-        for th in threads:
-            th.start()
+        threads = self.start_learners()
         try:
             while any(th.is_alive() for th in threads) and not s.stop.is_set():
                 s.stop.wait(0.2)
@@ -362,6 +359,15 @@ class Trainer:
         if not os.path.exists(path):
             return "No checkpoint was written."
         return f"The last good checkpoint is kept: resume with fastasync train --resume {self.run_dir}"
+
+    def start_learners(self) -> list:
+        """Start one thread per learner (compiled kernels, pinned where the OS lets it); a
+        learner's exception is reported through the shared state. Also a Ray node's start."""
+        threads = [threading.Thread(target=self._thread_main, args=(lr,), name=f"learner-{lr.index}", daemon=True)
+                   for lr in self.learners]
+        for th in threads:
+            th.start()
+        return threads
 
     def _thread_main(self, learner):
         if self.cpus is not None and not placement.pin_current_thread(self.cpus[learner.index]):

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 
 import numpy as np
@@ -109,10 +108,7 @@ class Node:
             self.diag_seen = np.zeros(6)
             self.played = 0
             self._sync()  # the global parameters as they are now (compiling took a while)
-            ths = [threading.Thread(target=tr._thread_main, args=(lr,), name=f"learner-{lr.index}", daemon=True)
-                   for lr in tr.learners]
-            for th in ths:
-                th.start()
+            ths = tr.start_learners()
             try:
                 self._loop(ths)
             finally:
