@@ -351,13 +351,17 @@ def softplus_ref(x):
     return np.logaddexp(0.0, x)
 
 
-def gaussian_parts_ref(out, var_min):
+def gaussian_parts_ref(out, var_min, mean_bound=None):
     """(mu (N, A), sigma^2 (N, A), V (N,)) of head outputs ``out (N, 2A+1)`` in float64:
-    columns [:A] the mean, [A:2A] the variance's pre-activation rho (sigma^2 = softplus(rho) +
-    var_min), the last the value."""
+    columns [:A] the mean's pre-activation m (mu = m, or b tanh(m / b) where ``mean_bound`` b > 0),
+    [A:2A] the variance's pre-activation rho (sigma^2 = softplus(rho) + var_min), the last the value."""
     out = np.asarray(out, np.float64)
     A = (out.shape[1] - 1) // 2
-    return out[:, :A], softplus_ref(out[:, A : 2 * A]) + var_min, out[:, 2 * A]
+    m = out[:, :A]
+    if mean_bound is not None:
+        b = np.asarray(mean_bound, np.float64)
+        m = np.where(b > 0, b * np.tanh(m / np.where(b > 0, b, 1.0)), m)
+    return m, softplus_ref(out[:, A : 2 * A]) + var_min, out[:, 2 * A]
 
 
 def gaussian_log_density_ref(a, mu, var):
@@ -371,14 +375,14 @@ def gaussian_entropy_ref(var):
     return (0.5 * (np.log(2.0 * np.pi * var) + 1.0)).sum(axis=1)
 
 
-def gaussian_loss_ref(out, actions, returns, weight, beta, value_coef, var_min, adv=None):
+def gaussian_loss_ref(out, actions, returns, weight, beta, value_coef, var_min, adv=None, mean_bound=None):
     """Gaussian-policy A3C loss, float64 scalar:
 
         L = sum_n w_n * ( -log N(a_n; mu_n, sigma_n^2) * adv_n - beta * H_n + value_coef * (R_n - V_n)^2 )
 
     ``actions (N, A)`` are the unclipped samples; ``adv`` held constant as in a3c_loss_ref.
     """
-    mu, var, V = gaussian_parts_ref(out, var_min)
+    mu, var, V = gaussian_parts_ref(out, var_min, mean_bound)
     R = np.asarray(returns, np.float64)
     if adv is None:
         adv = R - V
@@ -387,29 +391,34 @@ def gaussian_loss_ref(out, actions, returns, weight, beta, value_coef, var_min, 
     return float((w * (-logp * adv - beta * gaussian_entropy_ref(var) + value_coef * (R - V) ** 2)).sum())
 
 
-def gaussian_grad_ref(out, actions, returns, weight, beta, value_coef, var_min):
+def gaussian_grad_ref(out, actions, returns, weight, beta, value_coef, var_min, mean_bound=None):
     """dL/dout of gaussian_loss_ref by the formula (advantage held constant), d = a - mu, s = sigma^2:
 
-    dmu = -w adv d / s;  drho = w sigmoid(rho) (adv (1/(2s) - d^2/(2s^2)) - beta/(2s));  dV = 2 w c_v (V - R).
+    dm = -w adv d / s * dmu/dm (1, or 1 - tanh(m/b)^2 for a bounded mean);
+    drho = w sigmoid(rho) (adv (1/(2s) - d^2/(2s^2)) - beta/(2s));  dV = 2 w c_v (V - R).
     """
     out = np.asarray(out, np.float64)
     A = (out.shape[1] - 1) // 2
-    mu, s, V = gaussian_parts_ref(out, var_min)
+    mu, s, V = gaussian_parts_ref(out, var_min, mean_bound)
+    dmu = np.ones_like(mu)
+    if mean_bound is not None:
+        b = np.asarray(mean_bound, np.float64)
+        dmu = np.where(b > 0, 1.0 - np.tanh(out[:, :A] / np.where(b > 0, b, 1.0)) ** 2, 1.0)
     R = np.asarray(returns, np.float64)
     adv = (R - V)[:, None]
     w = np.asarray(weight, np.float64)[:, None]
     d = np.asarray(actions, np.float64) - mu
     sig = 1.0 / (1.0 + np.exp(-out[:, A : 2 * A]))
     g = np.zeros_like(out)
-    g[:, :A] = -w * adv * d / s
+    g[:, :A] = -w * adv * d / s * dmu
     g[:, A : 2 * A] = w * sig * (adv * (0.5 / s - d * d / (2.0 * s * s)) - beta * 0.5 / s)
     g[:, 2 * A] = w[:, 0] * 2.0 * value_coef * (V - R)
     return g
 
 
-def gaussian_stats_ref(out, actions, returns, weight, beta, value_coef, var_min):
+def gaussian_stats_ref(out, actions, returns, weight, beta, value_coef, var_min, mean_bound=None):
     """[sum w*policy loss, sum w*value loss, sum w*entropy, sum w] as gaussian_head_backward reports."""
-    mu, var, V = gaussian_parts_ref(out, var_min)
+    mu, var, V = gaussian_parts_ref(out, var_min, mean_bound)
     adv = np.asarray(returns, np.float64) - V
     w = np.asarray(weight, np.float64)
     logp = gaussian_log_density_ref(actions, mu, var)

@@ -344,7 +344,7 @@ def test_short_training_run_resume_refusal_and_eval(tmp_path):
 
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["env"]["reward_clip"] is False and cfg["env"]["reward_scale"] == 0.1 and cfg["algo"]["entropy"] == 1e-3
-    assert cfg["optim"]["lr"] == 1e-4 and cfg["algo"]["t_max"] == 20  # the family defaults (config.py)
+    assert cfg["optim"]["lr"] == 1e-4 and cfg["algo"]["t_max"] == 20 and cfg["algo"]["bounded_mean"] is False
     r = CliRunner().invoke(main, ["train", "--resume", str(run), "--env", "Pong-v5", "--frames", "4k"])
     assert r.exit_code == 2 and "CarRacing-v3 (env family car)" in r.output and "Pong-v5 (env family atari)" in r.output
     gif = tmp_path / "car.gif"

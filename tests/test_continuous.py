@@ -38,23 +38,36 @@ def head_case(N=13, A=3, seed=0):
     return out, actions, returns, weight
 
 
-def kernel_grad(out, actions, returns, weight, beta=BETA):
+def kernel_grad(out, actions, returns, weight, beta=BETA, mean_bound=None):
     dout = np.full_like(out, np.nan)
     stats = np.zeros(4)
-    kheads.gaussian_head_backward(out, actions, returns, weight, beta, VALUE_COEF, VAR_MIN, dout, stats)
+    A = actions.shape[1]
+    mb = np.zeros(A, np.float32) if mean_bound is None else np.asarray(mean_bound, np.float32)
+    kheads.gaussian_head_backward(out, actions, returns, weight, beta, VALUE_COEF, VAR_MIN, mb, dout, stats)
     return dout, stats
 
 
+def bounds_of(A, bounded):
+    """None (the linear mean) or per-dimension bounds b: 0 (linear) and b > 0 mixed."""
+    return np.array([(0.0, 1.0, 2.5)[j % 3] for j in range(A)], np.float32) if bounded else None
+
+
+@pytest.mark.parametrize("bounded", [False, True])
 @pytest.mark.parametrize("A", [1, 3, 6])
-def test_gaussian_head_matches_float64_reference(A):
+def test_gaussian_head_matches_float64_reference(A, bounded):
     out, actions, returns, weight = head_case(N=13, A=A, seed=A)
-    dout, stats = kernel_grad(out, actions, returns, weight)
-    want = ref.gaussian_grad_ref(out, actions, returns, weight, BETA, VALUE_COEF, VAR_MIN)
+    if bounded:
+        out[:, :A] *= 4.0  # means far into tanh's flat tails too
+    mb = bounds_of(A, bounded)
+    dout, stats = kernel_grad(out, actions, returns, weight, mean_bound=mb)
+    want = ref.gaussian_grad_ref(out, actions, returns, weight, BETA, VALUE_COEF, VAR_MIN, mb)
     np.testing.assert_allclose(dout, want, rtol=2e-5, atol=1e-6 * np.abs(want).max())
     assert np.all(dout[5] == 0.0)  # the masked sample contributes nothing
-    want_stats = ref.gaussian_stats_ref(out, actions, returns, weight, BETA, VALUE_COEF, VAR_MIN)
-    np.testing.assert_allclose(stats, want_stats, rtol=1e-5, atol=1e-6)
-    loss = ref.gaussian_loss_ref(out, actions, returns, weight, BETA, VALUE_COEF, VAR_MIN)
+    want_stats = ref.gaussian_stats_ref(out, actions, returns, weight, BETA, VALUE_COEF, VAR_MIN, mb)
+    # the policy loss is a sum of terms that cancel: the kernel's float32 inputs and softplus
+    # leave an absolute error that grows with the terms (larger with the x4 means)
+    np.testing.assert_allclose(stats, want_stats, rtol=1e-5, atol=1e-6 * (20.0 if bounded else 1.0))
+    loss = ref.gaussian_loss_ref(out, actions, returns, weight, BETA, VALUE_COEF, VAR_MIN, mean_bound=mb)
     assert abs(stats[0] + stats[1] - BETA * stats[2] - loss) <= 1e-5 * abs(loss) + 1e-6
 
 
@@ -70,16 +83,19 @@ def test_gaussian_reference_is_scipys_density_and_entropy():
     np.testing.assert_allclose(ref.gaussian_entropy_ref(var), norm.entropy(mu, sd).sum(axis=1), rtol=1e-12)
 
 
-def test_gaussian_head_gradient_matches_finite_differences():
-    """Every output column: mean, variance pre-activation (both softplus regimes), value."""
+@pytest.mark.parametrize("bounded", [False, True])
+def test_gaussian_head_gradient_matches_finite_differences(bounded):
+    """Every output column: mean (linear, or b tanh(m / b) for --bounded-mean), variance
+    pre-activation (both softplus regimes), value."""
     out, actions, returns, weight = head_case(N=9, A=3, seed=4)
-    dout, _ = kernel_grad(out, actions, returns, weight)
+    mb = bounds_of(3, bounded)
+    dout, _ = kernel_grad(out, actions, returns, weight, mean_bound=mb)
     out64 = out.astype(np.float64)
     _, _, V = ref.gaussian_parts_ref(out64, VAR_MIN)
     adv = returns.astype(np.float64) - V  # held constant, as the kernel does
 
     def loss(o):
-        return ref.gaussian_loss_ref(o, actions, returns, weight, BETA, VALUE_COEF, VAR_MIN, adv=adv)
+        return ref.gaussian_loss_ref(o, actions, returns, weight, BETA, VALUE_COEF, VAR_MIN, adv=adv, mean_bound=mb)
 
     fd = ref.central_diff(loss, out64, np.arange(out64.size), 1e-6).reshape(out.shape)
     err = ref.rel_error(dout, fd, 1e-2 * np.abs(fd).max())
@@ -105,7 +121,8 @@ def test_sampler_draws_the_policy_and_clips_only_what_the_env_is_sent():
     actions = np.zeros((E, A), np.float32)
     sent = np.zeros((E, A), np.float32)
     state = krng.seed_state(3)
-    krng.sample_gaussian(out, VAR_MIN, low, high, state, actions, sent)
+    linear = np.zeros(A, np.float32)
+    krng.sample_gaussian(out, VAR_MIN, linear, low, high, state, actions, sent)
     var = ref.softplus_ref(out[0, 2:4]) + VAR_MIN
     se = np.sqrt(var / E)
     assert np.all(np.abs(actions.mean(axis=0) - out[0, :2]) < 4 * se)
@@ -115,12 +132,37 @@ def test_sampler_draws_the_policy_and_clips_only_what_the_env_is_sent():
     np.testing.assert_array_equal(sent, np.clip(actions, low, high))
     # the generator is the learner's own: the same state draws the same samples
     again, sent2 = np.zeros_like(actions), np.zeros_like(sent)
-    krng.sample_gaussian(out, VAR_MIN, low, high, krng.seed_state(3), again, sent2)
+    krng.sample_gaussian(out, VAR_MIN, linear, low, high, krng.seed_state(3), again, sent2)
     np.testing.assert_array_equal(again, actions)
     # greedy: mu, clipped for the env
-    krng.gaussian_mean(out, low, high, actions, sent)
+    krng.gaussian_greedy(out, linear, low, high, actions, sent)
     np.testing.assert_array_equal(actions, out[:, :2])
     np.testing.assert_array_equal(sent, np.clip(out[:, :2], low, high))
+
+
+def test_bounded_mean_stays_within_the_bounds_and_is_the_linear_mean_near_zero():
+    """--bounded-mean: mu = b tanh(m / b), b = 1 and 0.5 here; the sampler draws around it and
+    greedy acting takes it; a pre-activation far past a bound gives a mean at the bound."""
+    E, A = 4000, 2
+    b = np.array([1.0, 0.5], np.float32)
+    out = np.zeros((E, 2 * A + 1), np.float32)
+    out[:, 0], out[:, 1] = 3.0, -0.2
+    out[:, 2], out[:, 3] = 0.5, -1.0
+    mu = b * np.tanh(out[0, :2] / b)
+    low, high = -b, b
+    actions, sent = np.zeros((E, A), np.float32), np.zeros((E, A), np.float32)
+    krng.sample_gaussian(out, VAR_MIN, b, low, high, krng.seed_state(5), actions, sent)
+    var = ref.softplus_ref(out[0, 2:4]) + VAR_MIN
+    assert np.all(np.abs(actions.mean(axis=0) - mu) < 4 * np.sqrt(var / E))
+    np.testing.assert_array_equal(sent, np.clip(actions, low, high))
+    krng.gaussian_greedy(out, b, low, high, actions, sent)
+    np.testing.assert_allclose(actions[0], mu, rtol=1e-6)
+    assert 0.99 < actions[0, 0] <= 1.0  # m = 3: at the bound, not past it
+    for m, bb in ((1e-3, 1.0), (-2e-3, 0.5), (50.0, 2.0), (-50.0, 2.0)):
+        got, slope = kheads.gaussian_mean(m, bb)
+        assert abs(got - bb * np.tanh(m / bb)) < 1e-12 and abs(got) <= bb
+        assert abs(slope - (1.0 - np.tanh(m / bb) ** 2)) < 1e-12
+    assert kheads.gaussian_mean(7.5, 0.0) == (7.5, 1.0)  # b = 0: the paper's linear mean
 
 
 @pytest.mark.parametrize("hidden", [(7, 5), (9,)])
@@ -150,7 +192,7 @@ def test_gaussian_mlp_gradient_matches_finite_differences(hidden):
     out = net.outputs(ws, T).copy()
     stats = np.zeros(4)
     kheads.gaussian_head_backward(net.outputs(ws, T), actions, returns, weight, BETA, VALUE_COEF, VAR_MIN,
-                                  net.dout(ws, T), stats)
+                                  np.zeros(A, np.float32), net.dout(ws, T), stats)
     net.backward(ws, T)
     assert np.all(np.isfinite(grad))
     flat_obs = obs.reshape(N, obs_dim)
@@ -194,7 +236,7 @@ def test_gaussian_lstm_net_gradient_through_time_matches_finite_differences():
         net.forward(ws, obs[t], t)
     out = net.outputs(ws, T).copy()
     kheads.gaussian_head_backward(net.outputs(ws, T), actions, returns, weight, BETA, VALUE_COEF, VAR_MIN,
-                                  net.dout(ws, T), np.zeros(4))
+                                  np.zeros(A, np.float32), net.dout(ws, T), np.zeros(4))
     net.backward(ws, T)
     assert np.isfinite(grad).all()
 
@@ -438,3 +480,26 @@ def test_non_finite_observation_stops_the_run_naming_env_and_step(tmp_path, monk
     after = ckpt.load(str(run))
     assert after["frames"] == ck["frames"]
     np.testing.assert_array_equal(after["theta"], ck["theta"])
+
+
+def test_bounded_mean_needs_finite_bounds_and_takes_the_larger_magnitude():
+    """--bounded-mean: b per dimension is max(|low|, |high|); a Box with an infinite bound is
+    refused with a message that names the env and its bounds."""
+    from types import SimpleNamespace
+
+    from fastasync.algorithms.a3c import GaussianA3C
+
+    net = make_net((3,), 2, head="gaussian", hidden=(4,))
+
+    def algo(bounded, low, high):
+        cfg = SimpleNamespace(algo=SimpleNamespace(gamma=0.99, entropy=1e-3, value_coef=0.5, bounded_mean=bounded))
+        info = SimpleNamespace(action_dim=2, action_low=np.array(low, np.float32),
+                               action_high=np.array(high, np.float32), env_id="Box-v0")
+        return GaussianA3C(cfg, net, info)
+
+    assert algo(True, [-1.0, 0.0], [1.0, 0.5]).mean_bound.tolist() == [1.0, 0.5]
+    assert algo(True, [-3.0, -0.25], [1.0, 0.0]).mean_bound.tolist() == [3.0, 0.25]
+    assert algo(False, [-1.0, 0.0], [1.0, 0.5]).mean_bound.tolist() == [0.0, 0.0]  # the linear mean
+    assert algo(False, [-np.inf, 0.0], [np.inf, 1.0]).mean_bound.tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match=r"--bounded-mean needs finite action bounds; Box-v0"):
+        algo(True, [-np.inf, 0.0], [np.inf, 1.0])

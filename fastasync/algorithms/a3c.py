@@ -70,7 +70,10 @@ class GaussianA3C(A3C):
     """A3C with a Gaussian policy for continuous (Box) actions (Mnih et al. 2016, section 5.4).
 
     The head has ``2A + 1`` outputs: the mean mu (linear), the variance's pre-activation rho
-    (sigma^2 = softplus(rho) + VAR_MIN) and the value. Acting samples a ~ N(mu, sigma^2) with
+    (sigma^2 = softplus(rho) + VAR_MIN) and the value; with ``--bounded-mean`` the mean is
+    b tanh(m / b), b the larger magnitude of each dimension's bounds (``kernels.heads.gaussian_mean``:
+    a linear mean can run past a bound, where every sample is clipped to the same action and
+    the gradient that could bring it back is noise). Acting samples a ~ N(mu, sigma^2) with
     the learner's own generator; the env is sent the sample clipped to the action bounds
     (``learner.sent``), the loss uses the log-density of the unclipped sample
     (``kernels.heads.gaussian_head_backward``); greedy evaluation takes mu. The entropy bonus
@@ -88,6 +91,12 @@ class GaussianA3C(A3C):
         self.action_dim = env_info.action_dim
         self.low = np.ascontiguousarray(env_info.action_low, np.float32)
         self.high = np.ascontiguousarray(env_info.action_high, np.float32)
+        self.mean_bound = np.zeros(self.action_dim, np.float32)  # 0: the linear mean
+        if getattr(cfg.algo, "bounded_mean", False):
+            if not (np.isfinite(self.low).all() and np.isfinite(self.high).all()):
+                raise ValueError(f"--bounded-mean needs finite action bounds; {env_info.env_id}'s are "
+                                 f"[{self.low.tolist()}, {self.high.tolist()}]")
+            self.mean_bound[:] = np.maximum(np.abs(self.low), np.abs(self.high))
         self.sent = np.zeros((1, self.action_dim), np.float32)  # bind/evaluate give the real one
 
     def bind(self, learner):
@@ -96,13 +105,13 @@ class GaussianA3C(A3C):
 
     def act(self, out, actions, rng_state, frames):
         """Sample unclipped actions (E, A) into ``actions``, their clipped copy into ``self.sent``."""
-        rng.sample_gaussian(out, self.VAR_MIN, self.low, self.high, rng_state, actions, self.sent)
+        rng.sample_gaussian(out, self.VAR_MIN, self.mean_bound, self.low, self.high, rng_state, actions, self.sent)
 
     def act_greedy(self, out, actions):
-        rng.gaussian_mean(out, self.low, self.high, actions, self.sent)
+        rng.gaussian_greedy(out, self.mean_bound, self.low, self.high, actions, self.sent)
 
     def act_eval(self, out, actions, rng_state):
-        rng.sample_gaussian(out, self.VAR_MIN, self.low, self.high, rng_state, actions, self.sent)
+        rng.sample_gaussian(out, self.VAR_MIN, self.mean_bound, self.low, self.high, rng_state, actions, self.sent)
 
     def loss(self, ws, seg):
         """Targets and dL/d(head output) for slots 0..T-1 (the bootstrap forward is in slot T)."""
@@ -113,5 +122,5 @@ class GaussianA3C(A3C):
         returns.step_weights(seg.reset, 1.0 / E, seg.weight)
         heads.gaussian_head_backward(
             net.outputs(ws, T), seg.actions_flat, seg.returns_flat, seg.weight_flat, self.beta, self.value_coef,
-            self.VAR_MIN, net.dout(ws, T), seg.stats,
+            self.VAR_MIN, self.mean_bound, net.dout(ws, T), seg.stats,
         )

@@ -110,22 +110,38 @@ def sigmoid(x):
 
 
 @jit
-def gaussian_head_backward(out, actions, returns, weight, beta, value_coef, var_min, dout, stats):
+def gaussian_mean(m, b):
+    """The Gaussian policy's mean from its head output m, and d mean / dm.
+
+    b == 0: mu = m (the paper's linear mean); b > 0: mu = b tanh(m / b), which is m near 0
+    and never leaves [-b, b] (``--bounded-mean``: b is the larger magnitude of the action's
+    bounds, so the mean cannot run past a bound, where every sample is clipped to it).
+    """
+    m, b = float(m), float(b)  # in float64, as the rest of the loss
+    if b == 0.0:
+        return m, 1.0
+    t = math.tanh(m / b)
+    return b * t, 1.0 - t * t
+
+
+@jit
+def gaussian_head_backward(out, actions, returns, weight, beta, value_coef, var_min, mean_bound, dout, stats):
     """Gaussian-policy A3C loss and its gradient w.r.t. the head outputs (Mnih et al. 2016,
     section 5.4 / supplementary 9: a linear layer for the mean, a SoftPlus one for the variance).
 
-    out: (N, 2A+1) float32: columns ``[:A]`` the mean mu, ``[A:2A]`` the variance's
+    out: (N, 2A+1) float32: columns ``[:A]`` the mean's pre-activation m (mu = m, or
+    mu = b tanh(m / b) where mean_bound[j] = b > 0: ``gaussian_mean``), ``[A:2A]`` the variance's
     pre-activation rho, column ``2A`` the value V; actions: (N, A) float32, the UNCLIPPED
     samples a the env's clipped action came from; returns: (N,) float32 n-step returns R;
-    weight: (N,) float32. With sigma^2 = softplus(rho) + var_min, adv = R - V (held constant
-    in the policy term),
+    weight: (N,) float32; mean_bound: (A,) float32. With sigma^2 = softplus(rho) + var_min,
+    adv = R - V (held constant in the policy term),
 
         log pi(a) = sum_j -1/2 log(2 pi sigma_j^2) - (a_j - mu_j)^2 / (2 sigma_j^2)
         H         = sum_j  1/2 (log(2 pi sigma_j^2) + 1)          (the Gaussian's entropy)
         L = sum_n w_n * ( -log pi(a_n) * adv_n  -  beta * H_n  +  value_coef * (R_n - V_n)^2 )
 
     dout: (N, 2A+1) OVERWRITTEN with dL/dout, d_j = a_j - mu_j, s_j = sigma_j^2:
-        dmu_j  = w * -adv * d_j / s_j
+        dm_j   = w * -adv * d_j / s_j * dmu_j/dm_j
         drho_j = w * sigmoid(rho_j) * ( adv * (1/(2 s_j) - d_j^2/(2 s_j^2)) - beta / (2 s_j) )
         dV     = w * 2 * value_coef * (V - R)
     stats: (4,) float64 OVERWRITTEN with sums of w*policy loss, w*value loss, w*entropy, w.
@@ -148,11 +164,12 @@ def gaussian_head_backward(out, actions, returns, weight, beta, value_coef, var_
         for j in range(A):
             rho = out[n, A + j]
             s = softplus(rho) + var_min
-            d = actions[n, j] - out[n, j]
+            mu, dmu = gaussian_mean(out[n, j], mean_bound[j])
+            d = actions[n, j] - mu
             logs = math.log(s)
             logp += -0.5 * (log2pi + logs) - d * d / (2.0 * s)
             H += 0.5 * (log2pi + logs + 1.0)
-            dout[n, j] = w * (-adv * d / s)
+            dout[n, j] = w * (-adv * d / s) * dmu
             dout[n, A + j] = w * sigmoid(rho) * (adv * (0.5 / s - d * d / (2.0 * s * s)) - beta * 0.5 / s)
         dout[n, 2 * A] = w * 2.0 * value_coef * (v - returns[n])
         stats[0] += w * (-logp * adv)

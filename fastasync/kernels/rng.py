@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 
+from . import heads
 from ._jit import jit
 
 _M64 = (1 << 64) - 1
@@ -118,33 +119,35 @@ def normal(state):
 
 
 @jit
-def sample_gaussian(out, var_min, low, high, state, actions, sent):
+def sample_gaussian(out, var_min, mean_bound, low, high, state, actions, sent):
     """Sample a ~ N(mu, sigma^2) per env and action dimension; the env gets a clipped copy.
 
-    out: (E, >=2A) float32 head outputs: mu = out[:, :A], sigma^2 = softplus(out[:, A:2A]) +
-    var_min (kernels/heads.py, ``gaussian_head_backward``); low, high: (A,) float32 action
-    bounds; actions: (E, A) float32, written with the UNCLIPPED samples (the loss's log-density
-    is of these); sent: (E, A) float32, written with the samples clipped to [low, high].
+    out: (E, >=2A) float32 head outputs: mu from out[:, :A] (linear, or b tanh(m / b) where
+    mean_bound[j] = b > 0: kernels/heads.py, ``gaussian_mean``), sigma^2 = softplus(out[:, A:2A])
+    + var_min (``gaussian_head_backward``); mean_bound, low, high: (A,) float32; actions: (E, A)
+    float32, written with the UNCLIPPED samples (the loss's log-density is of these); sent:
+    (E, A) float32, written with the samples clipped to [low, high].
     """
     E, A = actions.shape
     for e in range(E):
         for j in range(A):
             r = out[e, A + j]
             s = (r if r > 20.0 else (math.exp(r) if r < -20.0 else math.log1p(math.exp(r)))) + var_min
-            a = out[e, j] + math.sqrt(s) * normal(state)
+            a = heads.gaussian_mean(out[e, j], mean_bound[j])[0] + math.sqrt(s) * normal(state)
             actions[e, j] = a
             sent[e, j] = min(max(a, low[j]), high[j])
 
 
 @jit
-def gaussian_mean(out, low, high, actions, sent):
+def gaussian_greedy(out, mean_bound, low, high, actions, sent):
     """The greedy action of a Gaussian policy: mu (into ``actions``), clipped into ``sent``.
 
-    out: (E, >=A) float32; low, high: (A,) float32; actions, sent: (E, A) float32, written.
+    out: (E, >=A) float32; mean_bound, low, high: (A,) float32; actions, sent: (E, A) float32,
+    written.
     """
     E, A = actions.shape
     for e in range(E):
         for j in range(A):
-            a = out[e, j]
+            a = heads.gaussian_mean(out[e, j], mean_bound[j])[0]
             actions[e, j] = a
             sent[e, j] = min(max(a, low[j]), high[j])
