@@ -73,6 +73,7 @@ def main():
 @_opt("--car-grey/--car-rgb", "env", "car_grey")
 @_opt("--value-coef", "algo", "value_coef", type=float)
 @_opt("--bounded-mean/--linear-mean", "algo", "bounded_mean")
+@_opt("--capg/--no-capg", "algo", "capg")
 @_opt("--frame-center", "algo", "frame_center", type=str)
 @_opt("--checkpoint-every-s", "run", "checkpoint_every_s", type=float)
 @_opt("--progress-every-s", "run", "progress_every_s", type=float)

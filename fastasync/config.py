@@ -77,6 +77,8 @@ class AlgoConfig:
     """LSTM cells of a3c-lstm (after the fc layer, or after the MLP torso)"""
     bounded_mean: bool = False
     """Gaussian policy (Box actions): the mean is b tanh(m / b), b the larger magnitude of each action dimension's bounds, so that it cannot run past a bound (the paper's, off: a linear mean)"""
+    capg: bool = False
+    """Gaussian policy: score a sample the env got clipped to a bound by the probability of that side of the bound, not by its density (clipped action policy gradient, Fujita & Maeda 2018; off: the paper's density)"""
     frame_center: float = 0.0
     """pixel envs: the net sees its frames as x/255 - frame_center, a number in [0, 1] or auto: the mean of x/255 over 256 steps of random play at the start of a run (config.json records the number; 0: the paper's x/255)"""
     target_update_frames: int = 40_000

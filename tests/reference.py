@@ -370,12 +370,37 @@ def gaussian_log_density_ref(a, mu, var):
     return (-0.5 * np.log(2.0 * np.pi * var) - (a - mu) ** 2 / (2.0 * var)).sum(axis=1)
 
 
+def gaussian_capg_ref(a, mu, var, bounds):
+    """Per sample and dimension: (log p, d log p / d mu, d log p / d var) in float64, where
+    ``bounds`` = (low, high) scores a sample at or past a bound by log Phi of its side of the
+    bound (the clipped action policy gradient) and every other by the density; ``bounds``
+    None: the density everywhere. scipy.special.log_ndtr for log Phi."""
+    from scipy.special import log_ndtr
+
+    a = np.asarray(a, np.float64)
+    sd = np.sqrt(var)
+    d = a - mu
+    lp = -0.5 * np.log(2.0 * np.pi * var) - d**2 / (2.0 * var)
+    g_mu = d / var
+    g_s = d**2 / (2.0 * var**2) - 0.5 / var
+    if bounds is None:
+        return lp, g_mu, g_s
+    low, high = (np.broadcast_to(np.asarray(b, np.float64), a.shape) for b in bounds)
+    for side, mask, z in ((-1.0, a <= low, (low - mu) / sd), (1.0, a >= high, (mu - high) / sd)):
+        lam = np.exp(-0.5 * z**2 - 0.5 * np.log(2.0 * np.pi) - log_ndtr(z))
+        lp = np.where(mask, log_ndtr(z), lp)
+        g_mu = np.where(mask, side * lam / sd, g_mu)
+        g_s = np.where(mask, -lam * z / (2.0 * var), g_s)
+    return lp, g_mu, g_s
+
+
 def gaussian_entropy_ref(var):
     """Entropy of N(mu, diag(var)) per row: sum_j 1/2 (log(2 pi var_j) + 1)."""
     return (0.5 * (np.log(2.0 * np.pi * var) + 1.0)).sum(axis=1)
 
 
-def gaussian_loss_ref(out, actions, returns, weight, beta, value_coef, var_min, adv=None, mean_bound=None):
+def gaussian_loss_ref(out, actions, returns, weight, beta, value_coef, var_min, adv=None, mean_bound=None,
+                      capg=None):
     """Gaussian-policy A3C loss, float64 scalar:
 
         L = sum_n w_n * ( -log N(a_n; mu_n, sigma_n^2) * adv_n - beta * H_n + value_coef * (R_n - V_n)^2 )
@@ -387,11 +412,11 @@ def gaussian_loss_ref(out, actions, returns, weight, beta, value_coef, var_min, 
     if adv is None:
         adv = R - V
     w = np.asarray(weight, np.float64)
-    logp = gaussian_log_density_ref(actions, mu, var)
+    logp = gaussian_capg_ref(actions, mu, var, capg)[0].sum(axis=1)
     return float((w * (-logp * adv - beta * gaussian_entropy_ref(var) + value_coef * (R - V) ** 2)).sum())
 
 
-def gaussian_grad_ref(out, actions, returns, weight, beta, value_coef, var_min, mean_bound=None):
+def gaussian_grad_ref(out, actions, returns, weight, beta, value_coef, var_min, mean_bound=None, capg=None):
     """dL/dout of gaussian_loss_ref by the formula (advantage held constant), d = a - mu, s = sigma^2:
 
     dm = -w adv d / s * dmu/dm (1, or 1 - tanh(m/b)^2 for a bounded mean);
@@ -407,21 +432,21 @@ def gaussian_grad_ref(out, actions, returns, weight, beta, value_coef, var_min, 
     R = np.asarray(returns, np.float64)
     adv = (R - V)[:, None]
     w = np.asarray(weight, np.float64)[:, None]
-    d = np.asarray(actions, np.float64) - mu
+    _, g_mu, g_s = gaussian_capg_ref(actions, mu, s, capg)
     sig = 1.0 / (1.0 + np.exp(-out[:, A : 2 * A]))
     g = np.zeros_like(out)
-    g[:, :A] = -w * adv * d / s * dmu
-    g[:, A : 2 * A] = w * sig * (adv * (0.5 / s - d * d / (2.0 * s * s)) - beta * 0.5 / s)
+    g[:, :A] = -w * adv * g_mu * dmu
+    g[:, A : 2 * A] = w * sig * (-adv * g_s - beta * 0.5 / s)
     g[:, 2 * A] = w[:, 0] * 2.0 * value_coef * (V - R)
     return g
 
 
-def gaussian_stats_ref(out, actions, returns, weight, beta, value_coef, var_min, mean_bound=None):
+def gaussian_stats_ref(out, actions, returns, weight, beta, value_coef, var_min, mean_bound=None, capg=None):
     """[sum w*policy loss, sum w*value loss, sum w*entropy, sum w] as gaussian_head_backward reports."""
     mu, var, V = gaussian_parts_ref(out, var_min, mean_bound)
     adv = np.asarray(returns, np.float64) - V
     w = np.asarray(weight, np.float64)
-    logp = gaussian_log_density_ref(actions, mu, var)
+    logp = gaussian_capg_ref(actions, mu, var, capg)[0].sum(axis=1)
     return np.array([(w * -logp * adv).sum(), (w * value_coef * adv**2).sum(), (w * gaussian_entropy_ref(var)).sum(),
                      w.sum()])
 

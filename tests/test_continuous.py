@@ -38,12 +38,16 @@ def head_case(N=13, A=3, seed=0):
     return out, actions, returns, weight
 
 
-def kernel_grad(out, actions, returns, weight, beta=BETA, mean_bound=None):
+def kernel_grad(out, actions, returns, weight, beta=BETA, mean_bound=None, capg=None):
+    """The kernel's (dout, stats); ``capg``: (low, high) bounds to score clipped samples by."""
     dout = np.full_like(out, np.nan)
     stats = np.zeros(4)
     A = actions.shape[1]
     mb = np.zeros(A, np.float32) if mean_bound is None else np.asarray(mean_bound, np.float32)
-    kheads.gaussian_head_backward(out, actions, returns, weight, beta, VALUE_COEF, VAR_MIN, mb, dout, stats)
+    low, high = (np.full(A, -np.inf, np.float32), np.full(A, np.inf, np.float32)) if capg is None else capg
+    kheads.gaussian_head_backward(out, actions, returns, weight, beta, VALUE_COEF, VAR_MIN, mb,
+                                  np.asarray(low, np.float32), np.asarray(high, np.float32), capg is not None,
+                                  dout, stats)
     return dout, stats
 
 
@@ -69,6 +73,71 @@ def test_gaussian_head_matches_float64_reference(A, bounded):
     np.testing.assert_allclose(stats, want_stats, rtol=1e-5, atol=1e-6 * (20.0 if bounded else 1.0))
     loss = ref.gaussian_loss_ref(out, actions, returns, weight, BETA, VALUE_COEF, VAR_MIN, mean_bound=mb)
     assert abs(stats[0] + stats[1] - BETA * stats[2] - loss) <= 1e-5 * abs(loss) + 1e-6
+
+
+CAPG_BOUNDS = (np.array([-1.0, 0.0, 0.0], np.float32), np.array([1.0, 1.0, 0.5], np.float32))
+
+
+def capg_case(seed=7, N=15):
+    """Samples inside, at and past both bounds of each dimension, among them means far past a
+    bound (z of Phi below -20: the asymptotic branch) and at it."""
+    out, actions, returns, weight = head_case(N=N, A=3, seed=seed)
+    rs = np.random.default_rng(seed)
+    out[:, :3] = rs.normal(0.3, 1.0, (N, 3))
+    out[0, 1], out[1, 1], out[2, 2] = -6.0, 4.0, 0.0
+    out[0, 4], out[1, 4] = -6.0, -6.0  # sigma ~0.05: a mean 6 past a bound is z ~ -120
+    actions[:] = rs.normal(0.3, 1.5, (N, 3))
+    actions[0, 1], actions[1, 1], actions[2, 2] = -6.1, 4.2, 0.5  # exactly at high: clipped
+    return out, actions, returns, weight
+
+
+def test_log_ndtr_ratio_is_scipys_on_both_branches():
+    from scipy.special import log_ndtr
+    from scipy.stats import norm
+
+    for z in np.concatenate([np.linspace(-60, 8, 137), [-30.0, -29.999, -30.001, 0.0]]):
+        lp, lam = kheads.log_ndtr_ratio(z)
+        assert abs(lp - log_ndtr(z)) <= 1e-9 * max(1.0, abs(log_ndtr(z))), z
+        want = np.exp(norm.logpdf(z) - log_ndtr(z))
+        assert abs(lam - want) <= 1e-9 * max(1.0, want), z
+
+
+@pytest.mark.parametrize("bounded", [False, True])
+def test_capg_head_matches_float64_reference_and_finite_differences(bounded):
+    """--capg: clipped samples scored by log Phi of their side of the bound, the others by the
+    density; the kernel against the float64 reference (scipy's log_ndtr) and its central
+    differences, with the mean linear or bounded."""
+    out, actions, returns, weight = capg_case()
+    mb = np.array([1.0, 1.0, 1.0], np.float32) if bounded else None
+    dout, stats = kernel_grad(out, actions, returns, weight, mean_bound=mb, capg=CAPG_BOUNDS)
+    want = ref.gaussian_grad_ref(out, actions, returns, weight, BETA, VALUE_COEF, VAR_MIN, mb, capg=CAPG_BOUNDS)
+    np.testing.assert_allclose(dout, want, rtol=2e-5, atol=1e-6 * np.abs(want).max())
+    want_stats = ref.gaussian_stats_ref(out, actions, returns, weight, BETA, VALUE_COEF, VAR_MIN, mb, capg=CAPG_BOUNDS)
+    np.testing.assert_allclose(stats, want_stats, rtol=1e-5, atol=1e-5)
+    out64 = out.astype(np.float64)
+    adv = returns.astype(np.float64) - out64[:, -1]
+
+    def loss(o):
+        return ref.gaussian_loss_ref(o, actions, returns, weight, BETA, VALUE_COEF, VAR_MIN, adv=adv, mean_bound=mb,
+                                     capg=CAPG_BOUNDS)
+
+    fd = ref.central_diff(loss, out64, np.arange(out64.size), 1e-6).reshape(out.shape)
+    err = ref.rel_error(dout, fd, 1e-2 * np.abs(fd).max())
+    assert err.max() < 1e-3 and err.mean() < 1e-4, (err.max(), err.mean())
+
+
+def test_capg_gives_no_noise_for_a_dimension_whose_samples_are_all_clipped():
+    """A mean far below the lower bound with a small sigma: the env gets the bound whatever is
+    sampled. The density's gradient for that dimension is ~adv / sigma of noise; CAPG's ~0."""
+    out, actions, returns, weight = capg_case()
+    out[:, 1], out[:, 4] = -3.0, -6.0  # gas: mu = -3, sigma ~0.05, every sample clipped to 0
+    actions[:, 1] = out[:, 1] + 0.05 * np.random.default_rng(1).standard_normal(len(out))
+    live = weight > 0
+    dens, _ = kernel_grad(out, actions, returns, weight, beta=0.0)
+    capg, _ = kernel_grad(out, actions, returns, weight, beta=0.0, capg=CAPG_BOUNDS)
+    assert np.abs(dens[live, 1]).max() > 1.0
+    assert np.abs(capg[live][:, [1, 4]]).max() < 1e-12
+    np.testing.assert_array_equal(dens[:, -1], capg[:, -1])  # the value's gradient is the same
 
 
 def test_gaussian_reference_is_scipys_density_and_entropy():
@@ -192,7 +261,8 @@ def test_gaussian_mlp_gradient_matches_finite_differences(hidden):
     out = net.outputs(ws, T).copy()
     stats = np.zeros(4)
     kheads.gaussian_head_backward(net.outputs(ws, T), actions, returns, weight, BETA, VALUE_COEF, VAR_MIN,
-                                  np.zeros(A, np.float32), net.dout(ws, T), stats)
+                                  np.zeros(A, np.float32), -np.ones(A, np.float32), np.ones(A, np.float32), False,
+                                  net.dout(ws, T), stats)
     net.backward(ws, T)
     assert np.all(np.isfinite(grad))
     flat_obs = obs.reshape(N, obs_dim)
@@ -236,7 +306,8 @@ def test_gaussian_lstm_net_gradient_through_time_matches_finite_differences():
         net.forward(ws, obs[t], t)
     out = net.outputs(ws, T).copy()
     kheads.gaussian_head_backward(net.outputs(ws, T), actions, returns, weight, BETA, VALUE_COEF, VAR_MIN,
-                                  np.zeros(A, np.float32), net.dout(ws, T), np.zeros(4))
+                                  np.zeros(A, np.float32), -np.ones(A, np.float32), np.ones(A, np.float32), False,
+                                  net.dout(ws, T), np.zeros(4))
     net.backward(ws, T)
     assert np.isfinite(grad).all()
 

@@ -73,7 +73,9 @@ class GaussianA3C(A3C):
     (sigma^2 = softplus(rho) + VAR_MIN) and the value; with ``--bounded-mean`` the mean is
     b tanh(m / b), b the larger magnitude of each dimension's bounds (``kernels.heads.gaussian_mean``:
     a linear mean can run past a bound, where every sample is clipped to the same action and
-    the gradient that could bring it back is noise). Acting samples a ~ N(mu, sigma^2) with
+    the gradient that could bring it back is noise); with ``--capg`` a sample the env got
+    clipped is scored by the probability of its side of the bound, not by its density
+    (Fujita & Maeda 2018; ``kernels.heads.gaussian_head_backward``). Acting samples a ~ N(mu, sigma^2) with
     the learner's own generator; the env is sent the sample clipped to the action bounds
     (``learner.sent``), the loss uses the log-density of the unclipped sample
     (``kernels.heads.gaussian_head_backward``); greedy evaluation takes mu. The entropy bonus
@@ -91,6 +93,7 @@ class GaussianA3C(A3C):
         self.action_dim = env_info.action_dim
         self.low = np.ascontiguousarray(env_info.action_low, np.float32)
         self.high = np.ascontiguousarray(env_info.action_high, np.float32)
+        self.capg = bool(getattr(cfg.algo, "capg", False))
         self.mean_bound = np.zeros(self.action_dim, np.float32)  # 0: the linear mean
         if getattr(cfg.algo, "bounded_mean", False):
             if not (np.isfinite(self.low).all() and np.isfinite(self.high).all()):
@@ -122,5 +125,5 @@ class GaussianA3C(A3C):
         returns.step_weights(seg.reset, 1.0 / E, seg.weight)
         heads.gaussian_head_backward(
             net.outputs(ws, T), seg.actions_flat, seg.returns_flat, seg.weight_flat, self.beta, self.value_coef,
-            self.VAR_MIN, self.mean_bound, net.dout(ws, T), seg.stats,
+            self.VAR_MIN, self.mean_bound, self.low, self.high, self.capg, net.dout(ws, T), seg.stats,
         )

@@ -125,7 +125,23 @@ def gaussian_mean(m, b):
 
 
 @jit
-def gaussian_head_backward(out, actions, returns, weight, beta, value_coef, var_min, mean_bound, dout, stats):
+def log_ndtr_ratio(z):
+    """(log Phi(z), phi(z) / Phi(z)) of the standard normal, in float64, for any z: erfc down
+    to z = -30 (Phi ~ 5e-198), below it the asymptotic series of Mills' ratio (its first
+    omitted term, 945 / z^10, is < 2e-12 there)."""
+    z = float(z)
+    if z > -30.0:
+        cdf = 0.5 * math.erfc(-z / math.sqrt(2.0))
+        pdf = math.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+        return math.log(cdf), pdf / cdf
+    x2 = 1.0 / (z * z)
+    r = 1.0 + x2 * (-1.0 + x2 * (3.0 + x2 * (-15.0 + x2 * 105.0)))  # Phi(z) / phi(z) = r / -z
+    return -0.5 * z * z - 0.5 * math.log(2.0 * math.pi) + math.log(r / -z), -z / r
+
+
+@jit
+def gaussian_head_backward(out, actions, returns, weight, beta, value_coef, var_min, mean_bound, low, high, capg,
+                           dout, stats):
     """Gaussian-policy A3C loss and its gradient w.r.t. the head outputs (Mnih et al. 2016,
     section 5.4 / supplementary 9: a linear layer for the mean, a SoftPlus one for the variance).
 
@@ -133,16 +149,26 @@ def gaussian_head_backward(out, actions, returns, weight, beta, value_coef, var_
     mu = b tanh(m / b) where mean_bound[j] = b > 0: ``gaussian_mean``), ``[A:2A]`` the variance's
     pre-activation rho, column ``2A`` the value V; actions: (N, A) float32, the UNCLIPPED
     samples a the env's clipped action came from; returns: (N,) float32 n-step returns R;
-    weight: (N,) float32; mean_bound: (A,) float32. With sigma^2 = softplus(rho) + var_min,
-    adv = R - V (held constant in the policy term),
+    weight: (N,) float32; mean_bound, low, high: (A,) float32 (the action bounds); capg: bool.
+    With sigma^2 = softplus(rho) + var_min, adv = R - V (held constant in the policy term),
 
-        log pi(a) = sum_j -1/2 log(2 pi sigma_j^2) - (a_j - mu_j)^2 / (2 sigma_j^2)
+        log pi(a) = sum_j log p_j(a_j)
+        log p_j   = -1/2 log(2 pi sigma_j^2) - (a_j - mu_j)^2 / (2 sigma_j^2)     (the density)
         H         = sum_j  1/2 (log(2 pi sigma_j^2) + 1)          (the Gaussian's entropy)
         L = sum_n w_n * ( -log pi(a_n) * adv_n  -  beta * H_n  +  value_coef * (R_n - V_n)^2 )
 
-    dout: (N, 2A+1) OVERWRITTEN with dL/dout, d_j = a_j - mu_j, s_j = sigma_j^2:
-        dm_j   = w * -adv * d_j / s_j * dmu_j/dm_j
-        drho_j = w * sigmoid(rho_j) * ( adv * (1/(2 s_j) - d_j^2/(2 s_j^2)) - beta / (2 s_j) )
+    With ``capg`` (clipped action policy gradient, Fujita & Maeda 2018) a sample the env got
+    clipped is scored by the probability of its side of the bound instead, which is what the
+    env's action has: log p_j = log Phi((low_j - mu_j) / sigma_j) where a_j <= low_j, and
+    log Phi((mu_j - high_j) / sigma_j) where a_j >= high_j. The gradient stays unbiased and a
+    dimension whose every sample is clipped (its mean far past a bound) gives ~0 instead of
+    noise of size adv / sigma.
+
+    dout: (N, 2A+1) OVERWRITTEN with dL/dout, s_j = sigma_j^2, g_mu = d log p_j / d mu_j,
+    g_s = d log p_j / d s_j (density, d = a - mu: d / s and -1/(2s) + d^2/(2s^2); a bound's
+    side, z its argument of Phi, lam = phi(z)/Phi(z): -+lam / sigma and -lam z / (2s)):
+        dm_j   = w * -adv * g_mu * dmu_j/dm_j
+        drho_j = w * sigmoid(rho_j) * ( -adv * g_s - beta / (2 s_j) )
         dV     = w * 2 * value_coef * (V - R)
     stats: (4,) float64 OVERWRITTEN with sums of w*policy loss, w*value loss, w*entropy, w.
     """
@@ -165,12 +191,28 @@ def gaussian_head_backward(out, actions, returns, weight, beta, value_coef, var_
             rho = out[n, A + j]
             s = softplus(rho) + var_min
             mu, dmu = gaussian_mean(out[n, j], mean_bound[j])
-            d = actions[n, j] - mu
+            a = actions[n, j]
             logs = math.log(s)
-            logp += -0.5 * (log2pi + logs) - d * d / (2.0 * s)
             H += 0.5 * (log2pi + logs + 1.0)
-            dout[n, j] = w * (-adv * d / s) * dmu
-            dout[n, A + j] = w * sigmoid(rho) * (adv * (0.5 / s - d * d / (2.0 * s * s)) - beta * 0.5 / s)
+            if capg and (a <= low[j] or a >= high[j]):
+                sd = math.sqrt(s)
+                if a <= low[j]:
+                    z = (low[j] - mu) / sd
+                    lp, lam = log_ndtr_ratio(z)
+                    g_mu = -lam / sd
+                else:
+                    z = (mu - high[j]) / sd
+                    lp, lam = log_ndtr_ratio(z)
+                    g_mu = lam / sd
+                g_s = -lam * z / (2.0 * s)
+            else:
+                d = a - mu
+                lp = -0.5 * (log2pi + logs) - d * d / (2.0 * s)
+                g_mu = d / s
+                g_s = d * d / (2.0 * s * s) - 0.5 / s
+            logp += lp
+            dout[n, j] = w * (-adv * g_mu) * dmu
+            dout[n, A + j] = w * sigmoid(rho) * (-adv * g_s - beta * 0.5 / s)
         dout[n, 2 * A] = w * 2.0 * value_coef * (v - returns[n])
         stats[0] += w * (-logp * adv)
         stats[1] += w * value_coef * adv * adv
