@@ -130,7 +130,7 @@ class Trainer:
         self.out = out or (lambda msg: print(msg, file=sys.stderr, flush=True))
         e, a, r = cfg.env, cfg.algo, cfg.run
         self.info = env_info(e.env, e.backend, **view_options(e))
-        check_discrete(self.info, a.algo)
+        check_discrete(self.info, a.algo, a)
         per_round = r.threads * e.envs_per_thread * a.t_max * self.info.frame_skip
         if per_round > r.frames:  # every thread finishes its segment before it looks at the budget
             raise ValueError(
@@ -508,8 +508,10 @@ def resume_config(ck: dict, overrides: dict) -> TrainConfig:
     # which eval and fastasync.load use, reads it the same way).
     for name, (sec, f) in ff.items():
         flat[name] = stored.get(sec, {}).get(name, f.default)
-    # the weights were learned on frames x/255 - frame_center: another value changes the net
+    # the weights were learned on frames x/255 - frame_center, and a Gaussian mean through
+    # b tanh(m / b) or not: another value changes what they compute
     stored_center = flat["frame_center"]
+    stored_bounded = bool(flat["bounded_mean"])
     flat.update(overrides)
     try:
         cfg = build(flat)
@@ -522,5 +524,10 @@ def resume_config(ck: dict, overrides: dict) -> TrainConfig:
         raise ConfigError(
             f"this run's net sees its frames as x/255 - {stored_center}; --resume cannot change --frame-center "
             f"(got {overrides['frame_center']}): start a new run"
+        )
+    if cfg.algo.bounded_mean != stored_bounded:
+        raise ConfigError(
+            f"this run's Gaussian mean is {'bounded (--bounded-mean)' if stored_bounded else 'linear (--linear-mean)'}; "
+            "--resume cannot change it: start a new run"
         )
     return cfg

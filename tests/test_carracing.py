@@ -344,7 +344,7 @@ def test_short_training_run_resume_refusal_and_eval(tmp_path):
 
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["env"]["reward_clip"] is False and cfg["env"]["reward_scale"] == 0.1 and cfg["algo"]["entropy"] == 1e-3
-    assert cfg["optim"]["lr"] == 1e-4 and cfg["algo"]["t_max"] == 20 and cfg["algo"]["bounded_mean"] is False
+    assert cfg["optim"]["lr"] == 1e-4 and cfg["algo"]["t_max"] == 20 and cfg["algo"]["bounded_mean"] is True
     r = CliRunner().invoke(main, ["train", "--resume", str(run), "--env", "Pong-v5", "--frames", "4k"])
     assert r.exit_code == 2 and "CarRacing-v3 (env family car)" in r.output and "Pong-v5 (env family atari)" in r.output
     gif = tmp_path / "car.gif"
@@ -368,3 +368,7 @@ def test_short_training_run_resume_refusal_and_eval(tmp_path):
     r = CliRunner().invoke(main, ["train", "--env", "CarRacingDiscrete-v3", "--algo", "nstep-q", "--threads", "1",
                                   "--envs-per-thread", "2", "--frames", "1k", "--run-dir", str(tmp_path / "q")])
     assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "q" / "config.json").read_text())["algo"]["bounded_mean"] is False  # no Gaussian
+    # a resume cannot switch the Gaussian mean: the weights mean something else through tanh
+    r = CliRunner().invoke(main, ["train", "--resume", str(run), "--linear-mean", "--frames", "4k"])
+    assert r.exit_code == 2 and "--resume cannot change it" in r.output, r.output

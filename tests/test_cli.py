@@ -70,6 +70,9 @@ def _bad(args, needle):
         # a segment longer than the budget would overshoot it many times over (was 1.5M frames for 8k)
         (["train", "--env", "CartPole-v1", "--frames", "8k", "--t-max", "100000"], "one update of every thread takes"),
         (["train", "--env", "CartPole-v1", "--frames", "1e16", "--t-max", "100000000000"], "not enough memory"),
+        # the Gaussian head's options on a softmax policy would do nothing
+        (["train", "--env", "CartPole-v1", "--bounded-mean"], "--bounded-mean applies to the Gaussian policy"),
+        (["train", "--env", "CartPole-v1", "--algo", "nstep-q", "--capg"], "--capg applies to the Gaussian policy"),
         (["train", "--resume", "nowhere"], "no checkpoint"),
         (["train", "--config", "missing.toml"], "cannot read config file"),
         (["eval", "nowhere"], "no checkpoint"),

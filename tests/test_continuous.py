@@ -555,7 +555,8 @@ def test_non_finite_observation_stops_the_run_naming_env_and_step(tmp_path, monk
 
 def test_bounded_mean_needs_finite_bounds_and_takes_the_larger_magnitude():
     """--bounded-mean: b per dimension is max(|low|, |high|); a Box with an infinite bound is
-    refused with a message that names the env and its bounds."""
+    refused with a message that names the env and its bounds, and either option on a head that
+    is not the Gaussian one (where it would do nothing) is refused too."""
     from types import SimpleNamespace
 
     from fastasync.algorithms.a3c import GaussianA3C
@@ -572,5 +573,19 @@ def test_bounded_mean_needs_finite_bounds_and_takes_the_larger_magnitude():
     assert algo(True, [-3.0, -0.25], [1.0, 0.0]).mean_bound.tolist() == [3.0, 0.25]
     assert algo(False, [-1.0, 0.0], [1.0, 0.5]).mean_bound.tolist() == [0.0, 0.0]  # the linear mean
     assert algo(False, [-np.inf, 0.0], [np.inf, 1.0]).mean_bound.tolist() == [0.0, 0.0]
+    from fastasync.algorithms import check_discrete
+
+    def check(algo_name, bounded, capg, discrete=False, low=(-np.inf, 0.0), high=(np.inf, 1.0)):
+        info = SimpleNamespace(discrete=discrete, action_shape=(2,), action_dim=2, env_id="Box-v0",
+                               action_low=np.array(low, np.float32), action_high=np.array(high, np.float32))
+        check_discrete(info, algo_name, SimpleNamespace(bounded_mean=bounded, capg=capg))
+
     with pytest.raises(ValueError, match=r"--bounded-mean needs finite action bounds; Box-v0"):
-        algo(True, [-np.inf, 0.0], [np.inf, 1.0])
+        check("a3c", True, False)
+    check("a3c", False, True)  # CAPG with an infinite bound: that side is never clipped
+    check("a3c-lstm", True, True, low=(-1.0, 0.0), high=(1.0, 1.0))
+    # on a softmax policy (discrete actions) the options would do nothing: refused, not ignored
+    with pytest.raises(ValueError, match=r"--bounded-mean and --capg apply to the Gaussian policy"):
+        check("a3c", True, True, discrete=True)
+    with pytest.raises(ValueError, match=r"--capg applies to the Gaussian policy of a3c on Box actions; nstep-q"):
+        check("nstep-q", False, True, discrete=True)

@@ -7,13 +7,27 @@ recorded segment into ``dL/d(head output)`` (written into the net's dout buffer)
 
 from __future__ import annotations
 
+import numpy as np
 
-def check_discrete(env_info, algo):
+
+def check_discrete(env_info, algo, options=None):
     """The Q methods act in discrete action spaces only, A3C in both (a Gaussian policy for
-    Box actions): a ValueError for a Q method on continuous actions."""
+    Box actions): a ValueError for a Q method on continuous actions. ``options`` (an
+    AlgoConfig): the Gaussian head's options (--bounded-mean, --capg) on any other head, or
+    --bounded-mean on a Box with an infinite bound, are a ValueError too."""
+    gaussian = [f"--{n.replace('_', '-')}" for n in ("bounded_mean", "capg") if getattr(options, n, False)]
+    if gaussian and (env_info.discrete or not algo.startswith("a3c")):
+        raise ValueError(f"{' and '.join(gaussian)} appl{'y' if len(gaussian) > 1 else 'ies'} to the Gaussian policy "
+                         "of a3c on Box actions; "
+                         f"{algo} on {env_info.env_id} does not have one")
     if algo.startswith("a3c") and not env_info.discrete:
         if not env_info.action_shape or len(env_info.action_low) != env_info.action_dim:
             raise ValueError(f"{algo}: {env_info.env_id}'s action space is neither discrete nor a bounded Box")
+        if getattr(options, "bounded_mean", False) and not (
+            np.isfinite(env_info.action_low).all() and np.isfinite(env_info.action_high).all()
+        ):
+            raise ValueError(f"--bounded-mean needs finite action bounds; {env_info.env_id}'s are "
+                             f"[{list(env_info.action_low)}, {list(env_info.action_high)}]")
         return
     if not env_info.discrete or env_info.num_actions < 1:
         raise ValueError(
@@ -25,7 +39,7 @@ def check_discrete(env_info, algo):
 
 def make_algorithm(name, cfg, net, env_info):
     """The algorithm object for ``name`` (one per learner thread: it may hold buffers)."""
-    check_discrete(env_info, name)
+    check_discrete(env_info, name, cfg.algo)
     if name in ("a3c", "a3c-lstm"):
         from .a3c import A3C, GaussianA3C
 

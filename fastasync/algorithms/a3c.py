@@ -95,10 +95,7 @@ class GaussianA3C(A3C):
         self.high = np.ascontiguousarray(env_info.action_high, np.float32)
         self.capg = bool(getattr(cfg.algo, "capg", False))
         self.mean_bound = np.zeros(self.action_dim, np.float32)  # 0: the linear mean
-        if getattr(cfg.algo, "bounded_mean", False):
-            if not (np.isfinite(self.low).all() and np.isfinite(self.high).all()):
-                raise ValueError(f"--bounded-mean needs finite action bounds; {env_info.env_id}'s are "
-                                 f"[{self.low.tolist()}, {self.high.tolist()}]")
+        if getattr(cfg.algo, "bounded_mean", False):  # finite bounds: algorithms.check_discrete
             self.mean_bound[:] = np.maximum(np.abs(self.low), np.abs(self.high))
         self.sent = np.zeros((1, self.action_dim), np.float32)  # bind/evaluate give the real one
 

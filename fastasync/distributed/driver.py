@@ -115,15 +115,15 @@ class RayTrainer:
 
     def __init__(self, cfg, resume: dict | None = None, out=None):
         from ..algorithms import build_net, check_discrete, head_for
-        from ..envs import env_info
+        from ..envs import env_info, view_options
         from ..trainer import seed_states
 
         self.ray = require_ray()
         self.cfg = cfg
         self.out = out or (lambda msg: print(msg, file=sys.stderr, flush=True))
         e, a, r = cfg.env, cfg.algo, cfg.run
-        self.info = env_info(e.env, e.backend)
-        check_discrete(self.info, a.algo)
+        self.info = env_info(e.env, e.backend, **view_options(e))  # --car-rgb: 12 channels
+        check_discrete(self.info, a.algo, a)
         per_round = r.nodes * r.threads * e.envs_per_thread * a.t_max * self.info.frame_skip
         if per_round > r.frames:
             raise ValueError(

@@ -115,7 +115,8 @@ def gaussian_mean(m, b):
 
     b == 0: mu = m (the paper's linear mean); b > 0: mu = b tanh(m / b), which is m near 0
     and never leaves [-b, b] (``--bounded-mean``: b is the larger magnitude of the action's
-    bounds, so the mean cannot run past a bound, where every sample is clipped to it).
+    bounds: a symmetric bound itself, and for a [0, 1] dimension within [-1, 1], where a linear
+    mean can run any distance past a bound, every sample clipped to it).
     """
     m, b = float(m), float(b)  # in float64, as the rest of the loss
     if b == 0.0:
