@@ -20,8 +20,9 @@ episodes.csv and config.json of the run, its curve (`fastasync plot`) and a SUMM
 frames and wall time when the target was first reached, best and final 10-game mean,
 frames/s, machine, commits and the one command that reproduces it, followed by the folder's
 NOTES.md when there is one (what a missed target was traced to, what was tried). A
-``caveat`` written by hand into a run's proof.json (what a crossing does not show, e.g. a
-policy that did not hold it) follows the crossing in the SUMMARY and the table. ``summarize`` rewrites
+``caveat`` written by hand into a run directory's proof.json (``summarize`` copies that one
+over the folder's; what a crossing does not show, e.g. a policy that did not hold it)
+follows the crossing in the SUMMARY and the table. ``summarize`` rewrites
 every folder from its run directory (when present) and the table between the README's
 ``<!-- learning-table:start -->`` and ``<!-- learning-table:end -->`` lines from the SUMMARY
 files, so the table is never typed by hand.

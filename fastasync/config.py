@@ -285,7 +285,7 @@ FAMILY_DEFAULTS: dict[tuple, dict] = {
     # checkpoint -61), after a fall to ~0 at 3.5-4M frames while its linear steering mean sat
     # at +2, past the bound: every sample clipped to full right, the car circling. With the
     # bounded mean it crossed 800 at 1.4M frames (eval 697 over 30 games;
-    # docs/learning/CarRacing-v3-a3c/NOTES.md).
+    # docs/learning/CarRacing-v3-a3c/linear-mean/NOTES.md).
     **{("car-box", a): {"bounded_mean": True} for a in ("a3c", "a3c-lstm")},
     **{("car", q): {"lr": 3e-4} for q in Q_ALGOS},
 }

@@ -241,6 +241,14 @@ def test_method_defaults_apply_and_options_win():
     assert (given.optim.lr, given.env.envs_per_thread, given.run.frames) == (0.01, 4, 100_000)
     # an unknown family gets the dataclass defaults
     assert C.build({"env": "Unknown-v1"}).optim.lr == C.OptimConfig.lr
+    # CarRacing-v3's Gaussian head has a bounded mean; the discrete variant's softmax has none
+    car = C.build({"env": "CarRacing-v3"})
+    assert car.algo.bounded_mean and not car.algo.capg and (car.optim.lr, car.algo.t_max) == (1e-4, 20)
+    disc = C.build({"env": "CarRacingDiscrete-v3"})
+    assert not disc.algo.bounded_mean and (disc.optim.lr, disc.algo.t_max) == (1e-4, 20)
+    assert not C.build({"env": "CarRacingDiscrete-v3", "algo": "nstep-q"}).algo.bounded_mean
+    assert not C.build({"env": "CarRacing-v3", "bounded_mean": False}).algo.bounded_mean  # the option wins
+    assert not C.build({"env": "HalfCheetah-v4"}).algo.bounded_mean  # MuJoCo keeps the paper's linear mean
 
 
 def test_every_family_default_names_a_field_and_validates():
