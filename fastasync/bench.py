@@ -66,7 +66,7 @@ def bench_config(env, algo, threads, envs_per_thread, backend, run_dir, pin_thre
 
     # an unknown env, or one the algorithm cannot act in (continuous actions), fails here,
     # before any env batch or trainer is built
-    check_discrete(env_info(cfg.env.env, cfg.env.backend, **view_options(cfg.env)), cfg.algo.algo)
+    check_discrete(env_info(cfg.env.env, cfg.env.backend, **view_options(cfg.env)), cfg.algo.algo, cfg.algo)
     return cfg
 
 

@@ -564,7 +564,8 @@ def test_bounded_mean_needs_finite_bounds_and_takes_the_larger_magnitude():
     net = make_net((3,), 2, head="gaussian", hidden=(4,))
 
     def algo(bounded, low, high):
-        cfg = SimpleNamespace(algo=SimpleNamespace(gamma=0.99, entropy=1e-3, value_coef=0.5, bounded_mean=bounded))
+        cfg = SimpleNamespace(algo=SimpleNamespace(gamma=0.99, entropy=1e-3, value_coef=0.5, bounded_mean=bounded,
+                                                  capg=False))
         info = SimpleNamespace(action_dim=2, action_low=np.array(low, np.float32),
                                action_high=np.array(high, np.float32), env_id="Box-v0")
         return GaussianA3C(cfg, net, info)

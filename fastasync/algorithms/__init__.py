@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 
-def check_discrete(env_info, algo, options=None):
+def check_discrete(env_info, algo, options):
     """The Q methods act in discrete action spaces only, A3C in both (a Gaussian policy for
     Box actions): a ValueError for a Q method on continuous actions. ``options`` (an
     AlgoConfig): the Gaussian head's options (--bounded-mean, --capg) on any other head, or
     --bounded-mean on a Box with an infinite bound, are a ValueError too."""
-    gaussian = [f"--{n.replace('_', '-')}" for n in ("bounded_mean", "capg") if getattr(options, n, False)]
+    gaussian = [f"--{n.replace('_', '-')}" for n in ("bounded_mean", "capg") if getattr(options, n)]
     if gaussian and (env_info.discrete or not algo.startswith("a3c")):
         raise ValueError(f"{' and '.join(gaussian)} appl{'y' if len(gaussian) > 1 else 'ies'} to the Gaussian policy "
                          "of a3c on Box actions; "
@@ -23,7 +23,7 @@ def check_discrete(env_info, algo, options=None):
     if algo.startswith("a3c") and not env_info.discrete:
         if not env_info.action_shape or len(env_info.action_low) != env_info.action_dim:
             raise ValueError(f"{algo}: {env_info.env_id}'s action space is neither discrete nor a bounded Box")
-        if getattr(options, "bounded_mean", False) and not (
+        if options.bounded_mean and not (
             np.isfinite(env_info.action_low).all() and np.isfinite(env_info.action_high).all()
         ):
             raise ValueError(f"--bounded-mean needs finite action bounds; {env_info.env_id}'s are "

@@ -93,9 +93,9 @@ class GaussianA3C(A3C):
         self.action_dim = env_info.action_dim
         self.low = np.ascontiguousarray(env_info.action_low, np.float32)
         self.high = np.ascontiguousarray(env_info.action_high, np.float32)
-        self.capg = bool(getattr(cfg.algo, "capg", False))
+        self.capg = bool(cfg.algo.capg)
         self.mean_bound = np.zeros(self.action_dim, np.float32)  # 0: the linear mean
-        if getattr(cfg.algo, "bounded_mean", False):  # finite bounds: algorithms.check_discrete
+        if cfg.algo.bounded_mean:  # finite bounds: algorithms.check_discrete
             self.mean_bound[:] = np.maximum(np.abs(self.low), np.abs(self.high))
         self.sent = np.zeros((1, self.action_dim), np.float32)  # bind/evaluate give the real one
 

@@ -196,15 +196,12 @@ def gaussian_head_backward(out, actions, returns, weight, beta, value_coef, var_
             logs = math.log(s)
             H += 0.5 * (log2pi + logs + 1.0)
             if capg and (a <= low[j] or a >= high[j]):
+                # the side of the bound: z = side * (mu - bound) / sigma, side -1 below, +1 above
+                side, bound = (-1.0, low[j]) if a <= low[j] else (1.0, high[j])
                 sd = math.sqrt(s)
-                if a <= low[j]:
-                    z = (low[j] - mu) / sd
-                    lp, lam = log_ndtr_ratio(z)
-                    g_mu = -lam / sd
-                else:
-                    z = (mu - high[j]) / sd
-                    lp, lam = log_ndtr_ratio(z)
-                    g_mu = lam / sd
+                z = side * (mu - bound) / sd
+                lp, lam = log_ndtr_ratio(z)
+                g_mu = side * lam / sd
                 g_s = -lam * z / (2.0 * s)
             else:
                 d = a - mu

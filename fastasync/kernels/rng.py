@@ -131,8 +131,7 @@ def sample_gaussian(out, var_min, mean_bound, low, high, state, actions, sent):
     E, A = actions.shape
     for e in range(E):
         for j in range(A):
-            r = out[e, A + j]
-            s = (r if r > 20.0 else (math.exp(r) if r < -20.0 else math.log1p(math.exp(r)))) + var_min
+            s = heads.softplus(out[e, A + j]) + var_min
             a = heads.gaussian_mean(out[e, j], mean_bound[j])[0] + math.sqrt(s) * normal(state)
             actions[e, j] = a
             sent[e, j] = min(max(a, low[j]), high[j])
