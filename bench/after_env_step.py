@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from fastasync.envs import make_env  # noqa: E402
 from fastasync.nets import make_net  # noqa: E402
-from fastasync.perf import _load_blas  # noqa: E402
+from fastasync.perf import load_blas  # noqa: E402
 
 
 def main():
@@ -34,7 +34,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--n", type=int, default=200, help="forwards per measurement")
     args = ap.parse_args()
-    _load_blas()
+    load_blas()
     cpu = args.cpu if args.cpu is not None else sorted(os.sched_getaffinity(0))[-1]
     os.sched_setaffinity(0, {cpu})
     net = make_net((4, 84, 84), 6)

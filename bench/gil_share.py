@@ -34,7 +34,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from fastasync import bench as B  # noqa: E402
-from fastasync.perf import _load_blas  # noqa: E402
+from fastasync.perf import load_blas  # noqa: E402
 
 RATE = 500  # samples per second
 
@@ -77,7 +77,7 @@ def main():
     args = ap.parse_args()
     if shutil.which("py-spy") is None:
         sys.exit("bench/gil_share.py needs py-spy: pip install py-spy")
-    _load_blas()
+    load_blas()
     tmp = tempfile.mkdtemp(prefix="fastasync-gil-")
     cfg = B.bench_config(args.env, "a3c", 1, 8, "auto", os.path.join(tmp, "run"))
     counter = {"steps": 0}

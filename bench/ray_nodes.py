@@ -38,9 +38,9 @@ def main():
     from fastasync.bench import bench_config, train_fps
     from fastasync.distributed.bench import ray_train_fps
     from fastasync.distributed.driver import connect
-    from fastasync.perf import _load_blas, cpu_model
+    from fastasync.perf import load_blas, cpu_model
 
-    _load_blas()
+    load_blas()
     connect(a.ray)
     N = a.nodes
     layouts = [("ray 1 node x %d threads" % N, 1, N), ("ray %d nodes x 1 thread" % N, N, 1)]

@@ -34,12 +34,11 @@ import sys
 from dataclasses import dataclass
 
 from . import config as C
+from .errors import StartError
 
 __all__ = ["train", "load", "Run", "Policy", "StartError"]
 
 
-class StartError(ValueError):
-    """The run could not start (memory, the run directory): a one-line reason, nothing written."""
 
 
 def _stderr(msg: str) -> None:
@@ -101,7 +100,9 @@ def train(env=None, algo: str | None = None, frames=None, *, config: str | None 
             if ray_only:
                 raise C.ConfigError(f"--{ray_only[0].replace('_', '-')} applies to runs on Ray: add --ray")
         else:
-            cfg = _ray_connect(cfg, ray)
+            from .distributed.driver import connect_run
+
+            cfg = connect_run(cfg, ray)
         if cfg.run.tensorboard:
             from .tb import check_installed
 
@@ -342,19 +343,3 @@ class Policy:
         if episodes < 1:
             raise ValueError(f"--episodes must be >= 1, got {episodes}")
         return evaluate(self._agent, episodes=episodes, greedy=greedy, seed=seed, gif=gif)
-
-
-def _ray_connect(cfg, address):
-    """Connect to Ray (a ValueError with the install command when it is missing); --threads
-    left out: each node gets the cluster's CPUs / --nodes."""
-    from .distributed import RayMissing
-
-    try:
-        from .distributed.driver import cluster_cpus, connect, with_threads
-
-        ray = connect(address)
-    except RayMissing as exc:
-        raise C.ConfigError(str(exc)) from None
-    if cfg.run.threads == 0:
-        cfg = with_threads(cfg, max(1, cluster_cpus(ray) // cfg.run.nodes))
-    return cfg

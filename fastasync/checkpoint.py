@@ -13,12 +13,12 @@ import zipfile
 
 import numpy as np
 
+from .errors import CheckpointError
+
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.npz"
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used: unreadable, truncated, or for another net."""
 
 
 def checkpoint_path(path: str) -> str:

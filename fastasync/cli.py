@@ -98,7 +98,7 @@ def train(ctx, resume, config_file, ray_address, **options):
     from click.core import ParameterSource
 
     from .api import train as api_train
-    from .trainer import LearnerError, RunIOError
+    from .errors import LearnerError, NonFiniteObservation, RayRunError, RunIOError
 
     given = {
         k: v for k, v in options.items() if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE
@@ -107,17 +107,11 @@ def train(ctx, resume, config_file, ray_address, **options):
         run = api_train(config=config_file, resume=resume, ray=ray_address, out=lambda msg: click.echo(msg, err=True),
                         **given)
     except LearnerError as exc:
-        from .obsnorm import NonFiniteObservation
-
         if isinstance(exc.exc, NonFiniteObservation):  # the env's fault, not ours: no traceback
-            fail(f"{exc.exc}; training stopped. {getattr(exc, 'checkpoint_note', '')}".rstrip(), code=1)
+            fail(f"{exc.exc}; training stopped. {exc.checkpoint_note}".rstrip(), code=1)
         click.echo(exc.tb, err=True)
         fail(str(exc), code=1)
-    except RunIOError as exc:
-        fail(str(exc), code=1)
-    except RuntimeError as exc:  # the run on Ray stopped (distributed.driver.RayRunError)
-        if type(exc).__name__ != "RayRunError":
-            raise
+    except (RunIOError, RayRunError) as exc:
         fail(str(exc), code=1)
     except ValueError as exc:  # ConfigError, EnvError, CheckpointError, RunDirError, StartError
         fail(str(exc))
@@ -276,10 +270,10 @@ def _measured(env, algo, threads, envs_per_thread, backend, measure):
 
     from .bench import bench_config
     from .envs import EnvError
-    from .perf import _load_blas, thread_settings
+    from .perf import load_blas, thread_settings
     from .trainer import LearnerError
 
-    _load_blas()
+    load_blas()
     with threadpool_limits(limits=1):
         try:
             bench_config(env, algo, threads, envs_per_thread, backend, "unused")  # bad input fails before any work
@@ -391,10 +385,10 @@ def bench(env, algo, threads, envs_per_thread, seconds, warmup, backend, pin_thr
             return run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend, progress,
                              pin_threads, repeat)
     else:
-        from .api import _ray_connect
+        from .distributed.driver import connect_run
 
         try:
-            _ray_connect(C.build(dict(nodes=max(nodes_list))), ray_address)
+            connect_run(C.build(dict(nodes=max(nodes_list))), ray_address)
         except ValueError as exc:  # Ray missing, or no cluster at the address
             fail(str(exc))
 

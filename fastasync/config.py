@@ -21,12 +21,9 @@ import re
 import time
 from dataclasses import dataclass, field, fields
 
+from .errors import ConfigError
+
 ALGOS = ("a3c", "a3c-lstm", "nstep-q", "onestep-q", "onestep-sarsa")
-IMPLEMENTED_ALGOS = ALGOS
-
-
-class ConfigError(ValueError):
-    """Invalid configuration: a clear one-line message for the user."""
 
 
 @dataclass(frozen=True)
@@ -473,10 +470,6 @@ def validate(cfg: TrainConfig) -> None:
                 raise ConfigError(f"{f.name.replace('_', '-')} must be a finite number, got {v}")
     checks = [
         (a.algo in ALGOS, f"unknown algo {a.algo!r}; choose from {', '.join(ALGOS)}"),
-        (
-            a.algo in IMPLEMENTED_ALGOS,
-            f"algo {a.algo!r} is not implemented yet; available: {', '.join(IMPLEMENTED_ALGOS)}",
-        ),
         (r.threads >= 0, f"--threads must be >= 1, got {r.threads}"),
         (e.envs_per_thread >= 1, f"--envs-per-thread must be >= 1, got {e.envs_per_thread}"),
         (r.threads <= MAX_THREADS, f"--threads must be <= {MAX_THREADS}, got {r.threads}"),

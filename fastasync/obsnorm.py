@@ -16,6 +16,7 @@ import threading
 
 import numpy as np
 
+from .errors import NonFiniteObservation
 from .kernels import normalize as knorm
 
 CLIP = 10.0
@@ -79,5 +80,3 @@ class ObsNorm:
         self.count[...], self.mean[...], self.m2[...] = count, mean, m2
 
 
-class NonFiniteObservation(FloatingPointError):
-    """An env returned NaN or inf in an observation: the run stops (last good checkpoint kept)."""

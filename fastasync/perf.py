@@ -10,7 +10,7 @@ import os
 import time
 
 
-def _load_blas():
+def load_blas():
     """Load every BLAS in play so threadpoolctl sees (and can limit) them all.
 
     threadpoolctl only limits libraries already loaded: NumPy's, SciPy's, and the
@@ -30,7 +30,7 @@ def fp32_peak_gflops(seconds: float = 1.0, n: int = 1024) -> float:
     the kernels' own (``fastasync.kernels.blas.gemm``), and returns the best rate seen.
     Best-of, not mean, because other load only ever slows a run down.
     """
-    _load_blas()
+    load_blas()
     import numpy as np
     from scipy.linalg.blas import sgemm
     from threadpoolctl import threadpool_limits
@@ -98,7 +98,7 @@ def thread_settings() -> dict:
     """
     import inspect
 
-    _load_blas()
+    load_blas()
     import numba
     from threadpoolctl import threadpool_info
 

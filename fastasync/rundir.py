@@ -27,13 +27,12 @@ from __future__ import annotations
 import os
 
 from .checkpoint import CHECKPOINT_NAME
+from .errors import RunDirError
 
 RUN_FILES = (CHECKPOINT_NAME, "episodes.csv", "episodes-after-checkpoint.csv")  # a run's results
 LOCK_NAME = ".lock"
 
 
-class RunDirError(ValueError):
-    """This run may not write into this directory; the message says why and what to do."""
 
 
 def run_files(path: str) -> list[str]:

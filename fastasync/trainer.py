@@ -25,6 +25,7 @@ import numpy as np
 from . import checkpoint as ckpt
 from . import placement
 from .config import TrainConfig
+from .errors import LearnerError, RunIOError
 from .stats import (
     EpisodeLog,
     OutcomeWindow,
@@ -36,17 +37,6 @@ from .stats import (
 )
 
 
-class LearnerError(RuntimeError):
-    """A learner thread raised; carries its traceback text."""
-
-    def __init__(self, index, exc, tb):
-        super().__init__(f"learner {index} failed: {type(exc).__name__}: {exc}")
-        self.index, self.exc, self.tb = index, exc, tb
-
-
-class RunIOError(OSError):
-    """The run could not write its episode log or its final checkpoint (disk full, ...):
-    training stopped; the message says what the run directory still holds."""
 
 
 class SharedState:
@@ -247,13 +237,13 @@ class Trainer:
         """Train to the frame budget (or Ctrl-C / SIGTERM). Returns a summary dict; raises LearnerError."""
         from threadpoolctl import threadpool_limits
 
-        from .perf import _load_blas
+        from .perf import load_blas
 
-        _load_blas()  # threadpoolctl limits only loaded libraries: load the BLAS numba calls first
+        load_blas()  # threadpoolctl limits only loaded libraries: load the BLAS numba calls first
 
         if not getattr(self, "_prepared", False):
             self.prepare_run_dir()
-        with threadpool_limits(1), _stop_on_signals(self):
+        with threadpool_limits(1), stop_on_signals(self):
             self.compile()
             try:
                 return self._run_threads()
@@ -326,8 +316,8 @@ class Trainer:
         if self.interrupted:
             self.out("\ninterrupted: learner threads stopped")
         if s.error is not None:  # the last good checkpoint is kept: the failed state may be diverged
-            s.error.checkpoint_note = self._last_checkpoint_note()
-            raise s.error
+            e = s.error
+            raise LearnerError(e.index, e.exc, e.tb, self._last_checkpoint_note())
         if io_error is not None:  # games went unlogged: a checkpoint now would skip them in the curve
             raise RunIOError(
                 f"could not write {log.path}: {io_error.strerror or io_error}; training stopped at {s.frames:,} "
@@ -417,7 +407,7 @@ class Trainer:
 
 
 @contextlib.contextmanager
-def _stop_on_signals(trainer, stop=None):
+def stop_on_signals(trainer, stop=None):
     """Ctrl-C (SIGINT) and SIGTERM set ``trainer.interrupted`` and the stop flag (``stop``, an
     Event; default: the learners' ``trainer.shared.stop``): threads finish their segment, a
     final checkpoint is written. No exception is raised at a random point of the main loop."""

@@ -17,11 +17,11 @@ How it relates to the paper's single-machine Hogwild, and what each option trade
 
 from __future__ import annotations
 
+from ..errors import RayMissing
+
 INSTALL_HINT = 'Ray is not installed: pip install "fastasync[ray]" (or pip install "ray[default]")'
 
 
-class RayMissing(ImportError):
-    """``--ray`` was given but Ray is not installed; the message says how to install it."""
 
 
 def require_ray():

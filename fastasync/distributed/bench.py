@@ -37,9 +37,9 @@ class _Ceiling:
         from threadpoolctl import threadpool_limits
 
         from ..bench import ceiling_fps
-        from ..perf import _load_blas
+        from ..perf import load_blas
 
-        _load_blas()
+        load_blas()
         with threadpool_limits(1):
             return ceiling_fps(C.TrainConfig.from_dict(cfg_dict), seconds, warmup, cpu_offset=cpu_offset)
 

@@ -30,8 +30,9 @@ import time
 import numpy as np
 
 from .. import checkpoint as ckpt
+from ..errors import LearnerError, RayRunError, RunIOError
 from ..stats import EpisodeLog, ScoreWindow, learning_summary, progress_line, read_episodes
-from ..trainer import _stop_on_signals
+from ..trainer import stop_on_signals
 from . import require_ray, wait_answer
 from .node import Node
 from .server import ParamServer
@@ -42,9 +43,6 @@ START_TIMEOUT_S = 120.0  # the parameter actor placed and answering
 COLLECT_WAIT_S = 60.0  # a slower answer is reported (a loaded machine has kept it waiting 120 s: node.py)
 
 
-class RayRunError(RuntimeError):
-    """The run on Ray stopped: the parameter actor died, or every node was lost. The
-    message says what the run directory still holds."""
 
 
 def connect(address: str | None, out=None):
@@ -198,7 +196,7 @@ class RayTrainer:
         if not getattr(self, "_prepared", False):
             self.prepare_run_dir()
         try:
-            with _stop_on_signals(self, self._stop):  # the nodes stop at their next sync
+            with stop_on_signals(self, self._stop):  # the nodes stop at their next sync
                 return self._run()
         finally:
             self.close()
@@ -320,20 +318,15 @@ class RayTrainer:
             log.close()
         if ps_dead is not None:
             why = " ".join(str(ps_dead).split())[:300] or type(ps_dead).__name__
+            note = self._last_checkpoint_note()
             raise RayRunError(
-                f"the parameter actor died ({why}); training stopped at about {frames:,} frames. "
-                + self._last_checkpoint_note()
-            )
+                f"the parameter actor died ({why}); training stopped at about {frames:,} frames. {note}", note)
         if error is not None:
-            from ..trainer import LearnerError
-
-            exc = LearnerError(-1, RuntimeError(error[0]), error[1])
-            exc.args = (error[0],)
-            raise exc
+            raise LearnerError(-1, RuntimeError(error[0]), error[1], self._last_checkpoint_note(), message=error[0])
         if not self.interrupted and c["stop"] is None:
             self._save(st, window.games)  # what was trained is kept
-            raise RayRunError(f"every node was lost (restarts used up) at {c['frames']:,} frames; the checkpoint is "
-                              f"written: resume with fastasync train --resume {self.run_dir} --ray ...")
+            note = f"the checkpoint is written: resume with fastasync train --resume {self.run_dir} --ray ..."
+            raise RayRunError(f"every node was lost (restarts used up) at {c['frames']:,} frames; {note}", note)
         saved = self._save(st, window.games)
         elapsed = time.monotonic() - t0
         summary = dict(
@@ -354,8 +347,6 @@ class RayTrainer:
         self._save(st, window.games)
 
     def _save(self, st, games) -> bool:
-        from ..trainer import RunIOError
-
         if not np.isfinite(st["theta"]).all():
             self.out("warning: parameters are not finite; the last good checkpoint is kept")
             return False
@@ -381,3 +372,17 @@ class RayTrainer:
 
 def with_threads(cfg, threads):
     return dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, threads=threads))
+
+
+def connect_run(cfg, address):
+    """Connect to Ray for the run ``cfg`` (a ConfigError with the install command when Ray is
+    missing); --threads left out: each node gets the cluster's CPUs / --nodes."""
+    from ..errors import ConfigError, RayMissing
+
+    try:
+        ray = connect(address)
+    except RayMissing as exc:
+        raise ConfigError(str(exc)) from None
+    if cfg.run.threads == 0:
+        cfg = with_threads(cfg, max(1, cluster_cpus(ray) // cfg.run.nodes))
+    return cfg

@@ -75,7 +75,7 @@ class Node:
         with the traceback, when a learner raised)."""
         from threadpoolctl import threadpool_limits
 
-        from ..perf import _load_blas
+        from ..perf import load_blas
         from ..trainer import Trainer
         from . import require_ray
 
@@ -96,7 +96,7 @@ class Node:
             layout=self.layout,
             extra={k: v for k, v in (("target", st["target"]), ("final_epsilon", st["final_epsilon"])) if v is not None},
         )
-        _load_blas()
+        load_blas()
         with threadpool_limits(1):
             self.trainer = tr = Trainer(cfg, resume=resume, out=self._out, cpu_offset=st["rank"] * threads)
             s = tr.shared

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import EnvError
+
 BACKENDS = ("envpool", "gymnasium")
 
 _INSTALL = {
@@ -18,8 +20,6 @@ _INSTALL = {
 }
 
 
-class EnvError(ValueError):
-    """A bad environment request: unknown id/backend, bad argument, missing package."""
 
 
 @dataclass(frozen=True)
