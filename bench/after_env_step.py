@@ -6,7 +6,7 @@ One learner's pattern without the trainer: the Atari net's 8-env forward, (a) re
 to back, (b) each right after an envpool step of the same 8 Pong envs whose worker thread
 is pinned to the same CPU as this thread (as the trainer pins them), (c) each after a 5 ms
 sleep. Prints the median ms of each, per round (rounds interleave a, b, c). In training
-every forward follows an env step, so (b) is the forward's real cost; bench/RESULTS.md
+every forward follows an env step, so (b) is the forward's real cost; bench/RESULTS-history.md
 (2026-11-27 09:26) explains what the gap means for the train/ceiling ratio.
 """
 

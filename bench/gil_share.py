@@ -16,7 +16,7 @@ dependency of fastasync), sampling this very process without stopping it:
 
 g = (2) / (1) for the working thread; with the frames counted in the same windows it is
 also given in ms of GIL per agent step, and the functions holding it most are listed.
-bench/RESULTS.md (2026-11-27 10:50) has the figures and what they imply at 16 threads.
+bench/RESULTS-history.md (2026-11-27 10:50) has the figures and what they imply at 16 threads.
 """
 
 from __future__ import annotations

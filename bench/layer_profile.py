@@ -7,7 +7,7 @@ backward (and the whole net's) clocked.
 this splits the forward and backward phases by layer. Kernels timed alone (bench/kernels.py)
 run with hot caches; in training each forward follows an env step whose emulator has just
 filled the core's caches, and two learners share one L3, so the same kernel can take 1.5x as
-long there. The A/B figures of bench/RESULTS.md (2026-11-27 13:12) are from this script, run
+long there. The A/B figures of bench/RESULTS-history.md (2026-11-27 13:12) are from this script, run
 alternately on two checkouts (PYTHONPATH=<checkout>).
 
 Prints the profile's own report, then per learner thread (numbered in thread-id order, not
