@@ -85,9 +85,9 @@ def _method(meta: dict, config: dict | None = None) -> str:
 
 def _pixels(env: str) -> bool:
     sys.path.insert(0, ROOT)
-    from fastasync.config import env_family
+    from fastasync.envs.families import family
 
-    return env_family(env) in ("atari", "doom", "car")
+    return family(env).stack > 1
 
 
 def _config(folder: str) -> dict:
@@ -102,9 +102,9 @@ def measure(env: str) -> dict:
     """What a proof compares with its target: the mean true score of the last 10 games, or for
     ViZDoom (whose games succeed or fail) the share of the last 100 that succeeded."""
     sys.path.insert(0, ROOT)
-    from fastasync.envs.doom import outcome_name
+    from fastasync.envs.families import family
 
-    name = outcome_name(env)
+    name = family(env).outcome_name(env)
     if name is None:
         return dict(window=WINDOW, rate=False, what=f"the mean true score of the last {WINDOW} games",
                     short=f"{WINDOW}-game mean")
@@ -124,8 +124,10 @@ def read_games(run_dir: str, env: str | None = None) -> dict:
     """The run's finished games in frame order: frames, wall_s, score, length (numpy arrays) and
     ``value``, what the target is measured on (the score, or 1/0 for a ViZDoom game's success)."""
     sys.path.insert(0, ROOT)
-    from fastasync.envs.doom import outcome
+    from fastasync.envs.families import family
     from fastasync.stats import read_episodes
+
+    outcome = family(env).outcome
 
     path = os.path.join(run_dir, "episodes.csv")
     keys = ("frames", "wall_s", "score", "length")
@@ -422,9 +424,9 @@ def summary_text(meta: dict, games: dict) -> str:
 def _unit(env: str) -> str:
     """What a frame is for this env: emulator frames (Atari), tics (ViZDoom), env steps (the rest)."""
     sys.path.insert(0, ROOT)
-    from fastasync.config import env_family
+    from fastasync.envs.families import family
 
-    return {"atari": "frames", "doom": "tics"}.get(env_family(env), "env steps")
+    return family(env).unit
 
 
 def _machine_note(meta):

@@ -67,7 +67,7 @@ def train(env=None, algo: str | None = None, frames=None, *, config: str | None 
     say = (lambda msg: None) if quiet else (out or _stderr)
     given = dict(options)
     if env is not None:
-        from .custom_env import env_name
+        from .envs.custom import env_name
 
         given["env"] = env_name(env)
     if algo is not None:
@@ -328,7 +328,7 @@ class Policy:
         "rgb_array" gives the newest observed frame). Other envs: the env itself (your own:
         as ``--env`` builds it).
         """
-        from .custom_env import single_env
+        from .envs.single import single_env
         from .envs import view_options
 
         e = self.config.env

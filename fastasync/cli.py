@@ -161,11 +161,12 @@ def eval_cmd(path, episodes, greedy, gif, seed, backend):
         f"{cfg.algo.algo} on {cfg.env.env}, {len(s)} games ({res['policy']}): "
         f"mean {s.mean():.2f}  median {float(__import__('numpy').median(s)):.2f}  min {s.min():g}  max {s.max():g}"
     )
-    from .envs.doom import outcome, outcome_name
+    from .envs.families import family
 
-    if outcome_name(cfg.env.env):  # ViZDoom: what a user reads besides the score
-        hits = sum(bool(outcome(cfg.env.env, sc, ln)) for sc, ln in zip(s, res["lengths"]))
-        click.echo(f"{outcome_name(cfg.env.env)} in {hits} of {len(s)} games; "
+    fam = family(cfg.env.env)
+    if fam.outcome_name(cfg.env.env):  # ViZDoom: what a user reads besides the score
+        hits = sum(bool(fam.outcome(cfg.env.env, sc, ln)) for sc, ln in zip(s, res["lengths"]))
+        click.echo(f"{fam.outcome_name(cfg.env.env)} in {hits} of {len(s)} games; "
                    f"mean length {float(__import__('numpy').mean(res['lengths'])):.0f} agent steps (x4 tics)")
     if gif:
         click.echo(f"wrote {gif}")

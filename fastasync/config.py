@@ -155,36 +155,12 @@ SECTIONS = {"env": EnvConfig, "algo": AlgoConfig, "optim": OptimConfig, "run": R
 
 Q_ALGOS = ("nstep-q", "onestep-q", "onestep-sarsa")
 
-# Classic-control tasks (gymnasium's, also in envpool): vector observations, an MLP net.
-CLASSIC_CONTROL = ("CartPole", "Acrobot", "MountainCar", "MountainCarContinuous", "Pendulum")
-# ... of which these have Box actions (a Gaussian policy): their defaults are continuous control's
-CLASSIC_BOX = ("MountainCarContinuous", "Pendulum")
-# ViZDoom scenarios (fastasync/envs/doom.py): first-person 3D pixels
-DOOM_SCENARIOS = ("MyWayHome", "HealthGathering", "HealthGatheringSupreme")
-# CarRacing (fastasync/envs/car.py): top-down driving from pixels, continuous or five discrete actions
-CAR_RACING = ("CarRacing", "CarRacingDiscrete")
-
-
-# MuJoCo physics tasks (envpool's and gymnasium's v4 ids): continuous actions, a Gaussian policy.
-MUJOCO_TASKS = ("Ant", "HalfCheetah", "Hopper", "Humanoid", "InvertedDoublePendulum", "InvertedPendulum", "Pusher",
-                "Reacher", "Swimmer", "Walker2d")
-
-
 def env_family(env_id: str) -> str:
-    """The family whose defaults an env gets: "atari" (ALE ``*-v5`` ids), "classic", "mujoco",
-    "doom", "car", or "other" (the dataclass defaults, which are Atari A3C's)."""
-    name = str(env_id).rsplit(":", 1)[-1].split("-v", 1)[0]
-    if name in CLASSIC_CONTROL:
-        return "classic"
-    if name in MUJOCO_TASKS and ":" not in str(env_id):
-        return "mujoco"
-    if name in DOOM_SCENARIOS and ":" not in str(env_id):
-        return "doom"
-    if name in CAR_RACING and ":" not in str(env_id):
-        return "car"
-    if str(env_id).endswith("-v5") and ":" not in str(env_id):
-        return "atari"
-    return "other"
+    """The family whose defaults an env gets (``envs.family_of``): "atari", "classic",
+    "mujoco", "doom", "car", or "other" (the dataclass defaults, which are Atari A3C's)."""
+    from .envs.families import family_of
+
+    return family_of(env_id)
 
 
 _MUJOCO_A3C = {"entropy": 1e-3, "obs_norm": True, "reward_scale": 0.1, "t_max": 20, "frames": 5_000_000}
@@ -299,8 +275,10 @@ def default_algo(env_id: str) -> str:
 def defaults_for(env_id: str, algo: str) -> dict:
     """The option values (field name -> value) that differ from the dataclass defaults for
     this env's family and this method."""
+    from .envs.families import has_box_actions
+
     family = env_family(env_id)
-    if family == "classic" and str(env_id).split("-v", 1)[0] in CLASSIC_BOX:
+    if has_box_actions(env_id):
         family = "classic-box"  # CartPole's discrete-action defaults are not theirs
     out = dict(FAMILY_DEFAULTS.get((family, None), {}))
     out.update(FAMILY_DEFAULTS.get((family, algo), {}))

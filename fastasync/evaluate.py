@@ -8,6 +8,8 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from .config import TrainConfig
+from .envs.base import last_frame
+from .envs.families import FAMILIES
 
 
 @dataclass
@@ -134,22 +136,9 @@ def evaluate(agent: Agent, episodes: int = 10, greedy=None, seed: int = 12345, g
     finally:
         env.close()
     if gif:
-        write_gif(gif, frames, fps=max(1, GIF_FPS.get(info.family, 60) // info.frame_skip))
+        write_gif(gif, frames, fps=max(1, FAMILIES.get(info.family, FAMILIES['atari']).fps // info.frame_skip))
     policy = "greedy" if greedy else algo.eval_policy  # how the actions were picked, for the report
     return dict(scores=np.array(scores), lengths=np.array(lengths), greedy=greedy, policy=policy)
-
-
-# frames per second of the game's own clock: Atari 60, ViZDoom 35 tics, CarRacing 50 (box2d's FPS)
-GIF_FPS = {"atari": 60, "doom": 35, "car": 50}
-STACK = 4  # the pixel families stack 4 frames, channels first: (4, H, W) grey or (12, H, W) RGB
-
-
-def last_frame(obs: np.ndarray) -> np.ndarray:
-    """The newest frame of one env's stacked pixel observation: (H, W) grey or (H, W, 3) RGB."""
-    per_frame = obs.shape[0] // STACK
-    if per_frame == 1:
-        return obs[-1].copy()
-    return np.ascontiguousarray(np.moveaxis(obs[-per_frame:], 0, -1))
 
 
 def write_gif(path: str, frames, fps: int = 15, scale: int = 2) -> None:

@@ -67,19 +67,21 @@ class OutcomeWindow:
     user reads (ViZDoom: MyWayHome's vest reached, HealthGathering's full time survived)."""
 
     def __init__(self, env_id: str, n=100):
-        from .envs.doom import outcome, outcome_name
+        from .envs.families import family
 
-        self.env_id, self.name, self._outcome = env_id, outcome_name(env_id), outcome
+        fam = family(env_id)
+        self.env_id, self.name, self.outcome = env_id, fam.outcome_name(env_id), fam.outcome
         self.hits = deque(maxlen=n)
 
     @classmethod
     def for_env(cls, env_id: str, n=100):
-        from .envs.doom import DOOM
+        """The window of ``env_id``'s family, or None where its games only score."""
+        from .envs.families import family
 
-        return cls(env_id, n) if env_id in DOOM else None
+        return cls(env_id, n) if family(env_id).outcome_name(env_id) is not None else None
 
     def add(self, score, length):
-        self.hits.append(bool(self._outcome(self.env_id, score, length)))
+        self.hits.append(bool(self.outcome(self.env_id, score, length)))
 
     def text(self) -> str:
         if not self.hits:

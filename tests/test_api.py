@@ -123,7 +123,8 @@ def test_own_env_as_a_function_through_the_api(tmp_path):
     assert run.config.env.env.endswith(":test_own_env_as_a_function_through_the_api.<locals>.<lambda>")
     assert run.policy().act(np.zeros(2)) in (0, 1, 2)
     # another process does not have the lambda: loading the run there says why
-    from fastasync import custom_env, envs
+    from fastasync import envs
+    from fastasync.envs import custom as custom_env
 
     name = run.config.env.env
     fn = custom_env._FACTORIES.pop(name)

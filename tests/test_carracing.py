@@ -321,12 +321,12 @@ def test_gymnasium_backend_without_box2d_is_one_line(tmp_path, monkeypatch):
     import fastasync.envs as envs
 
     monkeypatch.setattr(car, "has_box2d", lambda: False)
-    envs._catalog.cache_clear(), envs.env_info.cache_clear()
+    envs.catalog.cache_clear(), envs.env_info.cache_clear()
     try:
         r = CliRunner().invoke(main, ["train", "--env", "CarRacing-v3", "--backend", "gymnasium", "--threads", "1",
                                       "--frames", "8k", "--run-dir", str(tmp_path / "x")])
     finally:
-        envs._catalog.cache_clear(), envs.env_info.cache_clear()
+        envs.catalog.cache_clear(), envs.env_info.cache_clear()
     assert r.exit_code == 2 and "box2d" in r.output and "Traceback" not in r.output, r.output
     assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
 

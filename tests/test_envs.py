@@ -104,7 +104,7 @@ def test_gymnasium_lists_exactly_ale_pys_single_player_games():
     gymnasium envs: its multiplayer-only ROMs (ALE would exit(1) loading one) are left out."""
     import gymnasium
 
-    atari = {i for i in envs.list_envs("gymnasium") if envs._catalog("gymnasium")[i][0] == "atari"}
+    atari = {i for i in envs.list_envs("gymnasium") if envs.catalog("gymnasium")[i][0] == "atari"}
     registered = {i[len("ALE/"):] for i in gymnasium.registry if i.startswith("ALE/") and i.endswith("-v5")}
     assert atari == registered
     for env_id in MULTIPLAYER_ONLY:

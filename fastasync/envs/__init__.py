@@ -22,7 +22,7 @@ Backends
     auto-reset logic. Slower, but it needs no envpool and no OpenCV. ale-py's
     multiplayer-only ROMs (0.12: Combat, Joust, MazeCraze, Warlords) are not offered:
     ALE has no single-player mode for them and would ``exit(1)`` loading one
-    (``_ale_roms``). envpool does not ship them; asking either backend for one says so.
+    (``ale_roms``). envpool does not ship them; asking either backend for one says so.
 
     ``ale_py.vector_env.AtariVectorEnv`` (ale-py 0.12) was checked and NOT used:
     with ``episodic_life=True`` it fully resets the game after every life loss
@@ -82,33 +82,28 @@ The heavy imports (envpool, gymnasium, ale_py) happen inside functions only.
 
 from __future__ import annotations
 
-import difflib
 import functools
+import importlib.util
 import warnings
 
 import numpy as np
 
-from .atari import _ATARI_FRAME_SKIP, _SIZE, _STACK, _AleGame, _ale_roms, _multiplayer_only, _new_ale
+from . import atari, car, classic, custom, doom, mujoco
 from .base import (
     BACKENDS,
     EnvBatch,
     EnvError,
     EnvInfo,
+    EnvpoolBatch,
+    PyBatch,
     Step,
-    _EnvpoolBatch,
-    _envpool_spaces,
-    _import,
-    _PyBatch,
-    _custom,
-    _space_info,
-    default_backend,
+    envpool_spaces,
+    import_backend,
+    last_frame,
+    space_info,
 )
-from .classic import _CLASSIC, _GymGame
-from .mujoco import INSTALL as _MUJOCO_INSTALL
-from .mujoco import MUJOCO as _MUJOCO
+from .families import CLASSIC_BOX_TASKS, FAMILIES, Family, catalog, family, family_of, has_box_actions, lookup
 from .mujoco import gymnasium_has_mujoco
-from . import car as _car
-from . import doom as _doom
 
 __all__ = [
     "EnvError",
@@ -125,54 +120,6 @@ __all__ = [
 
 
 @functools.lru_cache(maxsize=None)
-def _catalog(backend: str) -> dict:
-    """env_id -> (family, rom/task name): ("atari", rom), ("classic", None), ("mujoco", None)."""
-    out: dict = {}
-    if backend == "envpool":
-        envpool = _import(backend)
-        from envpool.registration import registry
-
-        have = set(envpool.list_all_envs())
-        for env_id in sorted(have):
-            entry = registry.specs.get(env_id)
-            if entry is None:
-                continue
-            if entry[0] == "envpool.atari" and env_id.endswith("-v5"):
-                out[env_id] = ("atari", entry[2].get("task"))
-        for env_id in _CLASSIC:
-            if env_id in have:
-                out[env_id] = ("classic", None)
-        for env_id in _MUJOCO:
-            if env_id in have:
-                out[env_id] = ("mujoco", None)
-        for env_id in _doom.DOOM:
-            if env_id in have:
-                out[env_id] = ("doom", None)
-        if _car.ENV in have:
-            for env_id in _car.CAR:
-                out[env_id] = ("car", None)
-    else:
-        gymnasium, _ = _import(backend)
-        for env_id, rom in _ale_roms()[0].items():
-            out[env_id] = ("atari", rom)
-        for env_id in _CLASSIC:
-            if env_id in gymnasium.registry:
-                out[env_id] = ("classic", None)
-        if gymnasium_has_mujoco():
-            for env_id in _MUJOCO:
-                if env_id in gymnasium.registry:
-                    out[env_id] = ("mujoco", None)
-        if _doom.has_vizdoom():
-            for env_id in _doom.DOOM:
-                out[env_id] = ("doom", None)
-        if _car.has_box2d() and _car.ENV in gymnasium.registry:
-            for env_id in _car.CAR:
-                out[env_id] = ("car", None)
-    return out
-
-
-
-@functools.lru_cache(maxsize=None)
 def _doom_actions(env_id: str) -> int:
     """Size of the combined action set of a ViZDoom scenario (the vizdoom package's .cfg)."""
     import os
@@ -180,37 +127,22 @@ def _doom_actions(env_id: str) -> int:
     import vizdoom as vzd
 
     g = vzd.DoomGame()
-    g.load_config(os.path.join(vzd.scenarios_path, _doom.DOOM[env_id].cfg + ".cfg"))
-    return len(_doom.action_table([int(b) for b in g.get_available_buttons()]))
+    g.load_config(os.path.join(vzd.scenarios_path, doom.DOOM[env_id].cfg + ".cfg"))
+    return len(doom.action_table([int(b) for b in g.get_available_buttons()]))
 
 
 def list_envs(backend: str = "envpool") -> list[str]:
     """Supported ids: Atari ``*-v5``, classic control, MuJoCo, ViZDoom and CarRacing, sorted."""
-    return sorted(_catalog(backend))
+    return sorted(catalog(backend))
 
 
-def _lookup(env_id: str, backend: str) -> tuple:
-    cat = _catalog(backend)
-    if env_id not in cat:
-        rom = _multiplayer_only(env_id)
-        if rom is not None:
-            raise EnvError(
-                f"{env_id} is a multiplayer-only Atari game (ALE has no single-player mode for its ROM "
-                f"{rom!r}); fastasync trains single-player games only, see `fastasync envs`"
-            )
-        if env_id in _doom.DOOM and backend == "gymnasium":
-            raise EnvError(f"{env_id} needs the vizdoom package for the gymnasium backend: {_doom.INSTALL}")
-        if env_id in _car.CAR and backend == "gymnasium":
-            raise EnvError(f"{env_id} needs the box2d and pygame packages for the gymnasium backend: {_car.INSTALL}")
-        if env_id in _MUJOCO and backend == "gymnasium":
-            raise EnvError(f"{env_id} needs the mujoco package for the gymnasium backend: {_MUJOCO_INSTALL}")
-        close = difflib.get_close_matches(env_id, list(cat), n=5, cutoff=0.6)
-        hint = f"; did you mean: {', '.join(close)}?" if close else (
-            "; see `fastasync envs` for the list"
-        )
-        raise EnvError(f"unknown env {env_id!r} for backend {backend}{hint}")
-    return cat[env_id]
-
+def default_backend(env_id: str | None = None) -> str:
+    """``"envpool"`` if it is installed (and has ``env_id``), else ``"gymnasium"``. Without
+    ``env_id`` no heavy import; the user's own envs run on gymnasium (``envs/custom.py``)."""
+    if importlib.util.find_spec("envpool") is not None:
+        if env_id is None or not custom.is_custom(env_id, "envpool"):
+            return "envpool"
+    return "gymnasium"
 
 
 def view_options(env_cfg) -> dict:
@@ -218,9 +150,9 @@ def view_options(env_cfg) -> dict:
     env_info and make_env: CarRacing's frame skip and grey-scale, ViZDoom's status bar; {}
     for other families. Whatever plays a run's policy (eval, the policy's gymnasium env)
     passes them, so that it sees what the net learned on."""
-    if env_cfg.env in _car.CAR:
+    if env_cfg.env in car.CAR:
         return dict(car_frame_skip=env_cfg.car_frame_skip, car_grey=env_cfg.car_grey)
-    if env_cfg.env in _doom.DOOM:
+    if env_cfg.env in doom.DOOM:
         return dict(doom_hud=env_cfg.doom_hud)
     return {}
 
@@ -265,41 +197,41 @@ def frame_mean(env_cfg, seed: int, steps: int = FRAME_MEAN_STEPS) -> float:
 
 
 @functools.lru_cache(maxsize=None)
-def env_info(env_id: str, backend: str = "envpool", car_frame_skip: int = _car.FRAME_SKIP,
+def env_info(env_id: str, backend: str = "envpool", car_frame_skip: int = car.FRAME_SKIP,
              car_grey: bool = True, doom_hud: bool = False) -> EnvInfo:
     """Validate ``env_id`` (EnvError if unknown) and describe it. ``car_*``: CarRacing's
     action repeat and grey-scale (fastasync/envs/car.py); ``doom_hud``: ViZDoom's status bar,
     which changes no shape (accepted so that ``view_options`` fit both); other envs ignore them."""
-    if _custom().is_custom(env_id, backend):
-        return _custom().env_info(env_id, backend)
-    kind, rom = _lookup(env_id, backend)
+    if custom.is_custom(env_id, backend):
+        return custom.env_info(env_id, backend)
+    kind, rom = lookup(env_id, backend)
     if kind == "car":
-        return _car.info(env_id, backend, car_frame_skip, car_grey)
+        return car.info(env_id, backend, car_frame_skip, car_grey)
     if kind == "atari":
         if backend == "envpool":
-            n = int(_envpool_spaces(env_id)[1].n)
+            n = int(envpool_spaces(env_id)[1].n)
         else:
-            n = len(_new_ale(rom, 0).getMinimalActionSet())
+            n = len(atari.new_ale(rom, 0).getMinimalActionSet())
         return EnvInfo(
-            env_id, backend, (_STACK, _SIZE, _SIZE), np.dtype(np.uint8), n, True,
-            _ATARI_FRAME_SKIP, True, (), "atari",
+            env_id, backend, (atari.STACK, atari.SIZE, atari.SIZE), np.dtype(np.uint8), n, True,
+            atari.FRAME_SKIP, True, (), "atari",
         )
     if kind == "doom":
         if backend == "envpool":
-            envpool = _import(backend)
+            envpool = import_backend(backend)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                n = int(envpool.make_spec(env_id, **_doom.envpool_kwargs()).action_space.n)
+                n = int(envpool.make_spec(env_id, **doom.envpool_kwargs()).action_space.n)
         else:
             n = _doom_actions(env_id)
         return EnvInfo(
-            env_id, backend, (_doom.STACK * 3, _doom.SIZE, _doom.SIZE), np.dtype(np.uint8), n, True,
-            _doom.FRAME_SKIP, False, (), "doom",
+            env_id, backend, (doom.STACK * 3, doom.SIZE, doom.SIZE), np.dtype(np.uint8), n, True,
+            doom.FRAME_SKIP, False, (), "doom",
         )
     if backend == "envpool":
-        obs_space, act_space = _envpool_spaces(env_id)
+        obs_space, act_space = envpool_spaces(env_id)
     else:
-        gymnasium, _ = _import(backend)
+        gymnasium, _ = import_backend(backend)
         try:
             with warnings.catch_warnings():  # gymnasium's "v4 is out of date" for the MuJoCo ids
                 warnings.simplefilter("ignore", DeprecationWarning)
@@ -308,7 +240,7 @@ def env_info(env_id: str, backend: str = "envpool", car_frame_skip: int = _car.F
             raise EnvError(f"gymnasium could not make {env_id!r}: {e}") from e
         obs_space, act_space = env.observation_space, env.action_space
         env.close()
-    discrete, n, ashape = _space_info(act_space)
+    discrete, n, ashape = space_info(act_space)
     low = high = ()
     if not discrete:
         low = tuple(float(x) for x in np.broadcast_to(act_space.low, ashape).ravel())
@@ -333,9 +265,9 @@ def make_env(
     cpu: int | None = None,
     doom_reward: str = "scenario",
     doom_hud: bool = False,
-    car_frame_skip: int = _car.FRAME_SKIP,
+    car_frame_skip: int = car.FRAME_SKIP,
     car_grey: bool = True,
-    car_max_steps: int = _car.MAX_ENV_STEPS,
+    car_max_steps: int = car.MAX_ENV_STEPS,
 ) -> EnvBatch:
     """Make a batch of ``num_envs`` envs; see the module docstring for semantics.
 
@@ -354,10 +286,10 @@ def make_env(
         raise EnvError(f"num_threads must be an integer >= 1, got {num_threads!r}")
     if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**31 - int(num_envs):
         raise EnvError(f"seed must be an integer in [0, 2**31 - num_envs), got {seed!r}")
-    if _custom().is_custom(env_id, backend):
-        return _custom().make_env(env_id, int(num_envs), int(seed), backend)
+    if custom.is_custom(env_id, backend):
+        return custom.make_env(env_id, int(num_envs), int(seed), backend)
     info = env_info(env_id, backend, car_frame_skip, car_grey)
-    kind, rom = _lookup(env_id, backend)
+    kind, rom = lookup(env_id, backend)
     if kind == "car" and (isinstance(car_max_steps, bool) or not isinstance(car_max_steps, (int, np.integer))
                           or car_max_steps < 1):
         raise EnvError(f"car_max_steps must be a whole number >= 1, got {car_max_steps!r}")
@@ -368,14 +300,14 @@ def make_env(
     if info.is_atari:
         if noop_max < 1:
             raise EnvError(f"noop_max must be >= 1 (reset always runs >= 1 no-op/FIRE), got {noop_max}")
-        max_steps = int(max_episode_frames) // _ATARI_FRAME_SKIP
+        max_steps = int(max_episode_frames) // atari.FRAME_SKIP
         if max_steps < 1:
             raise EnvError(
-                f"max_episode_frames must be >= {_ATARI_FRAME_SKIP}, got {max_episode_frames}"
+                f"max_episode_frames must be >= {atari.FRAME_SKIP}, got {max_episode_frames}"
             )
     num_envs, seed, num_threads = int(num_envs), int(seed), int(num_threads)
     if backend == "envpool":
-        envpool = _import(backend)
+        envpool = import_backend(backend)
         kwargs = dict(
             env_type="gymnasium", num_envs=num_envs, batch_size=num_envs, seed=seed,
             num_threads=num_threads,
@@ -387,41 +319,41 @@ def make_env(
                 episodic_life=bool(episodic_life), reward_clip=bool(reward_clip),
                 noop_max=int(noop_max), max_episode_steps=max_steps,
                 repeat_action_probability=0.0, full_action_space=False,
-                use_fire_reset=True, stack_num=_STACK, frame_skip=_ATARI_FRAME_SKIP,
-                img_height=_SIZE, img_width=_SIZE, gray_scale=True,
+                use_fire_reset=True, stack_num=atari.STACK, frame_skip=atari.FRAME_SKIP,
+                img_height=atari.SIZE, img_width=atari.SIZE, gray_scale=True,
             )
         elif kind == "doom":
-            kwargs.update(_doom.envpool_kwargs(env_id if doom_hud else None))
+            kwargs.update(doom.envpool_kwargs(env_id if doom_hud else None))
         elif kind == "car":
-            kwargs.update(_car.envpool_kwargs(car_max_steps))
-            env_id = _car.ENV
+            kwargs.update(car.envpool_kwargs(car_max_steps))
+            env_id = car.ENV
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                env = _doom.make_watched(envpool, env_id, kwargs) if kind == "doom" else envpool.make(env_id, **kwargs)
+                env = doom.make_watched(envpool, env_id, kwargs) if kind == "doom" else envpool.make(env_id, **kwargs)
                 _ = (env.observation_space, env.action_space)  # built and cached here, quietly
         except Exception as e:  # noqa: BLE001
             raise EnvError(f"envpool could not make {env_id!r}: {e}") from e
         if kind == "car":
-            return _car.CarEnvpoolBatch(env, info, num_envs, bool(reward_clip))
+            return car.CarEnvpoolBatch(env, info, num_envs, bool(reward_clip))
         if kind == "doom":
-            return _doom.envpool_batch(_EnvpoolBatch)(
-                env, info, num_envs, _doom.DOOM[env_id], doom_reward == "envpool", bool(reward_clip)
+            return doom.envpool_batch(EnvpoolBatch)(
+                env, info, num_envs, doom.DOOM[env_id], doom_reward == "envpool", bool(reward_clip)
             )
-        return _EnvpoolBatch(env, info, num_envs)
+        return EnvpoolBatch(env, info, num_envs)
     if kind == "car":
-        games = [_car.CarGame(info, seed + i, bool(reward_clip), int(car_max_steps)) for i in range(num_envs)]
+        games = [car.CarGame(info, seed + i, bool(reward_clip), int(car_max_steps)) for i in range(num_envs)]
     elif kind == "doom":
-        games = [_doom.DoomGame(env_id, seed + i, False, bool(reward_clip), bool(doom_hud)) for i in range(num_envs)]
+        games = [doom.DoomGame(env_id, seed + i, False, bool(reward_clip), bool(doom_hud)) for i in range(num_envs)]
     elif info.is_atari:
         games = [
-            _AleGame(rom, seed + i, int(noop_max), bool(episodic_life), bool(reward_clip), max_steps)
+            atari.AleGame(rom, seed + i, int(noop_max), bool(episodic_life), bool(reward_clip), max_steps)
             for i in range(num_envs)
         ]
     else:
-        gymnasium, _ = _import(backend)
+        gymnasium, _ = import_backend(backend)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            games = [_GymGame(gymnasium.make(env_id), seed + i) for i in range(num_envs)]
-    return _PyBatch(games, info, num_envs)
+            games = [classic.GymGame(gymnasium.make(env_id), seed + i) for i in range(num_envs)]
+    return PyBatch(games, info, num_envs)
 

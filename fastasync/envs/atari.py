@@ -8,13 +8,13 @@ import importlib.util
 
 import numpy as np
 
-_ATARI_FRAME_SKIP = 4
-_STACK = 4
-_SIZE = 84
+FRAME_SKIP = 4
+STACK = 4
+SIZE = 84
 
 
 @functools.lru_cache(maxsize=None)
-def _ale_roms() -> tuple:
+def ale_roms() -> tuple:
     """ale-py's Atari ROMs split by ALE itself: ``({env_id: rom}, {env_id: rom})``, the
     single-player games and the multiplayer-only ones.
 
@@ -44,13 +44,13 @@ def _ale_roms() -> tuple:
     return single, multi
 
 
-def _multiplayer_only(env_id: str) -> str | None:
+def multiplayer_only(env_id: str) -> str | None:
     """The ROM id if ``env_id`` is one of ale-py's multiplayer-only games, else None (also
     without ale-py: envpool has no such games at all)."""
     if importlib.util.find_spec("ale_py") is None:
         return None
     try:
-        return _ale_roms()[1].get(env_id)
+        return ale_roms()[1].get(env_id)
     except Exception:  # noqa: BLE001 - only a better error message is at stake
         return None
 
@@ -58,7 +58,7 @@ def _multiplayer_only(env_id: str) -> str | None:
 # --------------------------------------------------------------------------- gymnasium / ale_py
 
 
-def _new_ale(rom: str, seed: int):
+def new_ale(rom: str, seed: int):
     import ale_py
 
     ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
@@ -70,7 +70,7 @@ def _new_ale(rom: str, seed: int):
     return ale
 
 
-def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
+def area_matrix(n_in: int, n_out: int) -> np.ndarray:
     """(n_out, n_in) weights of an area (box-filter) downscale, like cv2.INTER_AREA."""
     scale = n_in / n_out
     w = np.zeros((n_out, n_in), np.float64)
@@ -84,14 +84,14 @@ def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def _resize_mats() -> tuple:
-    return _area_matrix(210, _SIZE), np.ascontiguousarray(_area_matrix(160, _SIZE).T)
+    return area_matrix(210, SIZE), np.ascontiguousarray(area_matrix(160, SIZE).T)
 
 
-class _AleGame:
+class AleGame:
     """One Atari game, a line-by-line port of envpool's AtariEnv (atari_env.h)."""
 
     def __init__(self, rom, seed, noop_max, episodic_life, reward_clip, max_steps):
-        self.ale = _new_ale(rom, seed)
+        self.ale = new_ale(rom, seed)
         self.actions = list(self.ale.getMinimalActionSet())
         self.fire_reset = any(int(a.value) == 1 for a in self.actions)
         self.rng = np.random.default_rng(seed)
@@ -103,7 +103,7 @@ class _AleGame:
         self.lives = 0
         self.done = True
         self.maxpool = [np.zeros((210, 160), np.uint8), np.zeros((210, 160), np.uint8)]
-        self.stack = np.zeros((_STACK, _SIZE, _SIZE), np.uint8)  # oldest first
+        self.stack = np.zeros((STACK, SIZE, SIZE), np.uint8)  # oldest first
         self.wy, self.wxt = _resize_mats()
 
     def _push(self, push_all: bool, maxpool: bool) -> None:
@@ -144,7 +144,7 @@ class _AleGame:
         ale = self.ale
         reward = 0.0
         done = False
-        skip = _ATARI_FRAME_SKIP
+        skip = FRAME_SKIP
         a = self.actions[action]
         while skip > 0 and not done:
             reward += ale.act(a)

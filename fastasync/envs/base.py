@@ -72,7 +72,7 @@ def _check_backend(backend: str) -> None:
         raise EnvError(f"backend {backend!r} is not installed: {_INSTALL[backend]}")
 
 
-def _import(backend: str):
+def import_backend(backend: str):
     """Import the backend's packages, turning failures into EnvError."""
     _check_backend(backend)
     try:
@@ -91,23 +91,7 @@ def _import(backend: str):
         ) from e
 
 
-def default_backend(env_id: str | None = None) -> str:
-    """``"envpool"`` if it is installed (and has ``env_id``), else ``"gymnasium"``. Without
-    ``env_id`` no heavy import; the user's own envs run on gymnasium (``custom_env``)."""
-    if importlib.util.find_spec("envpool") is not None:
-        if env_id is None or not _custom().is_custom(env_id, "envpool"):
-            return "envpool"
-    return "gymnasium"
-
-
-def _custom():
-    from .. import custom_env
-
-    return custom_env
-
-
-
-def _space_info(space) -> tuple:
+def space_info(space) -> tuple:
     """(discrete, num_actions, action_shape) of a gym(nasium) action space."""
     n = getattr(space, "n", None)
     if n is not None and not getattr(space, "shape", ()):
@@ -115,9 +99,9 @@ def _space_info(space) -> tuple:
     return False, 0, tuple(space.shape)
 
 
-def _envpool_spaces(env_id: str) -> tuple:
+def envpool_spaces(env_id: str) -> tuple:
     """(observation_space, action_space) of an envpool id."""
-    envpool = _import("envpool")
+    envpool = import_backend("envpool")
     with warnings.catch_warnings():  # envpool's float64 Box bounds -> float32 warnings
         warnings.simplefilter("ignore", UserWarning)
         spec = envpool.make_spec(env_id)
@@ -125,6 +109,17 @@ def _envpool_spaces(env_id: str) -> tuple:
 
 
 # --------------------------------------------------------------------------- batch API
+
+
+STACK = 4  # the pixel families stack 4 frames, channels first: (4, H, W) grey or (12, H, W) RGB
+
+
+def last_frame(obs: np.ndarray) -> np.ndarray:
+    """The newest frame of one env's stacked pixel observation: (H, W) grey or (H, W, 3) RGB (a copy)."""
+    per_frame = obs.shape[0] // STACK
+    if per_frame == 1:
+        return obs[-1].copy()
+    return np.ascontiguousarray(np.moveaxis(obs[-per_frame:], 0, -1))
 
 
 class EnvBatch:
@@ -183,7 +178,7 @@ class EnvBatch:
 # --------------------------------------------------------------------------- envpool
 
 
-class _EnvpoolBatch(EnvBatch):
+class EnvpoolBatch(EnvBatch):
     """envpool's batch, stepped through its C++ ``_send``/``_recv`` when it can be.
 
     envpool's public ``send``/``recv`` wrap the C++ calls in Python that rebuilds a config
@@ -288,7 +283,7 @@ def close_quietly(env) -> None:
 
 
 
-class _PyBatch(EnvBatch):
+class PyBatch(EnvBatch):
     """A synchronous list of single games with envpool's next-step auto-reset."""
 
     def __init__(self, games: list, info: EnvInfo, num_envs: int):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 # Classic-control ids we support, whenever the backend has them.
-_CLASSIC = (
+CLASSIC = (
     "CartPole-v0",
     "CartPole-v1",
     "Acrobot-v1",
@@ -17,8 +17,8 @@ _CLASSIC = (
 )
 
 
-class _GymGame:
-    """One gymnasium env behind the same reset()/step() protocol as _AleGame."""
+class GymGame:
+    """One gymnasium env behind the same reset()/step() protocol as AleGame."""
 
     def __init__(self, env, seed: int):
         self.env = env

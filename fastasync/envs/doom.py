@@ -303,9 +303,9 @@ def envpool_batch(base_cls):
 
 @functools.lru_cache(maxsize=None)
 def _resize_mats() -> tuple:
-    from .atari import _area_matrix
+    from .atari import area_matrix
 
-    return _area_matrix(240, SIZE), np.ascontiguousarray(_area_matrix(320, SIZE).T)
+    return area_matrix(240, SIZE), np.ascontiguousarray(area_matrix(320, SIZE).T)
 
 
 class DoomGame:

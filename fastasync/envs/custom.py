@@ -27,16 +27,21 @@ What fastasync can train is decided in one place, :func:`check_spaces`:
 * ``Dict``, ``Tuple``, ``MultiDiscrete``, ``MultiBinary``, ... are refused with one line
   naming the space.
 
-This module also builds :func:`single_env`, the one gymnasium env that
-``fastasync.Policy.env()`` returns, for every env fastasync trains.
+The one gymnasium env that ``fastasync.Policy.env()`` returns is built in ``single.py``.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 
 import numpy as np
+
+from ..errors import ConfigError
+from .base import EnvError, EnvInfo, PyBatch
+from .families import catalog, family_of
+from .classic import GymGame
 
 SEP = ":"
 _FACTORIES: dict = {}  # env functions given to the API in this process, by the name stored for them
@@ -44,8 +49,6 @@ _FACTORIES: dict = {}  # env functions given to the API in this process, by the 
 
 def env_name(env) -> str:
     """The name a run stores for ``env``: an id as it is, a function as ``module:qualname``."""
-    from .config import ConfigError
-
     if isinstance(env, str):
         return env
     if callable(env):
@@ -65,14 +68,10 @@ def is_custom(env_id: str, backend: str) -> bool:
         return True
     if env_id.startswith("ALE/"):  # ale-py's raw Atari envs: fastasync's own Atari ids are the way
         return False
-    from .config import env_family
-
-    if env_family(env_id) in ("classic", "mujoco", "doom", "car"):  # one of fastasync's own families, even
+    if family_of(env_id) in ("classic", "mujoco", "doom", "car"):  # one of fastasync's own families, even
         return False  # where this backend lacks it (its own error says what to install)
-    from .envs import EnvError, _catalog
-
     try:
-        if env_id in _catalog(backend):
+        if env_id in catalog(backend):
             return False
     except EnvError:  # an unknown or missing backend: its own error says so
         return False
@@ -84,8 +83,6 @@ def is_custom(env_id: str, backend: str) -> bool:
 
 
 def _error(msg):
-    from .envs import EnvError
-
     return EnvError(msg)
 
 
@@ -200,20 +197,26 @@ def check_spaces(env_id: str, obs_space, act_space) -> dict:
     return dict(obs, transform=transform, **act)
 
 
-def _prepared(env_id: str, render_mode=None):
+def prepared(env_id: str, render_mode=None):
     """One env for ``env_id``, its observations and actions as the learners see them."""
-    import gymnasium
-
     env = _make_raw(env_id, render_mode)
     spec = check_spaces(env_id, env.observation_space, env.action_space)
     if spec["transform"] is None and spec["action_start"] == 0:
         return env
+    return _prepared_class()(env, spec)
+
+
+@functools.lru_cache(maxsize=None)
+def _prepared_class():
+    """The wrapper class (made once, when gymnasium is first needed: no import before)."""
+    import gymnasium
 
     class Prepared(gymnasium.Wrapper):
         """Observations reshaped for the net; Discrete actions counted from 0."""
 
-        def __init__(self, inner):
+        def __init__(self, inner, spec):
             super().__init__(inner)
+            self.spec_ = spec
             low = 0 if spec["obs_dtype"] == np.uint8 else -np.inf
             high = 255 if spec["obs_dtype"] == np.uint8 else np.inf
             self.observation_space = gymnasium.spaces.Box(low, high, spec["obs_shape"], spec["obs_dtype"])
@@ -221,25 +224,23 @@ def _prepared(env_id: str, render_mode=None):
                 self.action_space = gymnasium.spaces.Discrete(spec["num_actions"])
 
         def _obs(self, o):
-            return o if spec["transform"] is None else spec["transform"](o)
+            return o if self.spec_["transform"] is None else self.spec_["transform"](o)
 
         def reset(self, **kw):
             o, info = self.env.reset(**kw)
             return self._obs(o), info
 
         def step(self, action):
-            if spec["action_start"]:
-                action = int(action) + spec["action_start"]
+            if self.spec_["action_start"]:
+                action = int(action) + self.spec_["action_start"]
             o, r, term, trunc, info = self.env.step(action)
             return self._obs(o), r, term, trunc, info
 
-    return Prepared(env)
+    return Prepared
 
 
 def env_info(env_id: str, backend: str):
     """EnvInfo of a user's env (EnvError if it cannot be trained)."""
-    from .envs import EnvInfo
-
     if backend != "gymnasium":
         raise _error(f"{env_id} is not an envpool env: your own envs run on the gymnasium backend "
                      "(--backend gymnasium, or auto)")
@@ -257,137 +258,5 @@ def env_info(env_id: str, backend: str):
 
 def make_env(env_id: str, num_envs: int, seed: int, backend: str):
     """A batch of ``num_envs`` of the user's envs (env ``i`` seeded ``seed + i``)."""
-    from .envs import _GymGame, _PyBatch
-
     info = env_info(env_id, backend)
-    return _PyBatch([_GymGame(_prepared(env_id), seed + i) for i in range(num_envs)], info, num_envs)
-
-
-def single_env(env_id: str, *, noop_max: int = 30, max_episode_frames: int = 108_000, render_mode=None,
-               backend: str = "auto", **options):
-    """One gymnasium env for ``env_id`` that returns what a policy trained on it acts on.
-
-    Atari ids: the gymnasium backend's port of envpool's preprocessing, whole games,
-    unclipped rewards. ViZDoom and CarRacing (no gymnasium id of fastasync's preprocessing):
-    fastasync's own env of one, as eval plays it (``options``: CarRacing's frame skip and
-    grey-scale). Built-in classic control: ``gymnasium.make``. The user's envs: as the
-    learners make them.
-    """
-    from .config import env_family
-    from .envs import EnvError, _catalog
-
-    if is_custom(env_id, "gymnasium"):
-        return _prepared(env_id, render_mode)
-    if env_family(env_id) in ("doom", "car"):
-        return _batch_of_one(env_id, backend, render_mode, options)
-    try:
-        kind, rom = _catalog("gymnasium")[env_id]
-    except KeyError:
-        raise EnvError(f"unknown env {env_id!r} for backend gymnasium; see `fastasync envs`") from None
-    if kind == "atari":
-        return _atari_env(env_id, rom, noop_max, max_episode_frames, render_mode)
-    import gymnasium
-
-    return gymnasium.make(env_id, **({} if render_mode is None else {"render_mode": render_mode}))
-
-
-def _batch_of_one(env_id, backend, render_mode, env_options):
-    """A gymnasium env over fastasync's env batch of one (ViZDoom, CarRacing): the observations
-    the policy was trained on, the true score's rewards, whole episodes; ``reset`` restarts
-    the env (the batch's reset), ``render`` ("rgb_array") the newest frame of the stack."""
-    import gymnasium
-
-    from .envs import default_backend, env_info, make_env
-    from .evaluate import last_frame
-
-    if render_mode not in (None, "rgb_array"):
-        from .envs import EnvError
-
-        raise EnvError(f"{env_id} renders as 'rgb_array' only (the newest observed frame), not {render_mode!r}")
-    info = env_info(env_id, backend if backend != "auto" else default_backend(env_id), **env_options)
-
-    class BatchOfOne(gymnasium.Env):
-        metadata = {"render_modes": ["rgb_array"]}
-
-        def __init__(self):
-            self.observation_space = gymnasium.spaces.Box(0, 255, info.obs_shape, np.uint8)
-            if info.discrete:
-                self.action_space = gymnasium.spaces.Discrete(info.num_actions)
-            else:
-                self.action_space = gymnasium.spaces.Box(np.asarray(info.action_low, np.float32),
-                                                         np.asarray(info.action_high, np.float32), dtype=np.float32)
-            self.render_mode = render_mode
-            self.spec_id = env_id
-            self._batch, self._obs = None, None
-
-        def reset(self, *, seed=None, options=None):
-            super().reset(seed=seed)
-            if self._batch is None or seed is not None:
-                if self._batch is not None:
-                    self._batch.close()
-                s = int(seed) if seed is not None else int(self.np_random.integers(2**31 - 1))
-                self._batch = make_env(env_id, 1, seed=s, backend=info.backend, episodic_life=False,
-                                       reward_clip=False, **env_options)  # (reset's own ``options`` is gymnasium's)
-            self._obs = self._batch.reset()[0].copy()
-            return self._obs, {}
-
-        def step(self, action):
-            a = (np.asarray([action], np.int32) if info.discrete
-                 else np.asarray(action, np.float32).reshape(1, *info.action_shape))
-            st = self._batch.step(a)
-            self._obs = st.obs[0].copy()
-            return self._obs, float(st.raw_reward[0]), bool(st.terminated[0]), bool(st.truncated[0]), {}
-
-        def render(self):
-            if self.render_mode != "rgb_array" or self._obs is None:
-                return None
-            f = last_frame(self._obs)
-            return f if f.ndim == 3 else np.repeat(f[..., None], 3, axis=-1)
-
-        def close(self):
-            if self._batch is not None:
-                self._batch.close()
-                self._batch = None
-
-    return BatchOfOne()
-
-
-def _atari_env(env_id, rom, noop_max, max_episode_frames, render_mode):
-    import gymnasium
-
-    from .envs import _ATARI_FRAME_SKIP, _AleGame, env_info as _info
-
-    info = _info(env_id, "gymnasium")
-    max_steps = int(max_episode_frames) // _ATARI_FRAME_SKIP
-
-    class AtariEnv(gymnasium.Env):
-        """One Atari game preprocessed as fastasync trains it; rewards are the true score's."""
-
-        metadata = {"render_modes": ["rgb_array"], "render_fps": 60 // _ATARI_FRAME_SKIP}
-
-        def __init__(self):
-            self.observation_space = gymnasium.spaces.Box(0, 255, info.obs_shape, np.uint8)
-            self.action_space = gymnasium.spaces.Discrete(info.num_actions)
-            self.render_mode = render_mode
-            self.spec_id = env_id
-            self._game = None
-
-        def reset(self, *, seed=None, options=None):
-            super().reset(seed=seed)
-            if self._game is None or seed is not None:  # ALE is seeded when it is made
-                s = int(seed) if seed is not None else int(self.np_random.integers(2**31 - 1))
-                self._game = _AleGame(rom, s, max(int(noop_max), 1), False, False, max_steps)
-            self._game.reset()
-            return self._game.obs().copy(), {"lives": self._game.lives}
-
-        def step(self, action):
-            g = self._game
-            _, term, trunc, _, raw = g.step(int(action))
-            return g.obs().copy(), raw, term, trunc, {"lives": g.lives}
-
-        def render(self):
-            if self.render_mode == "rgb_array" and self._game is not None:
-                return self._game.ale.getScreenRGB()
-            return None
-
-    return AtariEnv()
+    return PyBatch([GymGame(prepared(env_id), seed + i) for i in range(num_envs)], info, num_envs)
