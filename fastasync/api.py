@@ -82,10 +82,8 @@ def train(env=None, algo: str | None = None, frames=None, *, config: str | None 
         ck = None
         if resume:
             from . import checkpoint
-            from .trainer import resume_config
-
             ck = checkpoint.load(resume)
-            cfg = resume_config(ck, flat)
+            cfg = C.resume_config(ck, flat)
             if "run_dir" not in flat:
                 cfg = _with_run_dir(cfg, os.path.dirname(os.path.abspath(ck["path"])))
             if cfg.run.frames <= ck["frames"]:
@@ -125,6 +123,7 @@ def train(env=None, algo: str | None = None, frames=None, *, config: str | None 
         except BaseException:
             claim.abandon()  # bad input leaves nothing behind
             raise
+        cfg = trainer.cfg  # as the run's start measured it (the frame centre)
         trainer.prepare_run_dir()
     except MemoryError as exc:
         raise StartError(f"not enough memory for {cfg.run.threads} threads x {cfg.env.envs_per_thread} envs x t_max "

@@ -21,7 +21,7 @@ import re
 import time
 from dataclasses import dataclass, field, fields
 
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError
 
 ALGOS = ("a3c", "a3c-lstm", "nstep-q", "onestep-q", "onestep-sarsa")
 
@@ -379,7 +379,7 @@ def _coerce(name, f, value):
     expect = ""
     try:
         if name == "frame_center" and isinstance(value, str) and value.strip().lower() == "auto":
-            return "auto"  # measured by resolve()
+            return "auto"  # measured at the run's start (state.measure_frame_center)
         if name == "frames" or name.endswith("_frames"):
             return parse_count(value)
         if typ is bool:
@@ -492,21 +492,18 @@ def validate(cfg: TrainConfig) -> None:
 
 def resolve(cfg: TrainConfig) -> TrainConfig:
     """Fill derived values: threads (0 -> the CPUs this process may use, within a CPU quota), backend (auto ->
-    installed), run dir name, frame center (auto -> the mean of the env's frames; 0 for vector observations)."""
-    from .envs import default_backend, frame_mean
-
+    installed), run dir name. (``--frame-center auto`` is a measurement of the run's start:
+    ``state.measure_frame_center``.)"""
+    from .envs import default_backend
     from .placement import default_threads
 
     threads = cfg.run.threads or default_threads()  # the CPUs this process may use (affinity, CPU quota)
     backend = default_backend(cfg.env.env) if cfg.env.backend == "auto" else cfg.env.backend
     env_name = re.sub(r"[^\w.-]+", "_", cfg.env.env)  # "ALE/x", "my.module:Env-v0": one plain directory name
     run_dir = cfg.run.run_dir or os.path.join("runs", f"{env_name}-{cfg.algo.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
-    env = dataclasses.replace(cfg.env, backend=backend)
-    center = frame_mean(env, cfg.run.seed) if cfg.algo.frame_center == "auto" else cfg.algo.frame_center
     return dataclasses.replace(
         cfg,
-        env=env,
-        algo=dataclasses.replace(cfg.algo, frame_center=center),
+        env=dataclasses.replace(cfg.env, backend=backend),
         run=dataclasses.replace(cfg.run, threads=threads, run_dir=run_dir),
     )
 
@@ -531,3 +528,49 @@ def load_toml(path: str) -> dict:
         else:
             flat[k] = v
     return flat
+
+
+def resume_config(ck: dict, overrides: dict) -> TrainConfig:
+    """The checkpoint's config with the explicitly given options applied on top (``ck``: a
+    loaded checkpoint, ``checkpoint.load``). Refuses what would change what the weights compute
+    (the env, the frame centre, the Gaussian mean)."""
+    flat = {}
+    ff = flat_fields()
+    stored = ck["config"]
+    if not isinstance(stored, dict) or not isinstance(stored.get("env"), dict):
+        raise CheckpointError(f"checkpoint {ck['path']} has no usable config")
+    env = stored["env"].get("env")
+    if "env" in overrides and overrides["env"] != env:
+        raise ConfigError(
+            f"this run trains {env} (env family {env_family(env)}); --resume cannot switch it to {overrides['env']} "
+            f"(env family {env_family(overrides['env'])}); start a new run"
+        )
+    # A key the checkpoint lacks was written before its option existed, when the run did what
+    # the option's dataclass default does (x/255 frames, no status bar): that, never a newer
+    # family default, which would silently change what the net sees (TrainConfig.from_dict,
+    # which eval and fastasync.load use, reads it the same way).
+    for name, (sec, f) in ff.items():
+        flat[name] = stored.get(sec, {}).get(name, f.default)
+    # the weights were learned on frames x/255 - frame_center, and a Gaussian mean through
+    # b tanh(m / b) or not: another value changes what they compute
+    stored_center = flat["frame_center"]
+    stored_bounded = bool(flat["bounded_mean"])
+    flat.update(overrides)
+    try:
+        cfg = build(flat)
+    except ConfigError as exc:  # a value an older fastasync accepted (inf timers) or an override
+        raise ConfigError(
+            f"{exc} (resuming {ck['path']}: from its stored config or the options given; "
+            "an option on the command line overrides the stored value)"
+        ) from None
+    if cfg.algo.frame_center != stored_center:
+        raise ConfigError(
+            f"this run's net sees its frames as x/255 - {stored_center}; --resume cannot change --frame-center "
+            f"(got {overrides['frame_center']}): start a new run"
+        )
+    if cfg.algo.bounded_mean != stored_bounded:
+        raise ConfigError(
+            f"this run's Gaussian mean is {'bounded (--bounded-mean)' if stored_bounded else 'linear (--linear-mean)'}; "
+            "--resume cannot change it: start a new run"
+        )
+    return cfg

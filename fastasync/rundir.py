@@ -9,8 +9,8 @@ anything is written, ``claim`` decides whether a run may write there:
 * a resumed run may continue in its checkpoint's own directory, unless that directory's
   ``checkpoint.npz`` is another file than the one resumed (``--resume run/backup.npz`` would
   replace the newer checkpoint.npz); any other directory (``--run-dir``) must hold no run:
-  the resumed run branches there (``Trainer.prepare_run_dir`` copies the games up to the
-  checkpoint, so that the curve goes on);
+  the resumed run branches there (``prepare`` copies the games up to the checkpoint, so that
+  the curve goes on);
 * while a run trains, its process holds an advisory lock on ``RUN_DIR/.lock`` (``flock``:
   the OS drops it when the process ends, however it ends), so a second run into the same
   directory at the same time is refused; the lock file is only ever removed by the process
@@ -24,9 +24,10 @@ anything is written, ``claim`` decides whether a run may write there:
 
 from __future__ import annotations
 
+import json
 import os
 
-from .checkpoint import CHECKPOINT_NAME
+from .checkpoint import CHECKPOINT_NAME, atomic_write_text
 from .errors import RunDirError
 
 RUN_FILES = (CHECKPOINT_NAME, "episodes.csv", "episodes-after-checkpoint.csv")  # a run's results
@@ -175,3 +176,70 @@ def _check_contents(run_dir: str, resume_path: str | None) -> None:
             f"{run_dir} already holds a run ({', '.join(found)}); resuming {resume_path} there would mix the two: "
             "choose an empty --run-dir, or leave --run-dir out to continue in the checkpoint's own directory"
         )
+
+
+# -- preparing a run's directory -------------------------------------------------------------
+
+
+def prepare(run_dir: str, config: dict, resume_path: str | None = None, resume_frames: int | None = None) -> None:
+    """Create the run directory and write config.json (raises OSError on failure).
+
+    On resume in the checkpoint's own directory, games logged after the checkpoint (a crash
+    lost their training) are moved from episodes.csv to episodes-after-checkpoint.csv, so that
+    the curve and the game count continue from the checkpoint and nothing written is lost;
+    resumed into another directory (a branch), the games up to the checkpoint are copied there.
+    """
+    os.makedirs(run_dir, exist_ok=True)
+    atomic_write_text(os.path.join(run_dir, "config.json"), json.dumps(config, indent=2) + "\n")
+    if resume_frames is not None:
+        episodes = os.path.join(run_dir, "episodes.csv")
+        source = os.path.join(os.path.dirname(os.path.abspath(resume_path)), "episodes.csv")
+        if os.path.abspath(episodes) != source:
+            copy_episodes_until(source, episodes, resume_frames)
+        split_episodes_after(episodes, resume_frames)
+
+
+def _episode_lines(path, frames):
+    """(header, rows logged up to ``frames``, the rest) of an episodes.csv's lines. The rest
+    includes a last row cut short by a crash (no newline): appending after it would merge
+    the next game into it."""
+    with open(path, newline="") as fh:
+        lines = fh.read().splitlines(keepends=True)
+    if not lines:
+        return None, [], []
+    keep, late = [], []
+    for line in lines[1:]:
+        head = line.split(",", 1)[0]
+        torn = not line.endswith("\n")
+        (late if torn or (head.isdigit() and int(head) > frames) else keep).append(line)
+    if late and not late[-1].endswith("\n"):
+        late[-1] += "\n"
+    return lines[0], keep, late
+
+
+def split_episodes_after(path, frames):
+    """Move rows of episodes.csv logged after ``frames`` (and a torn last row) to
+    episodes-after-checkpoint.csv."""
+    if not os.path.exists(path):
+        return
+    header, keep, late = _episode_lines(path, frames)
+    if not late:
+        return
+    side = os.path.join(os.path.dirname(path), "episodes-after-checkpoint.csv")
+    new_side = not os.path.exists(side)
+    with open(side, "a", newline="") as fh:
+        if new_side:
+            fh.write(header)
+        fh.writelines(late)
+        fh.flush()
+        os.fsync(fh.fileno())
+    atomic_write_text(path, header + "".join(keep))
+
+
+def copy_episodes_until(source, dest, frames):
+    """A resumed run's branch: the rows of ``source`` logged up to ``frames`` into a new ``dest``."""
+    if not os.path.exists(source):
+        return
+    header, keep, _ = _episode_lines(source, frames)
+    if header is not None:
+        atomic_write_text(dest, header + "".join(keep))

@@ -11,7 +11,6 @@ its error is raised in the main thread (no silent dead workers).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -85,12 +84,6 @@ class SharedState:
 ENV_SEED_MOD = 2**31 - 2**16  # env seeds stay in envpool's range whatever --seed and the frame count
 
 
-def seed_states(seed, n, start=0):
-    from .kernels.rng import seed_state
-
-    return [seed_state(seed * 1_000_003 + 7919 * (i + 1)) for i in range(start, n)]
-
-
 def learner_env(cfg: TrainConfig, i: int, cpus, frames: int = 0):
     """Learner i's env batch: its own seeds (moved on by ``frames`` when a run resumes, so a
     resumed run does not replay its first games) and, when ``cpus`` is a plan, its CPU."""
@@ -113,63 +106,37 @@ class Trainer:
     other nodes of the run; fastasync.distributed)."""
 
     def __init__(self, cfg: TrainConfig, resume: dict | None = None, out=None, cpu_offset: int = 0):
-        from .algorithms import build_net, check_discrete, head_for, make_algorithm
-        from .envs import view_options, env_info
+        from .algorithms import make_algorithm
         from .learner import Learner
-        self.cfg = cfg
-        self.out = out or (lambda msg: print(msg, file=sys.stderr, flush=True))
-        e, a, r = cfg.env, cfg.algo, cfg.run
-        self.info = env_info(e.env, e.backend, **view_options(e))
-        check_discrete(self.info, a.algo, a)
-        per_round = r.threads * e.envs_per_thread * a.t_max * self.info.frame_skip
-        if per_round > r.frames:  # every thread finishes its segment before it looks at the budget
-            raise ValueError(
-                f"one update of every thread takes {per_round:,} frames ({r.threads} threads x {e.envs_per_thread} envs "
-                f"x t_max {a.t_max} x frame skip {self.info.frame_skip}), more than --frames {r.frames:,}: "
-                "raise --frames or lower the others"
-            )
-        self.net = build_net(cfg, self.info)
-        self.run_dir = r.run_dir
-        if resume is not None:
-            ckpt.check_matches(resume, self.net.layout)
-            theta, rms_g = resume["theta"], resume["rms_g"]
-            frames, wall, games = resume["frames"], resume["wall_s"], resume["games"]
-            rng = [s.copy() for s in resume["rng_states"][: r.threads]]
-            rng += seed_states(r.seed + frames, r.threads, start=len(rng))
-        else:
-            theta, rms_g = self.net.init_params(r.seed), self.net.layout.zeros()
-            frames, wall, games = 0, 0.0, 0
-            rng = seed_states(r.seed, r.threads)
-        obsnorm = None
-        if self.info.vector_obs:  # vector observations: running normalisation (or the identity) and a NaN check
-            from .obsnorm import ObsNorm
+        from .state import assemble
 
-            obsnorm = ObsNorm(int(np.prod(self.info.obs_shape)), e.obs_norm)
-            if resume is not None:
-                obsnorm.load(resume["extra"], f"checkpoint {resume['path']}")
-        target = None
-        if head_for(a.algo, self.info) == "q":
-            target = resume["extra"].get("target") if resume is not None else None
-            target = np.ascontiguousarray(target if target is not None else theta, np.float32).copy()
-        self.shared = SharedState(theta, rms_g, r.frames, frames, cfg.optim.lr, target, a.target_update_frames)
-        self.shared.wall_offset = wall
-        self.shared.obsnorm = obsnorm
-        self.games_before = games
+        self.out = out or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.state = st = assemble(cfg, resume)  # the frame centre measured, the budget checked
+        self.cfg = cfg = st.cfg
+        e, a, r = cfg.env, cfg.algo, cfg.run
+        self.info, self.net, self.head = st.info, st.net, st.head
+        self.run_dir = r.run_dir
+        self.shared = SharedState(st.theta, st.rms_g, r.frames, st.frames, cfg.optim.lr, st.target,
+                                  a.target_update_frames)
+        self.shared.wall_offset = st.wall_s
+        self.shared.obsnorm = st.obsnorm
+        self.games_before = st.games
         self.learners = []
         self.cpus = placement.cpu_plan(r.threads, r.pin_threads, cpu_offset)
         self.pin_refused = []  # learners whose pinning the OS refused (reports say so)
+        rng = st.rng_for(r.threads)
         for i in range(r.threads):
-            env = learner_env(cfg, i, self.cpus, frames)
+            env = learner_env(cfg, i, self.cpus, st.frames)
             algo = make_algorithm(a.algo, cfg, self.net, self.info)
             self.learners.append(Learner(i, self.shared, self.net, algo, env, cfg, rng[i]))
-        eps = resume["extra"].get("final_epsilon") if resume is not None else None
-        if eps is not None:  # Q methods: each thread keeps the final epsilon it drew
-            for lr, e_final in zip(self.learners, eps):
+        if st.final_epsilon is not None:  # Q methods: each thread keeps the final epsilon it drew
+            for lr, e_final in zip(self.learners, st.final_epsilon):
                 lr.algo.final_epsilon = float(e_final)
-        self.resume_frames = frames if resume is not None else None
-        self.resume_path = resume["path"] if resume is not None else None
+        self.resume_frames = st.frames if st.resumed else None
+        self.resume_path = st.resume_path
         self.interrupted = False
-        self.head = head_for(a.algo, self.info)
+        self.prepared = False  # the run directory made and config.json written (prepare_run_dir)
+        self.tb = None  # the TensorBoard writer while the run trains with --tensorboard
         self._diag_seen = np.zeros(6)
         self.outcomes = OutcomeWindow.for_env(e.env)  # ViZDoom: goal reached / time survived
 
@@ -193,16 +160,9 @@ class Trainer:
             rng_states=np.stack([lr.rng_state for lr in self.learners]),
             config=self.cfg.to_dict(),
             layout_signature=self.net.layout.signature(),
-            extra=self._extra_state(),
+            extra=self.state.extra(s.target, [lr.algo.final_epsilon for lr in self.learners] if s.target is not None else None),
         )
         return True
-
-    def _extra_state(self):
-        extra = self.shared.obsnorm.state() if self.shared.obsnorm is not None else {}
-        if self.shared.target is None:
-            return extra
-        eps = np.array([lr.algo.final_epsilon for lr in self.learners])
-        return {**extra, "target": self.shared.target.copy(), "final_epsilon": eps}
 
     # -- the run --------------------------------------------------------------------------
 
@@ -214,24 +174,13 @@ class Trainer:
         self.out(f"{len(self.learners)} learner thread(s): {placement.describe(self.cpus)}")
 
     def prepare_run_dir(self):
-        """Create the run directory and write config.json (raises OSError on failure).
+        """Create the run directory, write config.json and, on resume, splice the episode log
+        (``rundir.prepare``; raises OSError on failure). Whether this run may write there is
+        ``rundir.claim``'s question (the API asks it first)."""
+        from . import rundir
 
-        Whether this run may write there is ``rundir.claim``'s question (the CLI asks it first).
-        On resume in the checkpoint's own directory, games logged after the checkpoint (a
-        crash lost their training) are moved from episodes.csv to episodes-after-checkpoint.csv,
-        so that the curve and the game count continue from the checkpoint and nothing written
-        is lost; resumed into another directory (a branch), the games up to the checkpoint are
-        copied there.
-        """
-        os.makedirs(self.run_dir, exist_ok=True)
-        ckpt.atomic_write_text(os.path.join(self.run_dir, "config.json"), json.dumps(self.cfg.to_dict(), indent=2) + "\n")
-        if self.resume_frames is not None:
-            episodes = os.path.join(self.run_dir, "episodes.csv")
-            source = os.path.join(os.path.dirname(os.path.abspath(self.resume_path)), "episodes.csv")
-            if os.path.abspath(episodes) != source:
-                copy_episodes_until(source, episodes, self.resume_frames)
-            split_episodes_after(episodes, self.resume_frames)
-        self._prepared = True
+        rundir.prepare(self.run_dir, self.cfg.to_dict(), self.resume_path, self.resume_frames)
+        self.prepared = True
 
     def run(self) -> dict:
         """Train to the frame budget (or Ctrl-C / SIGTERM). Returns a summary dict; raises LearnerError."""
@@ -241,15 +190,16 @@ class Trainer:
 
         load_blas()  # threadpoolctl limits only loaded libraries: load the BLAS numba calls first
 
-        if not getattr(self, "_prepared", False):
+        if not self.prepared:
             self.prepare_run_dir()
         with threadpool_limits(1), stop_on_signals(self):
             self.compile()
             try:
                 return self._run_threads()
             finally:
-                if getattr(self, "_tb", None) is not None:
-                    self._tb.close()
+                if self.tb is not None:
+                    self.tb.close()
+                    self.tb = None
 
     def _run_threads(self) -> dict:
         s, r = self.shared, self.cfg.run
@@ -264,11 +214,10 @@ class Trainer:
                     self.outcomes.add(score, length)
         window.games = self.games_before
         log = EpisodeLog(path)
-        self._tb = None
         if r.tensorboard:
             from .tb import TBWriter
 
-            self._tb = TBWriter(self.run_dir, self.resume_frames)
+            self.tb = TBWriter(self.run_dir, self.resume_frames)
         s.t0 = time.monotonic()
         start_frames = s.frames
         last_ckpt = last_progress = s.t0
@@ -380,8 +329,8 @@ class Trainer:
                 window.add(row[3])
                 if self.outcomes is not None:
                     self.outcomes.add(row[3], row[4])
-                if self._tb is not None:
-                    self._tb.game(row[0], row[3], row[4])
+                if self.tb is not None:
+                    self.tb.game(row[0], row[3], row[4])
 
     def _progress(self, window, fps, now):
         s = self.shared
@@ -392,7 +341,7 @@ class Trainer:
         learning = learning_summary(diag - self._diag_seen, self.head)
         if self.outcomes is not None and self.outcomes.text():
             learning = self.outcomes.text() + (f" | {learning}" if learning else "")
-        if getattr(self, "_tb", None) is not None:
+        if self.tb is not None:
             self._tb_scalars(diag - self._diag_seen, fps, window)
         self._diag_seen = diag
         self.out(progress_line(s.frames, s.total_frames, fps, window.games, window.mean(), elapsed, max(eta, 0), learning))
@@ -403,7 +352,7 @@ class Trainer:
         values.update({"train/fps": fps, "train/lr": s.lr_at(s.frames), "score/mean10": window.mean()})
         if self.head == "q":
             values["train/epsilon"] = float(np.mean([lr.algo.epsilon(s.frames) for lr in self.learners]))
-        self._tb.scalars(s.frames, values)
+        self.tb.scalars(s.frames, values)
 
 
 @contextlib.contextmanager
@@ -427,97 +376,3 @@ def stop_on_signals(trainer, stop=None):
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
-
-
-def _episode_lines(path, frames):
-    """(header, rows logged up to ``frames``, the rest) of an episodes.csv's lines. The rest
-    includes a last row cut short by a crash (no newline): appending after it would merge
-    the next game into it."""
-    with open(path, newline="") as fh:
-        lines = fh.read().splitlines(keepends=True)
-    if not lines:
-        return None, [], []
-    keep, late = [], []
-    for line in lines[1:]:
-        head = line.split(",", 1)[0]
-        torn = not line.endswith("\n")
-        (late if torn or (head.isdigit() and int(head) > frames) else keep).append(line)
-    if late and not late[-1].endswith("\n"):
-        late[-1] += "\n"
-    return lines[0], keep, late
-
-
-def split_episodes_after(path, frames):
-    """Move rows of episodes.csv logged after ``frames`` (and a torn last row) to
-    episodes-after-checkpoint.csv."""
-    if not os.path.exists(path):
-        return
-    header, keep, late = _episode_lines(path, frames)
-    if not late:
-        return
-    side = os.path.join(os.path.dirname(path), "episodes-after-checkpoint.csv")
-    new_side = not os.path.exists(side)
-    with open(side, "a", newline="") as fh:
-        if new_side:
-            fh.write(header)
-        fh.writelines(late)
-        fh.flush()
-        os.fsync(fh.fileno())
-    ckpt.atomic_write_text(path, header + "".join(keep))
-
-
-def copy_episodes_until(source, dest, frames):
-    """A resumed run's branch: the rows of ``source`` logged up to ``frames`` into a new ``dest``."""
-    if not os.path.exists(source):
-        return
-    header, keep, _ = _episode_lines(source, frames)
-    if header is not None:
-        ckpt.atomic_write_text(dest, header + "".join(keep))
-
-
-def resume_config(ck: dict, overrides: dict) -> TrainConfig:
-    """The checkpoint's config with the explicitly given options applied on top."""
-    from .config import ConfigError, build, flat_fields
-
-    flat = {}
-    ff = flat_fields()
-    stored = ck["config"]
-    if not isinstance(stored, dict) or not isinstance(stored.get("env"), dict):
-        raise ckpt.CheckpointError(f"checkpoint {ck['path']} has no usable config")
-    env = stored["env"].get("env")
-    if "env" in overrides and overrides["env"] != env:
-        from .config import env_family
-
-        raise ConfigError(
-            f"this run trains {env} (env family {env_family(env)}); --resume cannot switch it to {overrides['env']} "
-            f"(env family {env_family(overrides['env'])}); start a new run"
-        )
-    # A key the checkpoint lacks was written before its option existed, when the run did what
-    # the option's dataclass default does (x/255 frames, no status bar): that, never a newer
-    # family default, which would silently change what the net sees (TrainConfig.from_dict,
-    # which eval and fastasync.load use, reads it the same way).
-    for name, (sec, f) in ff.items():
-        flat[name] = stored.get(sec, {}).get(name, f.default)
-    # the weights were learned on frames x/255 - frame_center, and a Gaussian mean through
-    # b tanh(m / b) or not: another value changes what they compute
-    stored_center = flat["frame_center"]
-    stored_bounded = bool(flat["bounded_mean"])
-    flat.update(overrides)
-    try:
-        cfg = build(flat)
-    except ConfigError as exc:  # a value an older fastasync accepted (inf timers) or an override
-        raise ConfigError(
-            f"{exc} (resuming {ck['path']}: from its stored config or the options given; "
-            "an option on the command line overrides the stored value)"
-        ) from None
-    if cfg.algo.frame_center != stored_center:
-        raise ConfigError(
-            f"this run's net sees its frames as x/255 - {stored_center}; --resume cannot change --frame-center "
-            f"(got {overrides['frame_center']}): start a new run"
-        )
-    if cfg.algo.bounded_mean != stored_bounded:
-        raise ConfigError(
-            f"this run's Gaussian mean is {'bounded (--bounded-mean)' if stored_bounded else 'linear (--linear-mean)'}; "
-            "--resume cannot change it: start a new run"
-        )
-    return cfg

@@ -173,8 +173,9 @@ def pong_checkpoint(run_dir, frames):
     from fastasync import checkpoint
     from fastasync.config import build, resolve
     from fastasync.nets import make_net
+    from fastasync.state import measure_frame_center
 
-    cfg = resolve(build({"env": "Pong-v5", "threads": 1, "run_dir": str(run_dir)}))
+    cfg = measure_frame_center(resolve(build({"env": "Pong-v5", "threads": 1, "run_dir": str(run_dir)})))
     net = make_net((4, 84, 84), 6, "a3c")
     theta = net.init_params(0)
     checkpoint.save(str(run_dir / "checkpoint.npz"), theta=theta, rms_g=np.zeros_like(theta), frames=frames, wall_s=0,

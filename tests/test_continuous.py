@@ -466,7 +466,8 @@ def _mujoco_run(run, *args):
 def test_mujoco_train_eval_resume_keeps_the_observation_statistics(tmp_path, algo):
     """Family defaults (obs-norm on): the checkpoint holds the running statistics of every
     observation the learner saw; resume continues them (they only grow), eval uses them."""
-    from fastasync.trainer import Trainer, resume_config
+    from fastasync.config import resume_config
+    from fastasync.trainer import Trainer
 
     run = tmp_path / algo
     ck = _mujoco_run(run, "--algo", algo, "--frames", "1500")

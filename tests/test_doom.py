@@ -165,7 +165,7 @@ def test_the_status_bar_shows_the_health_the_frames_otherwise_hide():
 def test_a_checkpoint_older_than_doom_hud_resumes_without_the_status_bar(monkeypatch):
     """A net that learned without the status bar keeps seeing none when resumed, whatever the
     family's default for a new run; a stored choice is kept either way."""
-    from fastasync import config, trainer
+    from fastasync import config
 
     doom_defaults = {**config.FAMILY_DEFAULTS[("doom", None)], "doom_hud": True}
     monkeypatch.setitem(config.FAMILY_DEFAULTS, ("doom", None), doom_defaults)
@@ -173,10 +173,10 @@ def test_a_checkpoint_older_than_doom_hud_resumes_without_the_status_bar(monkeyp
     assert cfg.env.doom_hud is True  # a new run: the family's default
     stored = cfg.to_dict()
     del stored["env"]["doom_hud"]  # as an older fastasync wrote it
-    assert trainer.resume_config({"config": stored, "path": "old.npz"}, {}).env.doom_hud is False
+    assert config.resume_config({"config": stored, "path": "old.npz"}, {}).env.doom_hud is False
     assert config.TrainConfig.from_dict(stored).env.doom_hud is False  # eval and fastasync.load
     stored["env"]["doom_hud"] = True
-    assert trainer.resume_config({"config": stored, "path": "new.npz"}, {}).env.doom_hud is True
+    assert config.resume_config({"config": stored, "path": "new.npz"}, {}).env.doom_hud is True
 
 
 def test_eval_plays_on_the_view_the_run_trained_on(monkeypatch):

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from fastasync import rundir
 from fastasync.cli import main
 from fastasync.stats import EPISODES_HEADER, read_episodes
-from fastasync.trainer import split_episodes_after
+from fastasync.rundir import split_episodes_after
 
 HEADER = ",".join(EPISODES_HEADER) + "\n"
 

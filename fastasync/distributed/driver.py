@@ -112,57 +112,37 @@ class RayTrainer:
     must be connected (:func:`connect`)."""
 
     def __init__(self, cfg, resume: dict | None = None, out=None):
-        from ..algorithms import build_net, check_discrete, head_for
-        from ..envs import env_info, view_options
-        from ..trainer import seed_states
+        from ..state import assemble
 
         self.ray = require_ray()
-        self.cfg = cfg
         self.out = out or (lambda msg: print(msg, file=sys.stderr, flush=True))
-        e, a, r = cfg.env, cfg.algo, cfg.run
-        self.info = env_info(e.env, e.backend, **view_options(e))  # --car-rgb: 12 channels
-        check_discrete(self.info, a.algo, a)
-        per_round = r.nodes * r.threads * e.envs_per_thread * a.t_max * self.info.frame_skip
-        if per_round > r.frames:
-            raise ValueError(
-                f"one update of every thread takes {per_round:,} frames ({r.nodes} nodes x {r.threads} threads x "
-                f"{e.envs_per_thread} envs x t_max {a.t_max} x frame skip {self.info.frame_skip}), more than --frames "
-                f"{r.frames:,}: raise --frames or lower the others"
-            )
+        r = cfg.run
         have = cluster_cpus(self.ray)
         if r.nodes * r.threads > have:
             raise ValueError(
                 f"--nodes {r.nodes} x --threads {r.threads} need {r.nodes * r.threads} CPUs; the Ray cluster has {have}: "
                 "lower them, or add machines (ray start --address ...)"
             )
-        self.net = build_net(cfg, self.info)
+        self.state = st = assemble(cfg, resume, nodes=r.nodes)  # the same assembly as one machine's Trainer
+        self.cfg = st.cfg
+        self.info, self.net, self.head = st.info, st.net, st.head
         self.run_dir = r.run_dir
-        self.head = head_for(a.algo)
-        if resume is not None:
-            ckpt.check_matches(resume, self.net.layout)
-            self.theta, self.rms_g = resume["theta"], resume["rms_g"]
-            self.frames, self.wall, self.games_before = resume["frames"], resume["wall_s"], resume["games"]
-            self.rng = resume["rng_states"]
-            self.eps = resume["extra"].get("final_epsilon")
-        else:
-            self.theta, self.rms_g = self.net.init_params(r.seed), self.net.layout.zeros()
-            self.frames, self.wall, self.games_before = 0, 0.0, 0
-            self.rng = np.stack(seed_states(r.seed, r.nodes * r.threads))
-            self.eps = None
-        self.target = None
-        if self.head == "q":
-            t = resume["extra"].get("target") if resume is not None else None
-            self.target = np.ascontiguousarray(t if t is not None else self.theta, np.float32).copy()
+        self.theta, self.rms_g, self.target = st.theta, st.rms_g, st.target
+        self.frames, self.wall, self.games_before = st.frames, st.wall_s, st.games
+        self.rng, self.eps = st.rng_states, st.final_epsilon
         self.resume_frames = self.frames if resume is not None else None
         self.resume_path = resume["path"] if resume is not None else None
         self.interrupted = False
+        self.prepared = False
         self._stop = threading.Event()
         self.last_collect = None
 
-    from ..trainer import Trainer as _T
+    def prepare_run_dir(self):
+        """The same run directory as a one-machine run (``rundir.prepare``)."""
+        from .. import rundir
 
-    prepare_run_dir = _T.prepare_run_dir  # the same run directory as a one-machine run
-    del _T
+        rundir.prepare(self.run_dir, self.cfg.to_dict(), self.resume_path, self.resume_frames)
+        self.prepared = True
 
     # -- the run --------------------------------------------------------------------------
 
@@ -193,7 +173,7 @@ class RayTrainer:
     def run(self) -> dict:
         """Train to the frame budget (or Ctrl-C / SIGTERM). Returns a summary dict; raises
         LearnerError (a learner raised) or RayRunError (the parameter actor died, or every node)."""
-        if not getattr(self, "_prepared", False):
+        if not self.prepared:
             self.prepare_run_dir()
         try:
             with stop_on_signals(self, self._stop):  # the nodes stop at their next sync
