@@ -209,7 +209,7 @@ def run_bench(env, algo, threads_list, envs_per_thread, seconds, warmup, backend
     With ``repeat`` > 1 the thread counts take turns, round by round (1, 16, 1, 16, ...; each
     a ceiling then a train window, a fresh trainer each time), and the medians are reported:
     on a shared machine (or a VM whose one-core speed drifts by +-20% from one window to the
-    next, bench/RESULTS.md, 2026-11-27 21:14) a single pair of windows can land in a slow and a fast
+    next, bench/RESULTS-history.md, 2026-11-27 21:14) a single pair of windows can land in a slow and a fast
     moment, and the efficiency divides figures measured at different times. ``ratio`` is
     always ``train_fps / ceiling_fps``; ``ratios`` lists each round's.
     """

@@ -5,8 +5,7 @@ Defaults are those of Mnih et al. (2016) for A3C on Atari: t_max 5, gamma 0.99, 
 rewards clipped to [-1, 1] and end of life as episode end, for training only. RMSProp's eps
 is 1e-5 (as in OpenAI baselines' A2C, same lr, alpha and t_max), not 0.1: with eps = 0.1
 the steps are proportional to the gradient and a thread averaging its 8 envs moved 8x less
-per frame than the paper's one-env threads; Pong did not move in 5-9M frames. With 1e-5
-Pong leaves -21 after ~5M frames (README, Defaults; bench/RESULTS.md).
+per frame than the paper's one-env threads (docs/families.md#rmsprop-epsilon).
 Every field's docstring doubles as its ``--help`` text. Derived values (total threads when
 0 is given, the run dir name) are computed, not configured.
 """
@@ -168,98 +167,39 @@ _MUJOCO_A3C = {"entropy": 1e-3, "obs_norm": True, "reward_scale": 0.1, "t_max": 
 # Defaults per (env family, method), over the dataclass defaults (the paper's A3C on Atari).
 # A key (family, None) holds for every method of the family; (family, algo) overrides it.
 # Options the user gives (CLI, TOML, API) always win, and config.json records what was used.
-# Where each value comes from is in the README's "Defaults" section.
+# Each entry has one line of why; the evidence is in docs/families.md, at the #anchor named.
 FAMILY_DEFAULTS: dict[tuple, dict] = {
-    # Pixel families: the conv net sees its frames centred on their mean (x/255 - c, c the
-    # mean of x/255 over 256 steps of random play; nets.Conv). On the paper's x/255, which is
-    # never negative, a conv1 unit's pre-activation is mostly c * sum(W): RMSProp's steps,
-    # ~lr per weight whatever the gradient's size, moved the sums of whole rows at once and
-    # the units died for every frame. A3C's Pong runs kept 1 of 16 conv1 units alive; the
-    # HealthGathering run lost all 16 at ~11M tics and its policy went back to uniform. With
-    # centred frames all 16 lived and Pong seed 1 reached +18 at 8.1M frames, not 15.9M
-    # (bench/RESULTS.md, 2026-12-02 05:15).
+    # centred frames: on x/255 RMSProp's steps killed conv1's units (#centred-frames)
     **{(family, None): {"frame_center": "auto"} for family in ("atari", "other")},
-    # ViZDoom: the status bar on screen (--doom-hud). HealthGathering's .cfg hides it, and then
-    # nothing the net sees tells the health left, which alone decides when the death comes;
-    # the A3C run without the bar settled on turning on the spot (entropy 0.06, every game
-    # 284, below random play's ~580; 0% survived through 8M tics; .../no-hud/), with it 90% of
-    # 100 games survived at 1.0M tics (docs/learning/HealthGathering-v1-a3c/NOTES.md). Our
-    # reading: a value that sees the view only is low for views that come late in a life
-    # (walls, reached by walking) and high for the spawn's open floor, so the bootstrapped
-    # returns paid not walking. MyWayHome takes the bar unmeasured.
+    # the status bar: without it nothing on screen tells the health left (#the-status-bar-on-vizdoom)
     ("doom", None): {"frame_center": "auto", "doom_hud": True},
-    # The maze agent, A3C-LSTM: lr 1e-4 and t_max 20, as the A3C-LSTM baseline of Pathak et
-    # al. (2017) that reaches MyWayHome's vest from random spawns (LSTM 256, 20-step returns,
-    # lr 1e-4) and sample-factory's Doom agents (lr 1e-4, 32-step returns). At Atari's 7e-4
-    # and 5 the MyWayHome run kept a uniform policy through 7.4M tics (entropy ln 18, the vest
-    # in 15-28% of games, as random play) while its fc outputs grew ~100x (mean |y| 12, Pong's
-    # LSTM 0.12) and saturated the LSTM's gates, so that its output no longer changed with the
-    # frame (docs/learning/MyWayHome-v1-a3c-lstm/lr7e-4/). Feed-forward A3C keeps Atari's:
-    # HealthGathering's proof learned with them.
+    # at 7e-4 and t_max 5 the maze agent's LSTM saturated; Pathak et al.'s values (#a3c-lstm-on-vizdoom)
     ("doom", "a3c-lstm"): {"lr": 1e-4, "t_max": 20},
-    # the Q methods: Atari's Q-method lr, as on CarRacing (not measured on ViZDoom)
+    # Atari's Q-method lr, unmeasured on ViZDoom (#q-methods-on-vizdoom)
     **{("doom", q): {"lr": 3e-4} for q in Q_ALGOS},
-    # Q methods on Atari: at lr 7e-4 n-step Q on Pong stayed at -20.9 through 14M frames
-    # while its gradient norm rose from ~1 to ~20; at 1e-4 it missed +18 in 40M frames (best
-    # 10-game mean -0.2); at 3e-4 it averaged +3.9 over 10-12M frames (1e-4: -14.2) and its
-    # best 10-game mean was +15.6 at 17.8M (docs/learning/Pong-v5-nstep-q/NOTES.md). The
-    # one-step methods take it without a comparison of rates: their Pong proofs reached a
-    # 10-game mean of 0 at 24.4M (Q) and 22.9M (Sarsa) frames. The paper, too, chose the
-    # learning rate per method.
+    # n-step Q on Pong failed at 7e-4, missed at 1e-4, learned at 3e-4 (#q-methods-on-atari)
     **{("atari", q): {"lr": 3e-4} for q in Q_ALGOS},
-    # CartPole & co: A3C with 32 envs per thread, lr 2e-3 and a lighter value loss reaches
-    # 500 within 2M frames (14 of 15 runs; bench/RESULTS.md); with the Atari defaults the
-    # last 20 games of 500k frames averaged 85-95.
+    # CartPole reaches 500 in 2M frames in 14 of 15 runs with these (#a3c-on-classic-control)
     ("classic", None): {"lr": 2e-3, "envs_per_thread": 32, "value_coef": 0.1, "frames": 2_000_000},
-    # the LSTM net and the Q methods, as their CartPole learning tests are tuned
-    # (tests/test_algorithms.py): RMSProp eps 0.1, and for the Q methods a faster schedule
+    # as their CartPole learning tests are tuned (#a3c-lstm-and-q-methods-on-classic-control)
     ("classic", "a3c-lstm"): {"lr": 2e-3, "rms_eps": 0.1, "envs_per_thread": 8, "value_coef": 0.5,
                               "frames": 300_000},
     **{("classic", q): {"lr": 1e-3, "rms_eps": 0.1, "envs_per_thread": 8, "value_coef": 0.5, "frames": 400_000,
                         "eps_anneal_frames": 100_000, "target_update_frames": 10_000} for q in Q_ALGOS},
-    # Classic control with Box actions (Pendulum-v1, MountainCarContinuous-v0): the Gaussian
-    # A3C of MuJoCo below, rewards x0.01, 2M env steps. With the CartPole defaults Pendulum-v1
-    # did not learn; with MuJoCo's (rewards x0.1) it ended 1M steps at -1,530 (|g| ~1e4: returns
-    # of -160 per unit scale); at x0.01 seeds 1-3 first reached a 20-game mean of -300 at
-    # 0.21-0.31M steps and ended 2M steps at -133 to -171 (one thread; bench/RESULTS.md).
-    # Measured on Pendulum-v1 only: MountainCarContinuous's sparse goal is not claimed.
-    # (A3C's only, as MuJoCo's: the Q methods refuse continuous actions with their own message.)
+    # Pendulum: MuJoCo's Gaussian A3C with rewards x0.01 (#classic-control-with-box-actions)
     **{("classic-box", a): {"entropy": 1e-3, "obs_norm": True, "reward_scale": 0.01, "t_max": 20,
                             "frames": 2_000_000} for a in ("a3c", "a3c-lstm")},
-    # MuJoCo (frames = env steps): the paper's Gaussian A3C, running observation normalisation,
-    # training rewards x0.1 (returns of ~100 per unit reward made the value loss dominate:
-    # InvertedPendulum-v4 stayed below 80 in 300k steps at scale 1, reached 1000 by 200k at
-    # 0.1), entropy cost 1e-3, not the paper's 1e-4 (at 1e-4 the variance collapsed on
-    # HalfCheetah-v4: entropy -12.9 nats over 6 dims, sigma ~0.03, -140 after 850k steps), and
-    # t_max 20: at t_max 5 HalfCheetah-v4 stayed at 500-800 through 1M-5M steps, at 20 it
-    # scored 2,765 at 840k and 3,257 at 1.6M (one thread each). The LSTM has the paper's 128
-    # cells. README, Defaults per env family and method.
-    # (A3C's only: the Q methods refuse continuous actions, and obs-norm is A3C's.)
+    # the paper's Gaussian A3C, rewards x0.1, entropy 1e-3, t_max 20; the paper's 128 LSTM cells (#a3c-on-mujoco)
     ("mujoco", "a3c"): _MUJOCO_A3C,
     ("mujoco", "a3c-lstm"): {**_MUJOCO_A3C, "lstm_size": 128},
-    # CarRacing (frames = env steps x the action repeat, car_frame_skip, 4 as Atari's frame
-    # skip). NOT validated by a run yet (README, Defaults): the pixel torso keeps Atari A3C's
-    # lr, RMSProp, t_max and 8 envs per thread; the summed reward is not clipped (clipping to
-    # [-1, 1] pays one tile per agent step at any speed, tiles are ~3.3 each, and makes
-    # leaving the playfield, -100, cost what one slow step costs) but scaled by 0.1 as on
-    # MuJoCo (returns of hundreds made the value loss dominate there). The Gaussian head takes
-    # MuJoCo's entropy cost 1e-3 and t_max 20 (at 5 HalfCheetah stalled, above) and the pixel
-    # lr of ViZDoom's A3C-LSTM, 1e-4: at Atari's 7e-4 (t_max 5) 80% of the fc layer's units
-    # died within 0.4-0.7M frames (92% alive at init), the policy no longer depended on the
-    # frame and its sigma drifted with the entropy bonus to ~4 (4x the action range: random
-    # bang-bang driving at random play's score, -80); with entropy 1e-4 sigma collapsed instead
-    # and the gradient norm reached 1e5 (docs/learning/CarRacing-v3-a3c/NOTES.md).
+    # the summed reward unclipped, scaled by 0.1 (#rewards-and-frames-on-carracing)
     ("car", None): {"reward_clip": False, "reward_scale": 0.1, "frame_center": "auto"},
-    # (CarRacingDiscrete-v3's softmax A3C takes them too, unmeasured.)
+    # at 7e-4 and t_max 5 the fc layer died; ViZDoom's pixel lr, MuJoCo's t_max (#a3c-on-carracing)
     ("car", "a3c"): {"entropy": 1e-3, "lr": 1e-4, "t_max": 20},
     ("car", "a3c-lstm"): {"entropy": 1e-3, "lr": 1e-4, "t_max": 20},
-    # CarRacing-v3's Gaussian head: a bounded mean (--bounded-mean). On the rest alone the
-    # proof's 10-game mean crossed 800 at 4.8M frames but did not hold it (eval of its last
-    # checkpoint -61), after a fall to ~0 at 3.5-4M frames while its linear steering mean sat
-    # at +2, past the bound: every sample clipped to full right, the car circling. With the
-    # bounded mean it crossed 800 at 1.4M frames (eval 697 over 30 games;
-    # docs/learning/CarRacing-v3-a3c/linear-mean/NOTES.md).
+    # the linear steering mean ran past its bound; bounded, the proof crossed 800 at 1.4M (#the-bounded-mean-on-carracing-v3)
     **{("car-box", a): {"bounded_mean": True} for a in ("a3c", "a3c-lstm")},
+    # Atari's Q-method lr, unmeasured on CarRacing (#q-methods-on-carracing)
     **{("car", q): {"lr": 3e-4} for q in Q_ALGOS},
 }
 
@@ -290,7 +230,7 @@ def defaults_for(env_id: str, algo: str) -> dict:
 def family_note(name: str) -> str:
     """A --help suffix for an option whose default depends on the env family or method."""
     if any(name in d for d in FAMILY_DEFAULTS.values()):
-        return "  (the default shown is Atari A3C's; it differs per env family and method: README, Defaults)"
+        return "  (the default shown is Atari A3C's; it differs per env family and method: docs/families.md)"
     return ""
 
 

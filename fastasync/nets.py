@@ -49,7 +49,7 @@ from .params import Layout, ParamSpec
 # activations' scale through the torso. With U(+-1/sqrt(fan_in)) (Torch's default) the Atari
 # net's fc features came out at rms 0.02 and varied across Pong frames by ~6e-4, so the head
 # saw nearly constant features and, with RMSProp's eps = 0.1, the policy did not move for
-# millions of frames (bench/RESULTS.md, 2026-11-27).
+# millions of frames (bench/RESULTS-history.md, 2026-11-27).
 RELU_GAIN = 6.0**0.5
 
 

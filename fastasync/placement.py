@@ -6,7 +6,7 @@ two wake up on whichever core the scheduler picks, so each step moves the frames
 learner's activations and weights) between cores' private caches, and wakes an idle core.
 Pinned as a pair to one core, the worker writes the frames into the cache the learner reads
 them from, and no core idles while the other runs two threads. Measured on the 2-core
-development machine, 2 threads: +15% training frames/s (bench/RESULTS.md, 2026-11-27
+development machine, 2 threads: +15% training frames/s (bench/RESULTS-history.md, 2026-11-27
 09:26, e6a8a5d); the env-only ceiling is unchanged.
 
 Pinning applies only where it cannot hurt: Linux (``os.sched_setaffinity``), and no more

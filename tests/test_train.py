@@ -49,7 +49,7 @@ def test_a3c_hogwild_learns_cartpole(tmp_path):
 
     Not asserted at the end of the run: with two threads the run is not reproducible, and
     A3C on CartPole can fall back after solving it (2 of 8 runs ended at a 20-game mean of
-    68-155 in bench/RESULTS.md's 2026-11-27 10:50 entry, every one had passed 195 by 154k frames)."""
+    68-155 in bench/RESULTS-history.md's 2026-11-27 10:50 entry, every one had passed 195 by 154k frames)."""
     eps = _cartpole(tmp_path / "cp2", 2)
     scores = np.asarray(eps["score"], float)
     best = np.convolve(scores, np.ones(20) / 20, "valid").max()

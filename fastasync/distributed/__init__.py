@@ -11,8 +11,8 @@ command is given ``--ray``: ``fastasync --help`` and every one-machine run never
 - :mod:`.driver`: :class:`~.driver.RayTrainer`, what ``fastasync train --ray`` runs in its
   own process: starts the actors, writes the run directory, restarts lost nodes' work.
 
-How it relates to the paper's single-machine Hogwild, and what each option trades: README,
-"Many machines (Ray)".
+How it relates to the paper's single-machine Hogwild, and what each option trades:
+docs/ray.md.
 """
 
 from __future__ import annotations

@@ -140,7 +140,7 @@ class ParamServer:
 
     def rms_g(self):
         """RMSProp statistics for the checkpoint and new nodes: the mean of the nodes' last
-        reported ones (each node keeps its own; README, Many machines)."""
+        reported ones (each node keeps its own; docs/ray.md)."""
         if not self.node_rms:
             return self.rms_start
         return np.mean(np.stack(list(self.node_rms.values())), axis=0).astype(np.float32)

@@ -184,7 +184,7 @@ class EnvpoolBatch(EnvBatch):
     envpool's public ``send``/``recv`` wrap the C++ calls in Python that rebuilds a config
     dict, flattens and unflattens the state tree and recomputes ``terminated`` on every
     step: 0.25-0.35 ms of held GIL per step on the development machine, which N learner
-    threads must share (``bench/gil_share.py``; bench/RESULTS.md, 2026-11-27 10:50). The direct
+    threads must share (``bench/gil_share.py``; bench/RESULTS-history.md, 2026-11-27 10:50). The direct
     path passes the same three action arrays envpool's ``send`` builds (``env_id``,
     ``players.env_id`` = ``env_id`` for one player, ``action``) and reads the flat state list
     by the state keys' positions, computing what envpool's gymnasium wrapper computes

@@ -3,7 +3,7 @@ OpenBLAS >= 0.3.31 (scipy-openblas32 wheel).
 
 Why not Numba's ``np.dot``: it calls SciPy's bundled BLAS (OpenBLAS 0.3.30 in SciPy 1.17),
 which is markedly slower on the net's skinny shapes than OpenBLAS 0.3.31+ (the same sgemm
-call, measured single-threaded on the 2-core development machine; bench/RESULTS.md,
+call, measured single-threaded on the 2-core development machine; bench/RESULTS-history.md,
 2026-11-27 09:26, 2775248): the 8-env fc forward 0.61 -> 0.34 ms, conv1's weight gradient
 (64 x 17,750 x 64) 4.5 -> 3.4 ms, conv2's 1.44 -> 0.98 ms, the fc input gradient
 1.11 -> 0.82 ms; square GEMMs are the same.

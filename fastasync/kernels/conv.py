@@ -433,7 +433,7 @@ def _q2_sparse_pays(dy, OH, OW):
     half of its (4 positions x channel) groups hold a nonzero gradient. Its time grows with
     the busy groups: with all of them busy it takes 1.7x the sgemm's; with Pong's ReLU masks
     (35% of conv1's outputs active at init, 6% in a trained net: 65% and 94% of the groups
-    all zero) 0.4x and 0.3x (bench/RESULTS.md, 2026-11-27 16:21)."""
+    all zero) 0.4x and 0.3x (bench/RESULTS-history.md, 2026-11-27 16:21)."""
     OC = dy.shape[1]
     busy = 0
     total = 0

@@ -135,7 +135,7 @@ def sparse_pays(dy):
     ``SPARSE_MAX_DENSITY`` of its entries nonzero. Its time grows with the nonzeros; alone,
     with uniformly scattered zeros (the worst case for its branch), against the sgemms: fc's
     40 x 256 dy 0.94 / 1.88 / 2.61 ms at 10 / 20 / 30% vs 2.04, one conv2 slot's 648 x 32
-    0.24 / 0.42 / 0.60 vs 0.35 (bench/RESULTS.md, 2026-11-27 16:21)."""
+    0.24 / 0.42 / 0.60 vs 0.35 (bench/RESULTS-history.md, 2026-11-27 16:21)."""
     n, o = dy.shape
     nnz = 0
     for i in range(n):
@@ -151,7 +151,7 @@ def sparse_backward_acc(x, W, dy, dW, db, dx, need_dx):
     """dW += dy.T @ x, db += sum_n dy, and dx = dy @ W (OVERWRITTEN, when ``need_dx``),
     visiting only dy's nonzero entries: per nonzero dy[i, j], x[i] into dW[j] and W[j] into
     dx[i] (two vectorised AXPYs; W[j] and dW[j] stay in L1 over the column). A ReLU layer's
-    dy is mostly zeros once the net has trained (the Pong net of docs/pong-run-494d6a2: 12%
+    dy is mostly zeros once the net has trained (the Pong net trained at commit 494d6a2: 12%
     of fc's and 17% of conv2's outputs active), where this does a fraction of the sgemms'
     work; the sums are the same, in another order.
     x: (N, I), W: (O, I), dy: (N, O), dW: (O, I), db: (O,), dx: (N, I); rows contiguous.

@@ -4,7 +4,7 @@ segment, each as ONE kernel call.
 ``nets.Net.forward`` runs a net layer by layer from Python: for the Atari net that is eight
 kernel calls and a NumPy copy per slot, each one a hand-back of the GIL and a take again,
 with the layer loop's Python in between holding it. At 16 learner threads of one process the
-GIL is busy often enough that these takes wait (bench/RESULTS.md, 2026-11-27 17:51: the forward's
+GIL is busy often enough that these takes wait (bench/RESULTS-history.md, 2026-11-27 17:51: the forward's
 time per agent step doubled from 1 to 16 threads, the backward's grew by a quarter). Here
 the same kernels are called in the same order from one compiled function, so a slot's
 forward takes and gives the GIL once and computes bit for bit what the layer-by-layer path
