@@ -15,6 +15,14 @@ when the mean true score of the last 10 games first reaches the target (the fram
 wall time of that first crossing are what the proof reports; the run would only go on
 annealing its lr). Each part is logged in ``parts.json`` with the commit it ran.
 
+``run --final`` is the final mode: the proof runs to its budget whatever it crosses on the
+way (every later part too: proof.json records the mode), and when the budget is spent it
+measures where the policy ends: the mean true score of the last 100 training games, and
+``fastasync eval`` of the final checkpoint over ``--final-episodes`` games (30), with the
+sampled policy (as the A2C baseline's figures) and greedy. Those go into proof.json
+(``final``), the SUMMARY and the README's final table (between ``<!-- final-table:start -->``
+and ``<!-- final-table:end -->``), beside the first crossing.
+
 The evidence folder ``docs/learning/<name>/`` (``<env>-<algo>[-seed<N>]``) gets the
 episodes.csv and config.json of the run, its curve (`fastasync plot`) and a SUMMARY.md:
 frames and wall time when the target was first reached, best and final 10-game mean,
@@ -64,8 +72,24 @@ TARGETS = {
     ("HealthGathering-v1", "a3c"): (0.9, 20_000_000, "Labyrinth instead (not installable)"),
     ("CarRacing-v3", "a3c"): (800.0, 40_000_000, "TORCS instead (not installable); CarRacing counts as solved at 900"),
 }
+# The paper's five Atari games: the A2C of the stable-baselines3 zoo at 40M frames (one run each,
+# evaluated with the sampled policy; Q*bert from the older zoo table) and the paper's A3C FF after
+# one day on 16 cores (its supplementary table S3): what a final run is compared with.
+ATARI_FIVE = {
+    "BeamRider-v5": (2_890.0, 13_235.9),
+    "Breakout-v5": (280.0, 551.6),
+    "Pong-v5": (19.0, 11.4),
+    "Qbert-v5": (5_742.0, 13_752.3),
+    "SpaceInvaders-v5": (659.0, 2_214.7),
+}
+for _env, (_a2c, _paper) in ATARI_FIVE.items():
+    TARGETS.setdefault((_env, "a3c"), (_a2c, 40_000_000, f"{_paper:,.1f} after 1 day on 16 threads"))
+FINAL_EPISODES = 30  # eval games of the final checkpoint (sampled, then greedy)
+FINAL_WINDOW = 100  # training games in the final mean
 README_START = "<!-- learning-table:start -->"
 README_END = "<!-- learning-table:end -->"
+FINAL_START = "<!-- final-table:start -->"
+FINAL_END = "<!-- final-table:end -->"
 
 
 def run_name(env: str, algo: str, seed: int, ray_nodes: int = 0, threads: int = 0) -> str:
@@ -224,6 +248,8 @@ def cmd_run(args) -> int:
     meta_path = os.path.join(run_dir, "proof.json")
     meta = {"env": env, "algo": algo, "seed": seed, "frames": frames, "target": target, "extra": args.extra,
             "parts": []}
+    if args.final:
+        meta["final_mode"] = True
     if args.ray_nodes:
         meta.update(ray_nodes=args.ray_nodes, threads=args.threads)
     if os.path.exists(meta_path):
@@ -233,10 +259,14 @@ def cmd_run(args) -> int:
             print(f"error: {run_dir} holds another proof ({meta['env']} {meta['algo']} seed {meta['seed']})", file=sys.stderr)
             return 2
         frames, target = meta["frames"], meta["target"]
+        if args.final and not meta.get("final_mode"):
+            meta["final_mode"] = True  # from now on it runs to its budget
+            _write_json(meta_path, meta)
+    keep_going = args.keep_going or meta.get("final_mode", False)
     games = read_games(run_dir, env)
     crossing = first_crossing(games, target)
     resumable = os.path.exists(os.path.join(run_dir, "checkpoint.npz"))
-    if crossing is not None and not args.keep_going:
+    if crossing is not None and not keep_going:
         print(f"{name}: target {target:g} already reached at {games['frames'][crossing[0]]:,.0f} frames")
         summarize_run(run_dir, args.docs_dir)
         return 0
@@ -244,6 +274,9 @@ def cmd_run(args) -> int:
         done = _checkpoint_frames(run_dir)
         if done >= frames:
             print(f"{name}: the budget of {frames:,} frames is spent")
+            if meta.get("final_mode") and "final" not in meta:
+                meta["final"] = final_figures(run_dir, env, args.final_episodes)
+                _write_json(meta_path, meta)
             summarize_run(run_dir, args.docs_dir)
             return 0
     else:
@@ -270,7 +303,7 @@ def cmd_run(args) -> int:
                 continue
             games = read_games(run_dir, env)
             crossing = first_crossing(games, target)
-            if crossing is not None and not args.keep_going:
+            if crossing is not None and not keep_going:
                 stop_reason = "target reached"
             elif args.minutes and time.monotonic() - t0 > 60 * args.minutes and len(games["score"]):
                 stop_reason = f"part of {args.minutes:g} min over"
@@ -285,9 +318,38 @@ def cmd_run(args) -> int:
                 exit_code=code, stop=stop_reason or ("budget spent" if code == 0 else f"exit {code}"))
     if os.path.isdir(run_dir):
         meta["parts"].append(part)
+        if meta.get("final_mode") and code == 0 and part["frames_after"] >= frames:
+            _write_json(meta_path, meta)
+            print(f"{name}: budget spent; evaluating the final checkpoint ({args.final_episodes} games x 2)", flush=True)
+            meta["final"] = final_figures(run_dir, env, args.final_episodes)
         _write_json(meta_path, meta)
         summarize_run(run_dir, args.docs_dir)
     return 0 if code in (0, 130) else code
+
+
+def final_figures(run_dir: str, env: str, episodes: int = FINAL_EPISODES) -> dict:
+    """Where the policy ends: the last 100 training games' true scores, and `fastasync eval` of
+    the final checkpoint over ``episodes`` games with the sampled policy and greedy (mean, sd,
+    min, max each), with the commit that measured them."""
+    sys.path.insert(0, ROOT)
+    import fastasync
+
+    games = read_games(run_dir, env)
+    last = games["score"][-FINAL_WINDOW:]
+    out = {"frames": _checkpoint_frames(run_dir), "commit": _git_commit(), "episodes": episodes,
+           "last100": _describe(last)}
+    policy = fastasync.load(run_dir)
+    for mode, greedy in (("sampled", False), ("greedy", True)):
+        res = policy.evaluate(episodes=episodes, greedy=greedy, seed=12345)
+        out[mode] = _describe(res["scores"])
+    return out
+
+
+def _describe(scores) -> dict:
+    s = np.asarray(scores, float)
+    if not len(s):
+        return {"n": 0}
+    return {"n": int(len(s)), "mean": float(s.mean()), "sd": float(s.std()), "min": float(s.min()), "max": float(s.max())}
 
 
 def train_command(meta: dict, run_dir: str, resume: bool, threads: int = 0) -> list:
@@ -390,6 +452,12 @@ def summary_text(meta: dict, games: dict) -> str:
         status = (f"**in progress**: {st['frames'] / 1e6:.1f}M of {_fmt(budget)} {_unit(env)}, target "
                   f"{fmt_target(m, target)} not reached yet (continue with the command below)")
     lines += [status, ""]
+    fin = meta.get("final")
+    if fin:
+        lines += [final_text(meta), ""]
+    elif meta.get("final_mode"):
+        lines += [f"Final mode: the run goes on to its budget of {_fmt(budget)} {_unit(env)}, then its final "
+                  "checkpoint is evaluated.", ""]
     lines += [
         f"- target: {m['what']} >= {fmt_target(m, target)} within {_fmt(budget)} {unit}"
         + ("" if m["rate"] else " (the true score: unclipped, whole games)") + f"; the paper: {paper}",
@@ -419,6 +487,88 @@ def summary_text(meta: dict, games: dict) -> str:
                              + (f" {v[k].mean():.0%} |" if rate else ""))
     lines += ["", "Curve: `curve.png`; every game: `episodes.csv`; the configuration used: `config.json`.", ""]
     return "\n".join(lines)
+
+
+def _pm(d: dict) -> str:
+    return f"{d['mean']:,.1f} +- {d['sd']:,.1f}" if d.get("n") else "-"
+
+
+def final_text(meta: dict) -> str:
+    """The SUMMARY's paragraph on where the policy ends (final mode)."""
+    fin, env = meta["final"], meta["env"]
+    a2c = ATARI_FIVE.get(env)
+    last, sam, gre = fin["last100"], fin["sampled"], fin["greedy"]
+    text = (f"**Final, at {fin['frames'] / 1e6:.1f}M {_unit(env)}**: the last {last['n']} training games "
+            f"{_pm(last)}; `fastasync eval` of the final checkpoint over {fin['episodes']} games, sampled "
+            f"{_pm(sam)} (min {sam['min']:g}, max {sam['max']:g}), greedy {_pm(gre)} (min {gre['min']:g}, "
+            f"max {gre['max']:g}); measured at {fin['commit']}.")
+    if a2c:
+        ok = last["mean"] >= a2c[0] and sam["mean"] >= a2c[0]
+        text += (f" The A2C of the stable-baselines3 zoo at 40M frames: {a2c[0]:,g}, "
+                 f"{'met' if ok else 'NOT met'} by both the last-100 mean and the sampled eval; the paper's A3C FF "
+                 f"after 1 day on 16 cores: {a2c[1]:,g}.")
+    return text
+
+
+def final_table(docs_dir: str) -> str:
+    """The README's final table: where each final-mode proof ended."""
+    rel = os.path.relpath(docs_dir, ROOT)
+    out = ["| game | method | seed | frames | last-100 mean | eval mean +- sd (sampled / greedy) | A2C at 40M | "
+           "the paper, 1 day | minutes on 2 cores | evidence |",
+           "|---|---|--:|--:|--:|---|--:|--:|--:|---|"]
+    for name in sorted(os.listdir(docs_dir)) if os.path.isdir(docs_dir) else []:
+        p = os.path.join(docs_dir, name, "proof.json")
+        if not os.path.exists(p):
+            continue
+        with open(p) as fh:
+            meta = json.load(fh)
+        fin = meta.get("final")
+        if not fin:
+            continue
+        st = _stats(meta, read_games(os.path.join(docs_dir, name), meta["env"]))
+        a2c, paper = ATARI_FIVE.get(meta["env"], (None, None))
+        method = _method(meta, _config(os.path.join(docs_dir, name)))
+        out.append(f"| {meta['env']} | {method} | {meta['seed']} | {fin['frames'] / 1e6:.1f}M | "
+                   f"{fin['last100']['mean']:,.1f} | {_pm(fin['sampled'])} / {_pm(fin['greedy'])} | "
+                   f"{'-' if a2c is None else f'{a2c:,g}'} | {'-' if paper is None else f'{paper:,g}'} | "
+                   f"{st['wall_min']:.0f} | [{name}]({rel}/{name}/SUMMARY.md) |")
+    return "\n".join(out)
+
+
+def atari_five_figure(docs_dir: str, out_path: str) -> bool:
+    """docs/learning/atari-five.png: one panel per game of the paper's five that has an A3C run
+    here (its seed-0 folder), the 100-game mean of the true score against frames, with the A2C
+    figure and the paper's 1-day score as lines. False when none has a run."""
+    runs = [(env, os.path.join(docs_dir, f"{env}-a3c")) for env in ATARI_FIVE]
+    runs = [(env, d) for env, d in runs if os.path.exists(os.path.join(d, "episodes.csv"))]
+    if not runs:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(runs), figsize=(3.2 * len(runs), 2.8), squeeze=False)
+    for ax, (env, d) in zip(axes[0], runs):
+        g = read_games(d, env)
+        s, f = g["score"], g["frames"]
+        w = min(FINAL_WINDOW, len(s))
+        mean = np.convolve(s, np.ones(w), "valid") / w if w else s
+        ax.plot(f[w - 1:] / 1e6 if w else f, mean, lw=1.2, label="fastasync A3C (100-game mean)")
+        a2c, paper = ATARI_FIVE[env]
+        ax.axhline(a2c, color="tab:red", ls="--", lw=1, label="A2C at 40M (SB3 zoo)")
+        ax.axhline(paper, color="tab:gray", ls=":", lw=1, label="the paper, 1 day")
+        ax.set_title(env, fontsize=9)
+        ax.set_xlabel("emulator frames (M)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel("true game score", fontsize=8)
+    axes[0][0].legend(fontsize=6, loc="upper left")
+    fig.tight_layout()
+    tmp = out_path + ".tmp.png"
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, out_path)
+    return True
 
 
 def _unit(env: str) -> str:
@@ -483,13 +633,19 @@ def table(docs_dir: str) -> str:
 
 
 def write_readme_table(readme: str, docs_dir: str) -> bool:
+    """The learning table between its markers (and the final table between its own, where the
+    README has them); False when the learning table's markers are missing."""
     with open(readme) as fh:
         text = fh.read()
     if README_START not in text or README_END not in text:
         return False
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    text = head + README_START + "\n" + table(docs_dir) + "\n" + README_END + tail
+    blocks = [(README_START, README_END, table(docs_dir))]
+    if FINAL_START in text and FINAL_END in text:
+        blocks.append((FINAL_START, FINAL_END, final_table(docs_dir)))
+    for start, end, body in blocks:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        text = head + start + "\n" + body + "\n" + end + tail
     tmp = readme + ".tmp"
     with open(tmp, "w") as fh:
         fh.write(text)
@@ -503,6 +659,8 @@ def cmd_summarize(args) -> int:
             run_dir = os.path.join(args.runs_dir, name)
             if os.path.exists(os.path.join(run_dir, "proof.json")):
                 print("wrote", summarize_run(run_dir, args.docs_dir))
+    if atari_five_figure(args.docs_dir, os.path.join(args.docs_dir, "atari-five.png")):
+        print("wrote", os.path.join(args.docs_dir, "atari-five.png"))
     if write_readme_table(args.readme, args.docs_dir):
         print("wrote the table in", args.readme)
     else:
@@ -528,6 +686,10 @@ def main(argv=None) -> int:
                         "(`fastasync train --ray --nodes N`); the run is named <env>-<algo>[-seed<N>]-ray<N>x<threads>")
     r.add_argument("--minutes", type=float, default=0, help="stop this part after this many minutes (0: no limit)")
     r.add_argument("--keep-going", action="store_true", help="do not stop when the target is reached")
+    r.add_argument("--final", action="store_true",
+                   help="final mode: run to the budget (every part), then evaluate the final checkpoint")
+    r.add_argument("--final-episodes", type=int, default=FINAL_EPISODES,
+                   help="eval games of the final checkpoint, sampled and greedy each")
     r.add_argument("--poll-s", type=float, default=2.0, help="seconds between looks at episodes.csv")
     r.add_argument("extra", nargs="*", help="options for `fastasync train` after --")
     s = sub.add_parser("summarize", help="rewrite every evidence folder and the README's table")

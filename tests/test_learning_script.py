@@ -7,6 +7,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the proof script in subprocesses, training on CartPole
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "bench", "learning.py")
 
@@ -133,3 +137,41 @@ def test_a_pixel_run_on_x_over_255_is_marked_in_the_table(tmp_path):
         (folder / "config.json").write_text(json.dumps({"algo": algo_cfg}))
     rows = [r for r in L.table(str(tmp_path)).splitlines() if r.startswith("| Pong-v5")]
     assert rows[0].startswith("| Pong-v5 | a3c, x/255 frames | 0 |") and rows[1].startswith("| Pong-v5 | a3c | 1 |")
+
+
+def test_final_mode_runs_to_the_budget_and_evaluates_the_final_checkpoint(tmp_path):
+    """--final: a reachable target does not stop the run; at the budget the last 100 games and
+    eval of the final checkpoint (sampled and greedy) go into proof.json, SUMMARY and the
+    README's final table."""
+    common = ["run", "--env", "CartPole-v1", "--threads", "1", "--frames", "30000", "--target", "10",
+              "--final", "--final-episodes", "3"]
+    _script(tmp_path, *common)
+    folder = tmp_path / "docs" / "CartPole-v1-a3c"
+    proof = json.loads((folder / "proof.json").read_text())
+    assert proof["final_mode"] and proof["parts"][-1]["stop"] == "budget spent"  # crossed 10 and went on
+    fin = proof["final"]
+    assert fin["frames"] >= 30_000 and fin["sampled"]["n"] == fin["greedy"]["n"] == 3
+    assert 0 < fin["last100"]["n"] <= 100 and fin["sampled"]["min"] <= fin["sampled"]["mean"] <= fin["sampled"]["max"]
+    summary = (folder / "SUMMARY.md").read_text()
+    assert "**Final, at" in summary and "over 3 games, sampled" in summary
+    assert "budget of 30,000 frames is spent" in _script(tmp_path, *common)  # again: nothing to train or measure
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- learning-table:start -->\n<!-- learning-table:end -->\n"
+                      "<!-- final-table:start -->\nold\n<!-- final-table:end -->\n")
+    _script(tmp_path, "summarize", "--readme", str(readme))
+    rows = [r for r in readme.read_text().split("<!-- final-table:start -->")[1].splitlines()
+            if r.startswith("| CartPole-v1")]
+    assert len(rows) == 1 and f"| {fin['last100']['mean']:,.1f} |" in rows[0]
+
+
+def test_final_text_compares_with_the_a2c_baseline():
+    L = _learning_module()
+    fin = {"frames": 40_000_000, "commit": "abc", "episodes": 30,
+           "last100": {"n": 100, "mean": 3000.0, "sd": 900.0, "min": 500.0, "max": 6000.0},
+           "sampled": {"n": 30, "mean": 2500.0, "sd": 700.0, "min": 800.0, "max": 4000.0},
+           "greedy": {"n": 30, "mean": 2000.0, "sd": 600.0, "min": 600.0, "max": 3500.0}}
+    text = L.final_text({"env": "BeamRider-v5", "final": fin})
+    assert "NOT met" in text and "2,890" in text and "13,235.9" in text  # the sampled eval is below 2,890
+    fin["sampled"]["mean"] = 2900.0
+    assert " met by both" in L.final_text({"env": "BeamRider-v5", "final": fin})
+    assert L.TARGETS[("BeamRider-v5", "a3c")][:2] == (2890.0, 40_000_000)
