@@ -324,7 +324,7 @@ def cmd_run(args) -> int:
             meta["final"] = final_figures(run_dir, env, args.final_episodes)
         _write_json(meta_path, meta)
         summarize_run(run_dir, args.docs_dir)
-    return 0 if code in (0, 130) else code
+    return 0 if code in (0, 130, 143) else code
 
 
 def final_figures(run_dir: str, env: str, episodes: int = FINAL_EPISODES) -> dict:

@@ -115,8 +115,8 @@ def train(ctx, resume, config_file, ray_address, **options):
         fail(str(exc), code=1)
     except ValueError as exc:  # ConfigError, EnvError, CheckpointError, RunDirError, StartError
         fail(str(exc))
-    if run.interrupted:
-        sys.exit(130)
+    if run.interrupted:  # 128 + the signal, as shells and schedulers expect: 130 for Ctrl-C, 143 for SIGTERM
+        sys.exit(128 + int(run.summary.get("stop_signal") or 2))
     if not run.summary["checkpoint_saved"]:
         sys.exit(1)
 

@@ -135,6 +135,7 @@ class Trainer:
         self.resume_frames = st.frames if st.resumed else None
         self.resume_path = st.resume_path
         self.interrupted = False
+        self.stop_signal = None  # the signal that stopped the run (SIGINT or SIGTERM), if one did
         self.prepared = False  # the run directory made and config.json written (prepare_run_dir)
         self.tb = None  # the TensorBoard writer while the run trains with --tensorboard
         self._diag_seen = np.zeros(6)
@@ -287,6 +288,7 @@ class Trainer:
             games=window.games,
             mean_score_last10=window.mean(),
             interrupted=self.interrupted,
+            stop_signal=self.stop_signal or (int(signal.SIGINT) if self.interrupted else None),
             checkpoint_saved=saved,
             run_dir=self.run_dir,
         )
@@ -357,9 +359,11 @@ class Trainer:
 
 @contextlib.contextmanager
 def stop_on_signals(trainer, stop=None):
-    """Ctrl-C (SIGINT) and SIGTERM set ``trainer.interrupted`` and the stop flag (``stop``, an
-    Event; default: the learners' ``trainer.shared.stop``): threads finish their segment, a
-    final checkpoint is written. No exception is raised at a random point of the main loop."""
+    """Ctrl-C (SIGINT) and SIGTERM set ``trainer.interrupted``, ``trainer.stop_signal`` (the
+    first signal's number: the CLI exits 128 + it, 130 or 143, as shells and schedulers expect)
+    and the stop flag (``stop``, an Event; default: the learners' ``trainer.shared.stop``):
+    threads finish their segment, a final checkpoint is written. No exception is raised at a
+    random point of the main loop."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -367,6 +371,8 @@ def stop_on_signals(trainer, stop=None):
     flag = stop if stop is not None else trainer.shared.stop
 
     def handler(signum, frame):
+        if not trainer.interrupted:
+            trainer.stop_signal = int(signum)
         trainer.interrupted = True
         flag.set()
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import signal
 import sys
 import threading
 import time
@@ -133,6 +134,7 @@ class RayTrainer:
         self.resume_frames = self.frames if resume is not None else None
         self.resume_path = resume["path"] if resume is not None else None
         self.interrupted = False
+        self.stop_signal = None  # the signal that stopped the run (SIGINT or SIGTERM), if one did
         self.prepared = False
         self._stop = threading.Event()
         self.last_collect = None
@@ -313,6 +315,7 @@ class RayTrainer:
             frames=st["frames"], train_frames=st["frames"] - start_frames, elapsed_s=elapsed,
             fps=(st["frames"] - start_frames) / max(elapsed, 1e-9), games=window.games,
             mean_score_last10=window.mean(), interrupted=self.interrupted, checkpoint_saved=saved,
+            stop_signal=self.stop_signal or (int(signal.SIGINT) if self.interrupted else None),
             run_dir=self.run_dir, games_synced=c["games_in"],
         )
         self.out(progress_line(st["frames"], r.frames, summary["fps"], window.games, window.mean(), st["wall_s"], 0))
