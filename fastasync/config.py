@@ -112,7 +112,7 @@ class RunConfig:
     pin_threads: bool = True
     """pin each learner thread and its envpool worker to one CPU (Linux, threads <= CPUs)"""
     tensorboard: bool = False
-    """write TensorBoard event files into the run directory (needs tensorboardX: pip install -e ".[tb]")"""
+    """write TensorBoard event files into the run directory (needs the tensorboard package: pip install -e ".[tb]")"""
     nodes: int = 1
     """with --ray: node actors, each running --threads learner threads on its own copy of the parameters"""
     sync_every_updates: int = 20

@@ -1,4 +1,8 @@
-"""TensorBoard event files of a run (``--tensorboard``), written with tensorboardX.
+"""TensorBoard event files of a run (``--tensorboard``), written with the ``tensorboard``
+package's own event-file writer (the one PyTorch's SummaryWriter uses): one background
+*thread* and a ``queue.Queue``, no child process and no multiprocessing queue. (tensorboardX
+2.6 feeds a multiprocessing.Queue whose feeder thread was seen to die, after which the
+writer blocked a run forever in ``Queue.put``.)
 
 Everything is plotted against emulator frames (the step of each scalar):
 
@@ -16,37 +20,48 @@ the checkpoint's frame count are hidden by TensorBoard (``purge_step``).
 from __future__ import annotations
 
 import importlib.util
+import time
 
-INSTALL = 'pip install tensorboardX (in a checkout of fastasync: pip install -e ".[tb]")'
+from .errors import ConfigError
+
+INSTALL = 'pip install tensorboard (in a checkout of fastasync: pip install -e ".[tb]")'
+QUEUE = 1024  # events waiting for the writer thread (a burst of finished games fits)
 
 
 def check_installed() -> None:
-    """ConfigError (exit 2) unless tensorboardX can be imported."""
-    from .config import ConfigError
-
-    if importlib.util.find_spec("tensorboardX") is None:
-        raise ConfigError(f"--tensorboard needs the tensorboardX package: {INSTALL}")
+    """ConfigError (exit 2) unless the tensorboard package can be imported."""
+    if importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError(f"--tensorboard needs the tensorboard package: {INSTALL}")
 
 
 class TBWriter:
     """The run's TensorBoard scalars; ``resume_frames``: where a resumed run continues."""
 
     def __init__(self, run_dir: str, resume_frames: int | None = None):
-        from tensorboardX import SummaryWriter
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-        # the file name has the second it was made: the frames it starts at keep a resume made
-        # in the same second from writing over the first part's file
-        self._w = SummaryWriter(logdir=run_dir, purge_step=resume_frames, flush_secs=10,
-                                filename_suffix=f".{resume_frames or 0}")
+        self._event, self._summary = Event, Summary
+        # a new file per run part (its name has the time, host, pid and a counter)
+        self._w = EventFileWriter(run_dir, max_queue_size=QUEUE, flush_secs=10,
+                                  filename_suffix=f".{resume_frames or 0}")
+        if resume_frames is not None:  # TensorBoard hides the older files' events from this step on
+            self._w.add_event(Event(wall_time=time.time(), step=int(resume_frames),
+                                    session_log=SessionLog(status=SessionLog.START)))
+
+    def _add(self, tag: str, value: float, frames: int) -> None:
+        summary = self._summary(value=[self._summary.Value(tag=tag, simple_value=float(value))])
+        self._w.add_event(self._event(wall_time=time.time(), step=int(frames), summary=summary))
 
     def game(self, frames: int, score: float, length: int) -> None:
-        self._w.add_scalar("score/game", score, frames)
-        self._w.add_scalar("score/length", length, frames)
+        self._add("score/game", score, frames)
+        self._add("score/length", length, frames)
 
     def scalars(self, frames: int, values: dict) -> None:
         for tag, v in values.items():
             if v is not None and v == v:  # no NaN points (no game yet)
-                self._w.add_scalar(tag, float(v), frames)
+                self._add(tag, v, frames)
 
     def close(self) -> None:
         try:
