@@ -189,6 +189,7 @@ LEARNING = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", list(LEARNING))
 def test_learns_cartpole(algo, tmp_path):
     extra, threshold, criterion, threads = LEARNING[algo]
@@ -206,6 +207,7 @@ def test_learns_cartpole(algo, tmp_path):
 # -- Pong smoke for every algorithm ----------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["a3c-lstm", "nstep-q", "onestep-q", "onestep-sarsa"])
 def test_pong_smoke(algo, tmp_path):
     from fastasync import checkpoint

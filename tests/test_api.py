@@ -265,6 +265,7 @@ print("threads left:", sorted(t.name for t in threading.enumerate() if t is not 
 """
 
 
+@pytest.mark.slow
 def test_tensorboard_writes_with_threads_only(tmp_path):
     """--tensorboard starts no child process and no multiprocessing queue (the writer is a
     thread): a run in a fresh interpreter whose process and queue constructors are spied on."""

@@ -20,6 +20,7 @@ def invoke(args):
     return CliRunner().invoke(main, args, catch_exceptions=False)
 
 
+@pytest.mark.slow
 def test_bench_json_one_line_per_thread_count():
     r = invoke(["bench", "--env", "CartPole-v1", "--threads", "1", "--seconds", "1", "--warmup", "1",
                 "--envs-per-thread", "3", "--json"])
@@ -35,6 +36,7 @@ def test_bench_json_one_line_per_thread_count():
     assert row["rss_start_mb"] > 0 and row["rss_end_mb"] > 0
 
 
+@pytest.mark.slow
 def test_profile_prints_every_phase_and_shares_sum_to_100():
     from fastasync.profile import PHASE_LABELS, phases
 
@@ -67,6 +69,7 @@ def test_unknown_env_exit_2():
     assert r.output.strip().splitlines()[-1].startswith("Error: ")
 
 
+@pytest.mark.slow
 def test_bench_repeat_alternates_windows_and_reports_medians():
     r = invoke(["bench", "--env", "CartPole-v1", "--threads", "1", "--seconds", "0.5", "--warmup", "0.2",
                 "--envs-per-thread", "2", "--repeat", "3", "--json"])
@@ -136,6 +139,7 @@ def test_bench_repeat_must_be_positive():
     assert r.output.startswith("Error: --repeat must be >= 1")
 
 
+@pytest.mark.slow
 def test_scaling_probe_measures_threads_and_processes():
     """bench/scaling_probe.py (threads against processes) runs each mode end to end: one
     process per learner (spawned, pinned), the replayed-steps env, one JSON line of rows."""

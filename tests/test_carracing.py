@@ -331,6 +331,7 @@ def test_gymnasium_backend_without_box2d_is_one_line(tmp_path, monkeypatch):
     assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_short_training_run_resume_refusal_and_eval(tmp_path):
     """A3C's Gaussian head on the pixels (defaults of the family), 1 thread, 2 envs; a resume
     onto another family is refused naming both; eval plays a whole game; the discrete

@@ -214,6 +214,7 @@ def test_listed_and_refused_clearly(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_maze_trains_with_the_lstm_by_default(tmp_path):
     """A bare `--env MyWayHome-v1` trains A3C-LSTM (the paper's Labyrinth agent) on RGB frames,
     shows the goal rate, resumes, and evaluates."""
@@ -280,6 +281,7 @@ print("not reached")
 """
 
 
+@pytest.mark.slow
 def test_a_start_that_hangs_stops_with_one_line_and_takes_its_engines_along():
     """envpool's ViZDoom start has hung for good, holding the GIL: the watchdog process says
     why, kills the engines and the process; a start that finishes stops the watchdog."""

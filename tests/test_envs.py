@@ -121,6 +121,7 @@ def test_multiplayer_only_game_is_a_clear_env_error(backend, env_id):
             ask(env_id, backend)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAVE_GYM, reason="gymnasium/ale-py not installed")
 def test_train_on_multiplayer_only_game_exits_2_with_one_error_line(tmp_path):
     out = subprocess.run(

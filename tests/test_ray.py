@@ -23,6 +23,8 @@ from fastasync.cli import main
 from fastasync.distributed.server import ParamServer
 from fastasync.stats import read_episodes
 
+pytestmark = pytest.mark.slow  # a Ray cluster, runs of the CLI in subprocesses
+
 
 def _ps(P=5, nodes=2, threads=1, target=False, total=1000, period=100):
     theta = np.arange(P, dtype=np.float32)

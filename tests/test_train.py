@@ -33,6 +33,7 @@ def _cartpole(run, threads):
     return eps
 
 
+@pytest.mark.slow
 def test_a3c_learns_cartpole(tmp_path):
     """Asserted learning: mean true score >= 195 over the last 20 games within 500k frames.
 
@@ -44,6 +45,7 @@ def test_a3c_learns_cartpole(tmp_path):
     assert last20 >= 195, f"mean score of last 20 games {last20:.1f}"
 
 
+@pytest.mark.slow
 def test_a3c_hogwild_learns_cartpole(tmp_path):
     """Two Hogwild learners reach a 20-game mean >= 195 within 500k frames.
 
@@ -56,6 +58,7 @@ def test_a3c_hogwild_learns_cartpole(tmp_path):
     assert best >= 195, f"best mean of 20 consecutive games {best:.1f}"
 
 
+@pytest.mark.slow
 def test_a3c_learns_cartpole_with_bare_defaults(tmp_path):
     """`fastasync train --env CartPole-v1` with nothing else learns: the classic family's
     A3C defaults (config.FAMILY_DEFAULTS), one thread for a reproducible run, reach a
@@ -68,6 +71,7 @@ def test_a3c_learns_cartpole_with_bare_defaults(tmp_path):
     assert last20 >= 195, f"mean score of last 20 games {last20:.1f}"
 
 
+@pytest.mark.slow
 def test_a3c_learns_pendulum_with_bare_defaults(tmp_path):
     """`fastasync train --env Pendulum-v1`: classic control with Box actions takes the
     continuous-control defaults (config.FAMILY_DEFAULTS "classic-box"), not CartPole's,
@@ -82,6 +86,7 @@ def test_a3c_learns_pendulum_with_bare_defaults(tmp_path):
     assert last20 >= -400, f"mean score of last 20 games {last20:.1f}"
 
 
+@pytest.mark.slow
 def test_pong_smoke_and_resume(tmp_path):
     from fastasync import checkpoint
     from fastasync.nets import make_net
@@ -114,6 +119,7 @@ def test_pong_smoke_and_resume(tmp_path):
     assert all(-21 <= s <= 21 for s in eps["score"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_stop_signal_stops_quickly_writes_checkpoint_and_resumes(tmp_path, sig):
     """Ctrl-C (SIGINT) and SIGTERM both stop every thread within seconds with a checkpoint."""
@@ -199,6 +205,7 @@ def test_resume_after_crash_moves_games_logged_after_the_checkpoint(tmp_path):
     assert all(b >= a for a, b in zip(after["frames"], after["frames"][1:])), "frames go backwards"
 
 
+@pytest.mark.slow
 def test_a3c_learns_inverted_pendulum_with_the_mujoco_defaults(tmp_path):
     """Continuous control, asserted: the Gaussian-policy A3C with the MuJoCo family's defaults
     (obs-norm, rewards x0.1, entropy 1e-3) but t_max 5 reaches a mean return >= 950 over the
