@@ -100,11 +100,22 @@ def test_a_stored_value_that_no_longer_validates_names_the_checkpoint(two_runs, 
 
 
 def test_the_same_directory_by_another_name_is_the_run_itself(two_runs, tmp_path):
+    """Resuming through a symlink to the run's directory continues the run there: the claim
+    is granted (not refused as another run's directory), it holds the run's own lock, and it
+    changes none of the run's files."""
     a, _ = two_runs
+    before = digest(a)
     link = tmp_path / "alink"
     link.symlink_to(a)
     held = rundir.claim(str(link), str(a / "checkpoint.npz"))
-    held.release()
+    try:
+        assert os.path.samefile(held.path, a)
+        with pytest.raises(rundir.RunDirError, match="in use by another fastasync run"):
+            rundir.claim(str(a), str(a / "checkpoint.npz"))  # by its real name: the same lock, taken
+    finally:
+        held.release()
+    assert digest(a) == before
+    rundir.claim(str(a), str(a / "checkpoint.npz")).release()  # released: the run's own again
 
 
 def test_resume_into_a_directory_of_another_run_is_refused(two_runs):
