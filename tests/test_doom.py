@@ -242,10 +242,12 @@ def test_maze_trains_with_the_lstm_by_default(tmp_path):
     obs, _ = env.reset(seed=3)
     assert obs.shape == policy.observation_shape and obs.dtype == np.uint8
     # it sees what the net learned on: the status bar, the family's default
-    assert policy.config.env.doom_hud is True
-    for hud, same in ((True, True), (False, False)):
+    from fastasync.config import defaults_for
+
+    assert policy.config.env.doom_hud is defaults_for("MyWayHome-v1", "a3c-lstm")["doom_hud"]
+    for hud in (True, False):
         ref = make_env("MyWayHome-v1", 1, seed=3, backend=policy.config.env.backend, doom_hud=hud)
-        assert np.array_equal(ref.reset()[0], obs) is same
+        assert np.array_equal(ref.reset()[0], obs) is (hud is policy.config.env.doom_hud)
         ref.close()
     total, steps, done = 0.0, 0, False
     while not done and steps < 600:  # a timed-out MyWayHome episode: 525 agent steps
