@@ -38,6 +38,9 @@ from .stats import (
 
 
 
+JOIN_TIMEOUT_S = 10.0  # after the stop: a learner's segment takes milliseconds, one still running is stuck
+
+
 class SharedState:
     """What every learner thread shares: parameters, RMSProp statistics, counters, stop flag."""
 
@@ -226,7 +229,9 @@ class Trainer:
         io_error = None  # the first write of the episode log that failed
         threads = self.start_learners()
         try:
-            while any(th.is_alive() for th in threads) and not s.stop.is_set():
+            # until every learner is done, a stop, or the budget spent (a learner stuck in its env
+            # must not hold the run: join_learners leaves it behind)
+            while any(th.is_alive() for th in threads) and not s.stop.is_set() and s.frames < s.total_frames:
                 s.stop.wait(0.2)
                 now = time.monotonic()
                 try:
@@ -247,22 +252,18 @@ class Trainer:
         except KeyboardInterrupt:  # when signals cannot be routed to a flag (not the main thread)
             self.interrupted = True
         finally:
-            # whatever happened, no learner is left running
+            # whatever happened, every learner is told to stop; one stuck in an env step is left behind
             s.stop.set()
-            for th in threads:
-                while th.is_alive():
-                    try:
-                        th.join(0.5)
-                    except KeyboardInterrupt:
-                        self.interrupted = True
+            alive = self.join_learners(threads)
             try:
                 if io_error is None:
                     self._drain(log, window)
                 log.close()
             except OSError as exc:
                 io_error = io_error or exc
-            for lr in self.learners:
-                lr.env.close()
+            for lr, th in zip(self.learners, threads):
+                if th not in alive:  # (closing a batch another thread is stepping is not safe)
+                    lr.env.close()
         if self.interrupted:
             self.out("\ninterrupted: learner threads stopped")
         if s.error is not None:  # the last good checkpoint is kept: the failed state may be diverged
@@ -309,6 +310,27 @@ class Trainer:
         for th in threads:
             th.start()
         return threads
+
+    def join_learners(self, threads, timeout: float | None = None) -> list:
+        """Wait for the learner threads after the stop, ``JOIN_TIMEOUT_S`` at most in all; a learner
+        still running then is stuck in a step of its env batch (a learner's segment takes
+        milliseconds): it is reported, with its env, and left behind (a daemon thread), so that
+        the run still writes its checkpoint and exits. Returns the threads left behind."""
+        end = time.monotonic() + (JOIN_TIMEOUT_S if timeout is None else timeout)
+        for th in threads:
+            while th.is_alive() and time.monotonic() < end:
+                try:
+                    th.join(min(0.5, max(0.0, end - time.monotonic())))
+                except KeyboardInterrupt:  # a second Ctrl-C: the same stop
+                    self.interrupted = True
+        alive = [th for th in threads if th.is_alive()]
+        for lr, th in zip(self.learners, threads):
+            if th in alive:
+                info = lr.env.info
+                self.out(f"learner {lr.index} did not stop within {JOIN_TIMEOUT_S if timeout is None else timeout:.0f}s "
+                         f"of the stop: stuck in a step of its {info.env_id} batch ({info.backend}); left behind, "
+                         "the run goes on without its last segment")
+        return alive
 
     def _thread_main(self, learner):
         if self.cpus is not None and not placement.pin_current_thread(self.cpus[learner.index]):

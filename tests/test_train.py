@@ -220,3 +220,38 @@ def test_a3c_learns_inverted_pendulum_with_the_mujoco_defaults(tmp_path):
     eps = read_episodes(run / "episodes.csv")
     last20 = np.mean(eps["score"][-20:])
     assert last20 >= 950, f"mean return of the last 20 episodes {last20:.1f}"
+
+
+def test_a_learner_stuck_in_an_env_step_is_reported_and_the_run_still_ends(tmp_path, monkeypatch):
+    """A learner blocked in its env's step (as envpool's recv was seen to block at a stop) does
+    not hold the run: after JOIN_TIMEOUT_S it is named with its env, left behind, and the run
+    writes its checkpoint and returns."""
+    import threading
+
+    from fastasync import checkpoint, trainer as T
+    from fastasync.config import build, resolve
+
+    monkeypatch.setattr(T, "JOIN_TIMEOUT_S", 2.0)
+    cfg = resolve(build(dict(env="CartPole-v1", threads=2, envs_per_thread=4, frames="30k", pin_threads=False,
+                             backend="gymnasium", run_dir=str(tmp_path / "r"))))
+    msgs = []
+    tr = T.Trainer(cfg, out=msgs.append)
+    stuck_env, release = tr.learners[1].env, threading.Event()
+    real_step = stuck_env.step
+
+    def step(actions):
+        if tr.shared.frames > 5_000:
+            release.wait(120)  # never answers while the run is stopping
+        return real_step(actions)
+
+    stuck_env.step = step
+    try:
+        summary = tr.run()
+        t_end = time.monotonic()
+    finally:
+        release.set()
+    assert summary["checkpoint_saved"] and summary["frames"] >= 30_000
+    said = [m for m in msgs if "did not stop within 2s" in m]
+    assert len(said) == 1 and said[0].startswith("learner 1 ") and "CartPole-v1" in said[0], msgs
+    assert checkpoint.load(str(tmp_path / "r"))["frames"] == summary["frames"]
+    assert t_end - tr.shared.t0 < 120  # it did not wait for the stuck step

@@ -34,7 +34,6 @@ from . import wait_answer
 
 NO_TARGET_COPY = 1 << 62  # the node's learners never copy the target: the parameter actor does
 QUIET = ("compiling kernels",)
-JOIN_TIMEOUT_S = 10.0  # a learner's segment takes milliseconds: one still running after this is stuck
 SYNC_TIMEOUT_S = 60.0  # a sync unanswered this long is reported (and waited for on: Node._wait_sync)
 
 
@@ -113,14 +112,10 @@ class Node:
                 self._loop(ths)
             finally:
                 s.stop.set()
-                stuck = self._join(ths)
+                stuck = tr.join_learners(ths)  # the one machine's rule: reported with the env, left behind
                 for lr, th in zip(tr.learners, ths):
-                    if not th.is_alive():
+                    if th not in stuck:
                         lr.env.close()
-            if stuck:
-                self.messages.append(
-                    f"learner(s) {', '.join(map(str, stuck))} did not stop within {JOIN_TIMEOUT_S:.0f}s of the stop "
-                    "(blocked in an env step); left behind, their games so far are synced")
             if s.error is not None:  # the failed state may be diverged: not sent
                 return dict(node=self.index, frames=self.played, error=str(s.error), tb=s.error.tb)
             self._sync(last=True)
@@ -130,13 +125,6 @@ class Node:
         """The parameter actor's answer to one sync, however slow (``wait_answer``); the wait is
         reported with the node's next sync."""
         return wait_answer(ref, SYNC_TIMEOUT_S, self.messages.append)
-
-    def _join(self, threads):
-        """Join the learner threads; the indices of those still running after JOIN_TIMEOUT_S."""
-        end = time.monotonic() + JOIN_TIMEOUT_S
-        for th in threads:
-            th.join(max(0.0, end - time.monotonic()))
-        return [i for i, th in enumerate(threads) if th.is_alive()]
 
     def _loop(self, threads):
         s = self.trainer.shared
