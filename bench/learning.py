@@ -510,9 +510,9 @@ def final_text(meta: dict) -> str:
     return text
 
 
-def final_table(docs_dir: str) -> str:
-    """The README's final table: where each final-mode proof ended."""
-    rel = os.path.relpath(docs_dir, ROOT)
+def final_table(docs_dir: str, page_dir: str = ROOT) -> str:
+    """The README's final table: where each final-mode proof ended (links relative to ``page_dir``)."""
+    rel = os.path.relpath(docs_dir, page_dir)
     out = ["| game | method | seed | frames | last-100 mean | eval mean +- sd (sampled / greedy) | A2C at 40M | "
            "the paper, 1 day | minutes on 2 cores | evidence |",
            "|---|---|--:|--:|--:|---|--:|--:|--:|---|"]
@@ -584,8 +584,9 @@ def _machine_note(meta):
     return "; ".join(seen) or _machine()
 
 
-def table(docs_dir: str) -> str:
-    """The README's learning table, from every docs_dir/*/proof.json + episodes.csv."""
+def table(docs_dir: str, page_dir: str = ROOT) -> str:
+    """The README's learning table, from every docs_dir/*/proof.json + episodes.csv; its links
+    are relative to ``page_dir``, the folder of the page it goes into."""
     rows = []
     for name in sorted(os.listdir(docs_dir)) if os.path.isdir(docs_dir) else []:
         p = os.path.join(docs_dir, name, "proof.json")
@@ -596,7 +597,7 @@ def table(docs_dir: str) -> str:
         st = _stats(meta, read_games(os.path.join(docs_dir, name), meta["env"]))
         rows.append((meta, st, name, _method(meta, _config(os.path.join(docs_dir, name)))))
     rows.sort(key=lambda row: (row[0]["env"], row[0]["algo"], row[0].get("ray_nodes", 0), row[0]["seed"]))
-    rel = os.path.relpath(docs_dir, ROOT)
+    rel = os.path.relpath(docs_dir, page_dir)
     out = [
         "| game | method | seed | target | reached at | best | run for | "
         "the paper | evidence |",
@@ -639,9 +640,10 @@ def write_readme_table(readme: str, docs_dir: str) -> bool:
         text = fh.read()
     if README_START not in text or README_END not in text:
         return False
-    blocks = [(README_START, README_END, table(docs_dir))]
+    page = os.path.dirname(os.path.abspath(readme))
+    blocks = [(README_START, README_END, table(docs_dir, page))]
     if FINAL_START in text and FINAL_END in text:
-        blocks.append((FINAL_START, FINAL_END, final_table(docs_dir)))
+        blocks.append((FINAL_START, FINAL_END, final_table(docs_dir, page)))
     for start, end, body in blocks:
         head, rest = text.split(start, 1)
         _, tail = rest.split(end, 1)
@@ -666,6 +668,11 @@ def cmd_summarize(args) -> int:
     else:
         print(f"error: {args.readme} has no {README_START} ... {README_END} lines", file=sys.stderr)
         return 2
+    results = args.results
+    if results is None and os.path.abspath(args.docs_dir) == os.path.join(ROOT, "docs", "learning"):
+        results = os.path.join(ROOT, "bench", "RESULTS.md")  # the project's own evidence: its page too
+    if results and os.path.exists(results) and write_readme_table(results, args.docs_dir):
+        print("wrote the tables in", results)  # bench/RESULTS.md's current learning rows
     return 0
 
 
@@ -694,6 +701,9 @@ def main(argv=None) -> int:
     r.add_argument("extra", nargs="*", help="options for `fastasync train` after --")
     s = sub.add_parser("summarize", help="rewrite every evidence folder and the README's table")
     s.add_argument("--readme", default=os.path.join(ROOT, "README.md"))
+    s.add_argument("--results", default=None,
+                   help="also regenerate the learning tables of this page, where it has the markers "
+                        "[default: bench/RESULTS.md when --docs-dir is docs/learning]")
     args = p.parse_args(argv)
     if args.cmd == "run":
         return cmd_run(args)
