@@ -233,6 +233,7 @@ class Policy:
 
     def __init__(self, agent, seed: int = 12345):
         from .algorithms import make_algorithm
+        from .evaluate import frozen_obsnorm
         from .kernels.rng import seed_state
 
         self._agent = agent
@@ -240,20 +241,10 @@ class Policy:
         self.info = agent.info
         self.frames = agent.frames
         self._algo = make_algorithm(agent.cfg.algo.algo, agent.cfg, agent.net, agent.info)
-        self._rng = seed_state(seed)
-        self._ws = {}  # batch size -> forward workspace
+        self._rng = seed_state(seed)  # one generator, shared by the actors of every batch size
+        self._obsnorm = frozen_obsnorm(agent)  # vector observations: the training run's statistics
+        self._actors = {}  # batch size -> its acting.Actor (workspace, frozen obs-norm, buffers)
         self._fresh = set()  # batch sizes whose recurrent state restarts at the next act
-        self._norm = None  # vector observations: the training run's statistics, frozen
-        if agent.info.vector_obs:
-            import numpy as np
-
-            from .obsnorm import ObsNorm
-
-            stats = ObsNorm(int(np.prod(agent.info.obs_shape)), agent.cfg.env.obs_norm)
-            stats.load(agent.extra or {})
-            mean, istd = np.zeros(stats.dim, np.float32), np.ones(stats.dim, np.float32)
-            stats.snapshot(mean, istd)
-            self._norm = (mean, istd, stats.clip)
 
     @property
     def observation_shape(self) -> tuple:
@@ -269,12 +260,25 @@ class Policy:
 
     def reset(self) -> None:
         """Start the recurrent state afresh (LSTM policies; a no-op otherwise)."""
-        self._fresh = set(self._ws)
+        self._fresh = set(self._actors)
+
+    def _actor(self, B: int):
+        """The actor of batch size B, made at its first call (the one acting path, as eval's)."""
+        actor = self._actors.get(B)
+        if actor is None:
+            from .evaluate import agent_actor
+
+            actor = self._actors[B] = agent_actor(self._agent, self._algo, B, self._rng, self._obsnorm,
+                                                  self._nonfinite)
+        return actor
+
+    @staticmethod
+    def _nonfinite(obs, env, t, frames):
+        return ValueError("act got a non-finite observation")
 
     def act(self, obs, greedy: bool | None = None):
         import numpy as np
 
-        net = self._agent.net
         x = np.asarray(obs)
         shape = self.observation_shape
         single = x.shape == shape
@@ -285,33 +289,12 @@ class Policy:
                              f"got shape {x.shape}")
         x = np.ascontiguousarray(x, dtype=self.info.obs_dtype)
         B = len(x)
-        if self._norm is not None:
-            from .kernels.normalize import normalize_obs
-
-            flat = x.reshape(B, -1)
-            out_x = np.zeros_like(flat)
-            if normalize_obs(flat, *self._norm, np.zeros_like(flat), out_x) >= 0:
-                raise ValueError("act got a non-finite observation")
-            x = out_x.reshape(x.shape)
-        ws = self._ws.get(B)
-        if ws is None:
-            ws = self._ws[B] = net.workspace(2, B, np.ascontiguousarray(self._agent.theta, np.float32))
-        if net.recurrent:
-            net.begin_segment(ws)
-            ws.reset_in[0] = B in self._fresh
-            self._fresh.discard(B)
-        out = net.forward(ws, x, 0)
-        if self.info.discrete:
-            actions = sent = np.zeros(B, np.int32)
-        else:  # the Gaussian head writes its sample (or mean) and the sample clipped to the bounds
-            actions = np.zeros((B, self.info.action_dim), np.float32)
-            sent = self._algo.sent = np.zeros_like(actions)
         if greedy is None:
             greedy = self._algo.head == "q"
-        if greedy:
-            self._algo.act_greedy(out, actions)
-        else:
-            self._algo.act_eval(out, actions, self._rng)
+        fresh = B in self._fresh
+        self._fresh.discard(B)
+        # the actor's buffer is overwritten by its next act: the caller gets a copy
+        sent = self._actor(B).act(x, fresh, greedy).copy()
         if not self.info.discrete:
             sent = sent.reshape(B, *self.info.action_shape)
             return sent[0] if single else sent

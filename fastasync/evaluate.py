@@ -48,6 +48,36 @@ def load_agent(path: str, backend: str = "auto") -> Agent:
     return Agent(cfg, net, ck["theta"], info, backend, ck["frames"], ck["extra"])
 
 
+def frozen_obsnorm(agent: Agent):
+    """The training run's observation statistics (vector observations; None for pixels),
+    for an actor to normalise with, frozen: nothing merges into them."""
+    if not agent.info.vector_obs:
+        return None
+    from .obsnorm import ObsNorm
+
+    stats = ObsNorm(int(np.prod(agent.info.obs_shape)), agent.cfg.env.obs_norm)
+    stats.load(agent.extra or {})
+    return stats
+
+
+def agent_actor(agent: Agent, algo, E: int, rng_state, obsnorm, nonfinite):
+    """The :class:`~fastasync.acting.Actor` that plays ``E`` envs with a trained agent (eval
+    and ``Policy``): a forward-only workspace on its parameters (slot 0 acts; 2 slots carry
+    the LSTM state from step to step), ``obsnorm`` (``frozen_obsnorm``), the evaluation
+    choices (``act_eval``, or greedy) with the generator ``rng_state``."""
+    from .acting import Actor
+
+    theta = np.ascontiguousarray(agent.theta, np.float32)
+    return Actor(agent.net, algo, E, theta, rng_state, slots=2, obsnorm=obsnorm, nonfinite=nonfinite)
+
+
+def _nonfinite_in_eval(env_id):
+    def nonfinite(obs, env, t, frames):
+        return ValueError(f"{env_id} returned a non-finite observation during evaluation")
+
+    return nonfinite
+
+
 def evaluate(agent: Agent, episodes: int = 10, greedy=None, seed: int = 12345, gif: str | None = None,
              max_envs: int = 8) -> dict:
     """Play ``episodes`` full games; returns {'scores', 'lengths', 'greedy', 'policy'}.
@@ -60,11 +90,11 @@ def evaluate(agent: Agent, episodes: int = 10, greedy=None, seed: int = 12345, g
     from .envs import view_options, make_env
     from .kernels.rng import seed_state
 
-    cfg, net, info = agent.cfg, agent.net, agent.info
+    cfg, info = agent.cfg, agent.info
     if gif and info.vector_obs:
         raise ValueError(f"--gif needs an env with image observations (Atari, ViZDoom, CarRacing); "
                          f"{cfg.env.env} has vector observations")
-    algo = make_algorithm(cfg.algo.algo, cfg, net, info)
+    algo = make_algorithm(cfg.algo.algo, cfg, agent.net, info)
     if greedy is None:
         greedy = algo.head == "q"
     E = min(episodes, max_envs)
@@ -74,26 +104,6 @@ def evaluate(agent: Agent, episodes: int = 10, greedy=None, seed: int = 12345, g
         cfg.env.env, E, seed=seed, backend=agent.backend, episodic_life=False, reward_clip=False,
         noop_max=cfg.env.noop_max, max_episode_frames=cfg.env.max_episode_frames, **view_options(cfg.env),
     )
-    theta = np.ascontiguousarray(agent.theta, np.float32)
-    ws = net.workspace(2, E, theta)  # forward only; slot 0 only; 2 slots carry LSTM state
-    if info.discrete:
-        actions = np.zeros(E, np.int32)
-        sent = actions
-    else:  # the Gaussian head samples (or takes mu) into actions, clipped into what the env is sent
-        actions = np.zeros((E, info.action_dim), np.float32)
-        sent = algo.sent = np.zeros_like(actions)
-    norm = None
-    if info.vector_obs:  # the training run's observation statistics, frozen
-        from .kernels.normalize import normalize_obs
-        from .obsnorm import ObsNorm
-
-        stats = ObsNorm(int(np.prod(info.obs_shape)), cfg.env.obs_norm)
-        stats.load(agent.extra or {})
-        D = stats.dim
-        mean32, istd32 = np.zeros(D, np.float32), np.ones(D, np.float32)
-        stats.snapshot(mean32, istd32)
-        norm = (mean32, istd32, stats.clip, np.zeros((E, D), np.float32), np.zeros((E, D), np.float32))
-    rng = seed_state(seed)
     score = np.zeros(E)
     length = np.zeros(E, np.int64)
     prev_done = np.zeros(E, bool)
@@ -101,25 +111,13 @@ def evaluate(agent: Agent, episodes: int = 10, greedy=None, seed: int = 12345, g
     scores, lengths, frames = [], [], []
     recording = bool(gif)
     try:
+        actor = agent_actor(agent, algo, E, seed_state(seed), frozen_obsnorm(agent), _nonfinite_in_eval(cfg.env.env))
         obs = env.reset()
         while (quota > 0).any():
             if recording:
                 frames.append(last_frame(obs[0]))
-            if net.recurrent:
-                net.begin_segment(ws)  # state after the last step, reset where a new episode starts
-                ws.reset_in[0] = prev_reset
-            if norm is not None:
-                if normalize_obs(obs.reshape(E, -1), *norm) >= 0:
-                    raise ValueError(f"{cfg.env.env} returned a non-finite observation during evaluation")
-                x = norm[-1].reshape(obs.shape)
-            else:
-                x = obs
-            out = net.forward(ws, x, 0)
-            if greedy:
-                algo.act_greedy(out, actions)
-            else:
-                algo.act_eval(out, actions, rng)
-            step = env.step(sent)
+            # recurrent nets: the state after the last step, reset where a new episode starts
+            step = env.step(actor.act(obs, prev_reset, greedy))
             score += step.raw_reward
             length += ~prev_done
             prev_reset = prev_done

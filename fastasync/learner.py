@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from .kernels import normalize as knormalize
+from .acting import Actor
 from .kernels import optim
 from .kernels import segment as ksegment
 
@@ -34,12 +34,16 @@ class Segment:
     """What one learner records over one segment of T steps x E envs (time-major).
 
     ``action_shape``: () for discrete actions (int32), else the Box shape (float32: the
-    Gaussian head's unclipped samples; the env is sent a clipped copy, ``Learner.sent``).
+    Gaussian head's unclipped samples; the env is sent a clipped copy, ``Actor.sent``).
+    ``actions``: the (T+1, E[, A]) buffer the actions are picked into (the learner's
+    :class:`~fastasync.acting.Actor`'s); None allocates one.
     """
 
-    def __init__(self, T, E, action_shape=()):
+    def __init__(self, T, E, action_shape=(), actions=None):
         self.T, self.E = T, E
-        if action_shape:
+        if actions is not None:
+            self.actions = actions
+        elif action_shape:
             self.actions = np.zeros((T + 1, E, int(np.prod(action_shape))), np.float32)
         else:
             self.actions = np.zeros((T + 1, E), np.int32)
@@ -74,24 +78,21 @@ class Learner:
         self.rng_state = rng_state
         self.theta = net.layout.zeros()
         self.grad = net.layout.zeros()
-        self.ws = net.workspace(self.T + 1, self.E, self.theta, self.grad)
         info = env.info
         self.env_id = info.env_id
-        self.seg = Segment(self.T, self.E, () if info.discrete else info.action_shape)
-        # continuous actions: what the env is sent, the Gaussian head's samples clipped to the bounds
-        self.sent = None if info.discrete else np.zeros((self.E, info.action_dim), np.float32)
-        self.reward_scale = float(cfg.env.reward_scale)
         # vector observations pass through kernels.normalize (running normalisation when
-        # shared.obsnorm is enabled, the identity otherwise; a NaN/inf check either way)
+        # shared.obsnorm is enabled, the identity otherwise; a NaN/inf check either way),
+        # frozen within a segment: the actor snapshots the shared statistics at its start
         self.obsnorm = getattr(shared, "obsnorm", None) if info.vector_obs else None
-        if self.obsnorm is not None:
-            D = int(np.prod(info.obs_shape))
-            self.obs_raw = np.zeros((self.T + 1, self.E, D), np.float32)
-            self.obs_in = np.zeros((self.T + 1, self.E, *info.obs_shape), np.float32)  # what the net reads
-            self.obs_in2d = [self.obs_in[t].reshape(self.E, D) for t in range(self.T + 1)]  # what the kernel writes
-            self.obs_raw_flat = self.obs_raw[: self.T].reshape(self.T * self.E, D)
-            self.obs_mean = np.zeros(D, np.float32)
-            self.obs_istd = np.ones(D, np.float32)
+        # acting: the workspace (t_max + 1 slots, with the gradient buffer for backward),
+        # the frozen normaliser, the action buffers (what the env is sent: actor.sent_at)
+        self.actor = Actor(net, algo, self.E, self.theta, rng_state, slots=self.T + 1, grad=self.grad,
+                           obsnorm=self.obsnorm, training=True, nonfinite=self._nonfinite)
+        self.ws = self.actor.ws
+        self.seg = Segment(self.T, self.E, () if info.discrete else info.action_shape, actions=self.actor.actions)
+        self.reward_scale = float(cfg.env.reward_scale)
+        if self.obsnorm is not None:  # this segment's raw observations, merged at its end
+            self.obs_raw_flat = self.actor.obs_raw[: self.T].reshape(self.T * self.E, -1)
         self.obs = None
         self.prev_done = np.zeros(self.E, bool)
         self.new_episode = np.zeros(self.E, np.uint8)  # recurrent nets: a new episode starts at the next slot
@@ -105,7 +106,6 @@ class Learner:
         self.diag = np.zeros(6, np.float64)
         self.timings = None
         self._no_timings = dict.fromkeys(PHASES, 0.0)
-        self.has_carry = False  # an action picked at the last bootstrap slot, taken next (Sarsa)
         algo.bind(self)
 
     # -- the loop -----------------------------------------------------------------------
@@ -124,27 +124,22 @@ class Learner:
         clock is a constant and the bookkeeping costs a few additions per step.
         """
         clock, tm = (time.perf_counter, self.timings) if self.timings is not None else (_no_clock, self._no_timings)
-        shared, net, seg, ws, algo = self.shared, self.net, self.seg, self.ws, self.algo
-        recurrent = net.recurrent
+        shared, net, seg, ws, algo, actor = self.shared, self.net, self.seg, self.ws, self.algo, self.actor
+        new_episode = self.new_episode
         t0 = clock()
         optim.copy_into(self.theta, shared.theta)
-        obsnorm = self.obsnorm
-        if obsnorm is not None:
-            obsnorm.snapshot(self.obs_mean, self.obs_istd)
-        if recurrent:
-            net.begin_segment(ws)
+        actor.freeze()
+        actor.begin()
         t1 = clock()
         tm["snapshot"] += t1 - t0
         frames = shared.frames
         for t in range(self.T):
             a = clock()
-            if recurrent:
-                ws.reset_in[t] = self.new_episode
-            out = net.forward(ws, self.obs if obsnorm is None else self._normalized(t, frames), t)
+            out = actor.forward(self.obs, t, frames, new_episode)
             b = clock()
-            self._act(out, t, frames)
+            sent = actor.choose(out, t, frames)
             c = clock()
-            step = self.env.step(seg.actions[t] if self.sent is None else self.sent)
+            step = self.env.step(sent)
             d = clock()
             truncated_any = self._record(t, step)
             self.obs = step.obs
@@ -156,9 +151,9 @@ class Learner:
             tm["env_step"] += d - c
             tm["glue"] += e - d
         a = clock()
-        self._bootstrap(frames)
-        if obsnorm is not None:
-            obsnorm.merge(self.obs_raw_flat)  # this segment's observations, for the next segments
+        actor.bootstrap(self.obs, frames, new_episode)  # s_T into the last slot (and a_T for Sarsa)
+        if self.obsnorm is not None:
+            self.obsnorm.merge(self.obs_raw_flat)  # this segment's observations, for the next segments
         if self.reward_scale != 1.0:
             seg.rewards *= self.reward_scale  # training rewards only: scores are raw_reward
         b = clock()
@@ -181,36 +176,14 @@ class Learner:
         """Accumulate seconds per phase in ``self.timings`` (for ``fastasync profile``)."""
         self.timings = dict.fromkeys(PHASES, 0.0)
 
-    def _normalized(self, t, frames):
-        """Slot t's observations, normalised with this segment's snapshot (raw ones kept)."""
-        obs = self.obs if self.obs.ndim == 2 else self.obs.reshape(self.E, -1)
-        bad = knormalize.normalize_obs(obs, self.obs_mean, self.obs_istd, self.obsnorm.clip, self.obs_raw[t],
-                                       self.obs_in2d[t])
-        if bad >= 0:
-            from .obsnorm import NonFiniteObservation
+    def _nonfinite(self, obs, env, t, frames):
+        """The actor's error for a NaN or inf in env ``env``'s observation at slot t."""
+        from .obsnorm import NonFiniteObservation
 
-            raise NonFiniteObservation(
-                f"{self.env_id} returned a non-finite observation (NaN or inf) to learner {self.index}, env {bad}, "
-                f"at step {t} of the segment that started at frame {frames:,}: {self.obs[bad].tolist()}"
-            )
-        return self.obs_in[t]
-
-    def _act(self, out, t, frames):
-        seg = self.seg
-        if t == 0 and self.has_carry:
-            seg.actions[0] = seg.actions[self.T]
-        else:
-            self.algo.act(out, seg.actions[t], self.rng_state, frames)
-
-    def _bootstrap(self, frames):
-        """Forward s_T into the bootstrap slot (and pick a_T for methods that carry it)."""
-        if self.net.recurrent:
-            self.ws.reset_in[self.T] = self.new_episode
-        obs = self.obs if self.obsnorm is None else self._normalized(self.T, frames)
-        out = self.net.forward(self.ws, obs, self.T)
-        if self.algo.carries_action:
-            self.algo.act(out, self.seg.actions[self.T], self.rng_state, frames)
-            self.has_carry = True
+        return NonFiniteObservation(
+            f"{self.env_id} returned a non-finite observation (NaN or inf) to learner {self.index}, env {env}, "
+            f"at step {t} of the segment that started at frame {frames:,}: {obs[env].tolist()}"
+        )
 
     def _count_frames(self):
         shared = self.shared
@@ -259,19 +232,14 @@ class Learner:
         """
         dummy_obs = np.zeros((self.E, *self.env.info.obs_shape), self.env.info.obs_dtype)
         seg = self.seg
+        self.actor.warmup(dummy_obs)  # forward every slot, the behaviour policy, the normaliser
         for t in range(self.T):
-            out = self.net.forward(self.ws, dummy_obs, t)
-            self.algo.act(out, seg.actions[t], self.rng_state.copy(), 0)
             self.algo.observe(dummy_obs, t + 1, True)
-        self.net.forward(self.ws, dummy_obs, self.T)
         if self.obsnorm is not None:
-            knormalize.normalize_obs(dummy_obs.reshape(self.E, -1), self.obs_mean, self.obs_istd, 10.0, self.obs_raw[0],
-                                     self.obs_in2d[0])
-            from .kernels.normalize import moments_merge, moments_snapshot
+            from .kernels.normalize import moments_merge
 
-            moments_merge(self.obs_raw_flat, np.zeros(1), np.zeros(self.obs_mean.size), np.zeros(self.obs_mean.size))
-            moments_snapshot(np.ones(1), np.zeros(self.obs_mean.size), np.ones(self.obs_mean.size), 1e-8,
-                             self.obs_mean.copy(), self.obs_istd.copy())
+            D = self.obs_raw_flat.shape[1]
+            moments_merge(self.obs_raw_flat, np.zeros(1), np.zeros(D), np.zeros(D))
         f32, no = np.zeros(self.E, np.float32), np.zeros(self.E, bool)  # a Step's dtypes (envs.Step)
         ksegment.record_step(f32, no, no, f32, no, self.prev_done.copy(), seg.reset[0].copy(), seg.rewards[0].copy(),
                              seg.terminated[0].copy(), seg.truncated[0].copy(), self.new_episode.copy(),

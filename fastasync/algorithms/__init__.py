@@ -1,8 +1,16 @@
 """Learning methods: each is a small module of targets and losses over the shared kernels.
 
 An algorithm object tells the learner which head its net needs (``head``: "a3c" for
-logits+value, "q" for Q values), how to act from the head output, and how to turn a
-recorded segment into ``dL/d(head output)`` (written into the net's dout buffer).
+logits+value, "gaussian" for a Gaussian policy+value, "q" for Q values), how to act from
+the head output, and how to turn a recorded segment into ``dL/d(head output)`` (written
+into the net's dout buffer).
+
+Acting is three methods, called only by :class:`fastasync.acting.Actor`, each writing into
+buffers it is given (the algorithm holds none): ``act(out, actions, sent, rng_state, frames)``
+(the behaviour policy while training), ``act_greedy(out, actions, sent)`` and
+``act_eval(out, actions, sent, rng_state)``. ``sent`` is what the env is stepped with
+(``actions`` itself for discrete actions). State an algorithm keeps per learner thread is
+set through methods (``bind``; the Q methods' ``set_final_epsilon``), never written from outside.
 """
 
 from __future__ import annotations

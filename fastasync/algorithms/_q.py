@@ -51,17 +51,26 @@ class QMethod:
         self.E = learner.E
         self.target_ws = self.net.workspace(learner.T + 1, learner.E, learner.shared.target)  # forward only
 
+    def set_final_epsilon(self, value: float) -> None:
+        """Restore the final epsilon this thread drew (a resumed run keeps each thread's)."""
+        self.final_epsilon = float(value)
+
     def epsilon(self, frames):
+        """The behaviour policy's epsilon after ``frames``: 1 annealed linearly to the final one."""
         frac = min(1.0, frames / self.anneal) if self.anneal > 0 else 1.0
         return 1.0 + (self.final_epsilon - 1.0) * frac
 
-    def act(self, out, actions, rng_state, frames):
+    # The three choices of action (called by fastasync.acting.Actor): ``actions`` (E,) int32
+    # is written; ``sent`` is ``actions`` itself (discrete actions).
+
+    def act(self, out, actions, sent, rng_state, frames):
+        """The behaviour policy while training: epsilon-greedy, epsilon annealed by ``frames``."""
         rng.epsilon_greedy(out, self.epsilon(frames), rng_state, actions)
 
-    def act_greedy(self, out, actions):
+    def act_greedy(self, out, actions, sent):
         rng.argmax_rows(out, self.num_actions, actions)
 
-    def act_eval(self, out, actions, rng_state):
+    def act_eval(self, out, actions, sent, rng_state):
         """Evaluation acting without --greedy: epsilon-greedy with a small epsilon."""
         rng.epsilon_greedy(out, EVAL_EPSILON, rng_state, actions)
 

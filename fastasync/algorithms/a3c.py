@@ -36,14 +36,18 @@ class A3C:
         self.num_actions = net.num_actions
         self.net = net
 
-    def act(self, out, actions, rng_state, frames):
-        """Sample actions from the policy logits in ``out`` (E, A+1)."""
+    # The three choices of action (called by fastasync.acting.Actor, the one acting path):
+    # ``actions`` is written; ``sent``, what the env is stepped with, is ``actions`` itself
+    # for discrete actions (the Gaussian head writes its clipped sample there).
+
+    def act(self, out, actions, sent, rng_state, frames):
+        """The behaviour policy while training: sample from the policy logits in ``out`` (E, A+1)."""
         rng.sample_softmax(out, self.num_actions, rng_state, actions)
 
-    def act_greedy(self, out, actions):
+    def act_greedy(self, out, actions, sent):
         rng.argmax_rows(out, self.num_actions, actions)
 
-    def act_eval(self, out, actions, rng_state):
+    def act_eval(self, out, actions, sent, rng_state):
         """Evaluation acting without --greedy: sample the policy."""
         rng.sample_softmax(out, self.num_actions, rng_state, actions)
 
@@ -77,7 +81,7 @@ class GaussianA3C(A3C):
     clipped is scored by the probability of its side of the bound, not by its density
     (Fujita & Maeda 2018; ``kernels.heads.gaussian_head_backward``). Acting samples a ~ N(mu, sigma^2) with
     the learner's own generator; the env is sent the sample clipped to the action bounds
-    (``learner.sent``), the loss uses the log-density of the unclipped sample
+    (``sent``, the acting.Actor's buffer), the loss uses the log-density of the unclipped sample
     (``kernels.heads.gaussian_head_backward``); greedy evaluation takes mu. The entropy bonus
     is the Gaussian's, sum_j 1/2 (log(2 pi sigma_j^2) + 1), with the small cost ``--entropy``
     (the MuJoCo family's default is 1e-3: the paper's 1e-4 let sigma collapse on HalfCheetah;
@@ -97,21 +101,17 @@ class GaussianA3C(A3C):
         self.mean_bound = np.zeros(self.action_dim, np.float32)  # 0: the linear mean
         if cfg.algo.bounded_mean:  # finite bounds: algorithms.check_discrete
             self.mean_bound[:] = np.maximum(np.abs(self.low), np.abs(self.high))
-        self.sent = np.zeros((1, self.action_dim), np.float32)  # bind/evaluate give the real one
 
-    def bind(self, learner):
-        """Sample into the learner's ``sent`` buffer (what its env is stepped with)."""
-        self.sent = learner.sent
+    def act(self, out, actions, sent, rng_state, frames):
+        """Sample unclipped actions (E, A) into ``actions``, their clipped copy into ``sent`` (E, A)."""
+        rng.sample_gaussian(out, self.VAR_MIN, self.mean_bound, self.low, self.high, rng_state, actions, sent)
 
-    def act(self, out, actions, rng_state, frames):
-        """Sample unclipped actions (E, A) into ``actions``, their clipped copy into ``self.sent``."""
-        rng.sample_gaussian(out, self.VAR_MIN, self.mean_bound, self.low, self.high, rng_state, actions, self.sent)
+    def act_greedy(self, out, actions, sent):
+        """The mean mu into ``actions``, clipped into ``sent``."""
+        rng.gaussian_greedy(out, self.mean_bound, self.low, self.high, actions, sent)
 
-    def act_greedy(self, out, actions):
-        rng.gaussian_greedy(out, self.mean_bound, self.low, self.high, actions, self.sent)
-
-    def act_eval(self, out, actions, rng_state):
-        rng.sample_gaussian(out, self.VAR_MIN, self.mean_bound, self.low, self.high, rng_state, actions, self.sent)
+    def act_eval(self, out, actions, sent, rng_state):
+        rng.sample_gaussian(out, self.VAR_MIN, self.mean_bound, self.low, self.high, rng_state, actions, sent)
 
     def loss(self, ws, seg):
         """Targets and dL/d(head output) for slots 0..T-1 (the bootstrap forward is in slot T)."""
