@@ -134,7 +134,7 @@ class Trainer:
             self.learners.append(Learner(i, self.shared, self.net, algo, env, cfg, rng[i]))
         if st.final_epsilon is not None:  # Q methods: each thread keeps the final epsilon it drew
             for lr, e_final in zip(self.learners, st.final_epsilon):
-                lr.algo.final_epsilon = float(e_final)
+                lr.algo.set_final_epsilon(float(e_final))
         self.resume_frames = st.frames if st.resumed else None
         self.resume_path = st.resume_path
         self.interrupted = False

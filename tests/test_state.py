@@ -79,7 +79,7 @@ def test_a_resumed_run_restores_the_same_state_on_one_machine_and_on_ray(tmp_pat
     tr.shared.rms_g += 2.0
     tr.shared.target -= 1.0
     tr.shared.frames = 12_345
-    tr.learners[0].algo.final_epsilon = 0.3
+    tr.learners[0].algo.set_final_epsilon(0.3)
     assert tr.save_checkpoint(games=7)
     for lr in tr.learners:
         lr.env.close()
