@@ -2,7 +2,8 @@
 
 ``plot_scores``: one run, every game and the rolling mean. ``plot_runs``: several runs on
 one figure; runs that differ only in their seed are grouped into one line (the median of
-their rolling means on a common frame grid, the min-max spread shaded).
+their rolling means on a common frame grid, the min-max spread shaded). ``plot_sweep``: a
+sweep's scatter, each trial's final score against the swept option.
 """
 
 from __future__ import annotations
@@ -170,5 +171,54 @@ def plot_runs(paths, out: str, window: int = 10, points: int = 200) -> str:
     fig.tight_layout()
     atomic_write_bytes(out, lambda fh: fig.savefig(fh, format=os.path.splitext(out)[1][1:] or "png",
                                                    bbox_inches="tight"))
+    plt.close(fig)
+    return out
+
+
+def plot_sweep(rows, x: str, log: bool, out: str, title: str = "", note: str = "", target: float | None = None,
+               window: int = 10) -> str:
+    """A sweep's scatter (sweep.png), as the paper's Figure 2: each trial's final score (the
+    mean of its last ``window`` games) against its value of the swept option ``x``, on a log
+    axis when ``log``, one marker per trial. Finished trials are filled where they reached
+    ``target`` and hollow where not (the target a dashed line); unfinished ones (stopped,
+    failed, running) are grey crosses. ``rows``: sweep.csv's rows as dicts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .checkpoint import atomic_write_bytes
+
+    have = [r for r in rows if r.get(x) is not None and not np.isnan(r.get("final_mean10", np.nan))]
+    values = [r[x] for r in have]
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    cats = [] if numeric else sorted({str(v) for v in values})
+    pos = (lambda v: float(v)) if numeric else (lambda v: float(cats.index(str(v))))
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    groups = (("reached", lambda r: r["status"] == "done" and target is not None and r["final_mean10"] >= target,
+               dict(marker="o", color="tab:blue", ls="none", ms=7)),
+              ("did not reach" if target is not None else "done",
+               lambda r: r["status"] == "done" and (target is None or r["final_mean10"] < target),
+               dict(marker="o", ls="none", ms=7, mfc="none" if target is not None else "tab:blue", mec="tab:blue")),
+              ("unfinished (stopped, failed or running)", lambda r: r["status"] != "done",
+               dict(marker="x", color="grey", ls="none", ms=7)))
+    for label, pick, style in groups:
+        sel = [r for r in have if pick(r)]
+        if sel:
+            ax.plot([pos(r[x]) for r in sel], [r["final_mean10"] for r in sel], label=f"{label} ({len(sel)})", **style)
+    if target is not None:
+        ax.axhline(target, color="tab:red", ls="--", lw=1, label=f"target {target:g}")
+    if numeric and log and values and min(values) > 0:
+        ax.set_xscale("log")
+    if cats:
+        ax.set_xticks(range(len(cats)), cats)
+    ax.set_xlabel(x + (" (log scale)" if numeric and log else ""))
+    ax.set_ylabel(f"final score (mean of the last {window} games)")
+    ax.set_title(title + (f"\n{note}" if note else ""), fontsize="medium")
+    ax.grid(alpha=0.3)
+    if have:
+        ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    atomic_write_bytes(out, lambda fh: fig.savefig(fh, format=os.path.splitext(out)[1][1:] or "png"))
     plt.close(fig)
     return out
