@@ -7,7 +7,7 @@ From Python::
     run = fastasync.train(env="CartPole-v1", frames="200k")
     policy = fastasync.load(run.run_dir)      # or run.policy()
 
-``train``, ``load``, ``Run`` and ``Policy`` live in :mod:`fastasync.api`. Importing the
+``train``, ``load``, ``sweep``, ``Run`` and ``Policy`` live in :mod:`fastasync.api`. Importing the
 package is cheap: they are loaded on first use, and numba and envpool only by the modules
 that need them, so ``fastasync --help`` starts quickly.
 """
@@ -24,10 +24,14 @@ _os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 __version__ = "0.1.0"
 
-__all__ = ["train", "load", "Run", "Policy"]
+__all__ = ["train", "load", "sweep", "Run", "Policy"]
 
 
 def __getattr__(name):
+    if name == "sweep":  # the module fastasync/sweep.py, which calls api.sweep when called
+        import importlib
+
+        return importlib.import_module(".sweep", __name__)
     if name in __all__:
         from . import api
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from . import config as C
 from .errors import StartError
 
-__all__ = ["train", "load", "Run", "Policy", "StartError"]
+__all__ = ["train", "load", "sweep", "Run", "Policy", "StartError"]
 
 
 
@@ -165,6 +165,36 @@ def train(env=None, algo: str | None = None, frames=None, *, config: str | None 
 def _with_run_dir(cfg, run_dir):
     return dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, run_dir=run_dir))
 
+
+def sweep(env=None, algo: str | None = None, frames=None, *, trials: int | None = None, sweep_seed: int | None = None,
+          parallel: int | None = None, threads: int | None = None, run_dir: str | None = None, target=None,
+          space: dict | None = None, config: str | None = None, resume: str | None = None, ray: str | None = None,
+          quiet: bool = False, out=None, **options):
+    """Run ``trials`` trials of :func:`train` that differ in sampled or listed options, each a
+    plain run directory inside the sweep directory ``run_dir`` (default
+    ``runs/sweep-<env>-<algo>-<time>``), and summarise them; blocks, returns a
+    :class:`fastasync.sweep.SweepResult` (``sweep_dir``, ``rows``, ``summary``, ``interrupted``).
+
+    An option given as a distribution is swept: ``lr="loguniform:1e-4:1e-2"``,
+    ``seed="range:0:100"``, ``entropy="choice:0.01,0.001"``, ``t_max="list:5,20"`` (or in
+    ``space={"lr": "loguniform:1e-4:1e-2"}``); every other option of :func:`train` is passed
+    to every trial. ``sweep_seed`` makes the sampled values reproducible. ``config``: a TOML
+    file of options, its ``[sweep]`` table the distributions (and ``trials``, ``sweep_seed``,
+    ``parallel``, ``target``). ``threads``: learner threads per trial (default: the CPUs
+    split between the ``parallel`` trials run side by side; 1 on Ray); ``ray``: spread the
+    trials over a Ray cluster ("local", "auto" or "HOST:PORT"; the sweep directory must be
+    on a file system every node shares). ``target``: a score (or several) the summary counts
+    the trials that reached. The same call again skips finished trials and resumes stopped
+    ones (``resume=SWEEP_DIR`` continues a sweep as it was started); a sweep directory that
+    holds another search space is refused. Ctrl-C stops the running trials with a
+    checkpoint each. Bad input raises a ``ValueError`` with a one-line message before any
+    trial runs. ``fastasync.sweep(...)`` is this function (:mod:`fastasync.sweep` holds the parts).
+    """
+    from .sweep import run_sweep
+
+    return run_sweep(env, algo, frames, trials=trials, sweep_seed=sweep_seed, parallel=parallel, threads=threads,
+                     run_dir=run_dir, target=target, space=space, config=config, resume=resume, ray=ray,
+                     quiet=quiet, out=out or _stderr, **options)
 
 @dataclass(frozen=True)
 class Run:

@@ -180,12 +180,28 @@ def eval_cmd(path, episodes, greedy, gif, seed, backend):
 def plot(run_dirs, output, window):
     """Plot true game score against frames (rolling mean) from runs' episodes.csv.
 
-    One run: every game and the rolling mean. Several: one line each on one figure with a
+    A sweep directory (sweep.json): its sweep.png, the final score of every trial against
+    the swept option, redrawn with its sweep.csv and summary. One run: every game and the
+    rolling mean. Several: one line each on one figure with a
     legend; runs that differ only in their seed (same env, method and options) are one
     line, the median of their rolling means, with the min-max spread shaded.
     """
     if window < 1:
         fail(f"--window must be >= 1, got {window}")
+    if len(run_dirs) == 1 and os.path.isfile(os.path.join(run_dirs[0], "sweep.json")):  # a sweep directory
+        if output is not None:
+            _check_output_file(output, "-o")
+        from .sweep import redraw
+
+        try:
+            _rows, _summary, out = redraw(run_dirs[0], output or "")
+        except ValueError as exc:
+            fail(str(exc))
+        except OSError as exc:
+            fail(f"cannot write in {run_dirs[0]}: {exc.strerror or exc}")
+        click.echo(f"wrote {out or 'no plot (nothing swept to plot against)'}; sweep.csv, summary.json and SUMMARY.md "
+                   f"in {run_dirs[0]} are current")
+        return
     paths = []
     for run_dir in run_dirs:
         path = os.path.join(run_dir, "episodes.csv") if os.path.isdir(run_dir) else run_dir
@@ -480,6 +496,95 @@ def profile_cmd(env, algo, threads, envs_per_thread, seconds, warmup, backend, p
                + ", ".join(f"{b['file']} {b['num_threads']} thread(s) {b['arch']}" for b in s["blas"])
                + f"; envpool {s['envpool']['num_threads_per_batch']} thread per batch")
     click.echo("config: " + json.dumps(cfg.to_dict()))
+
+
+# train's options that sweep takes as its own (the sweep directory, threads per trial, a TOML
+# with a [sweep] table, --resume and --ray of the sweep) or not at all (training on Ray)
+_SWEEP_OWN = ("run_dir", "threads", "resume", "config_file", "ray_address", "nodes", "sync_every_updates",
+              "sync_every_s", "node_restarts")
+
+
+def _plain(text):
+    """train's help text without its note on defaults (sweep shows none: train's apply)."""
+    return (text or "").split("  (the default shown")[0]
+
+
+def _train_options_for_sweep(f):
+    """Every other option of ``train``, as a value or a distribution (flags as flags)."""
+    for p in reversed(train.params):
+        if not isinstance(p, click.Option) or p.name in _SWEEP_OWN:
+            continue
+        if p.is_flag:
+            f = click.option(f"{p.opts[0]}/{p.secondary_opts[0]}", p.name, default=None, help=_plain(p.help))(f)
+        else:
+            f = click.option(*p.opts, p.name, type=str, default=None, metavar="VALUE|DIST", help=_plain(p.help))(f)
+    return f
+
+
+@main.command(context_settings=dict(CONTEXT, ignore_unknown_options=True, allow_extra_args=True))
+@click.option("--trials", type=int, default=None, help="trials to run  [default: the number of values of list: options]")
+@click.option("--sweep-seed", type=int, default=None, help="seed of the sampled values (the same seed, the same trials)  "
+                                                           "[default: 0]")
+@click.option("--parallel", type=int, default=None,
+              help="trials side by side on this machine, the CPUs split between them  [default: 1]")
+@click.option("--threads", type=int, default=None,
+              help="learner threads of each trial  [default: the CPUs this process may use / --parallel; 1 on Ray]")
+@click.option("--run-dir", type=str, default=None, help="the sweep directory, each trial's run directory inside it  "
+                                                        "[default: runs/sweep-<env>-<algo>-<time>]")
+@click.option("--target", type=float, multiple=True,
+              help="a score: sweep.csv gives the frames at which each trial's 10-game mean first reached it, the "
+                   "summary the trials whose final 10-game mean did (repeat for several)")
+@click.option("-s", "--sweep", "sweep_specs", multiple=True, metavar="NAME=DIST",
+              help="sweep any option, also those set in TOML only, e.g. -s rms_alpha=uniform:0.9:0.99")
+@click.option("--config", "config_file", type=str, default=None,
+              help="TOML file of options for every trial; its [sweep] table holds distributions (and trials, "
+                   "sweep_seed, parallel, target)")
+@click.option("--resume", type=str, default=None, metavar="SWEEP_DIR",
+              help="continue the sweep in SWEEP_DIR as it was started (finished trials are skipped, stopped ones resume)")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="spread the trials over a Ray cluster, one task of --threads CPUs per trial (ADDRESS as train "
+                   "--ray takes it); the sweep directory must be on a file system every node shares")
+@_train_options_for_sweep
+@click.pass_context
+def sweep(ctx, trials, sweep_seed, parallel, threads, run_dir, target, sweep_specs, config_file, resume, ray_address,
+          **options):
+    """Run N trials of `fastasync train` that differ in sampled or listed options, and summarise them.
+
+    Give an option a distribution to sweep it: --lr loguniform:1e-4:1e-2, --seed range:0:100
+    (whole numbers 0..99), --entropy choice:0.01,0.001 (drawn), --t-max list:5,20 (trial k
+    takes the k-th). Every other option of train goes to every trial. Each trial is a plain
+    run directory inside the sweep directory; sweep.csv, summary.json, SUMMARY.md and
+    sweep.png (final score against the swept option) are written there. The same command
+    again (or --resume SWEEP_DIR) skips finished trials and resumes stopped ones; Ctrl-C
+    stops the running trials with a checkpoint each.
+    """
+    if ctx.args:
+        from .sweep import NOT_SWEPT, RAY_TRAINING
+
+        bad = next((a for a in ctx.args if a.startswith("-")), None)
+        if bad is None:
+            fail(f"unexpected argument {ctx.args[0]!r} (options take the form --name VALUE)")
+        name = bad.split("=", 1)[0].lstrip("-").replace("-", "_")
+        fail(NOT_SWEPT[name] if name in RAY_TRAINING else f"{bad} is not an option of fastasync train or sweep")
+    given = {k: v for k, v in options.items() if v is not None}
+    space = {}
+    for spec in sweep_specs:
+        name, eq, dist = spec.partition("=")
+        if not eq or not name.strip() or not dist.strip():
+            fail(f"--sweep {spec}: expected NAME=DIST, e.g. rms_alpha=uniform:0.9:0.99")
+        space[name.strip().replace("-", "_")] = dist.strip()
+    from .api import sweep as api_sweep
+
+    try:
+        res = api_sweep(trials=trials, sweep_seed=sweep_seed, parallel=parallel, threads=threads, run_dir=run_dir,
+                        target=list(target) or None, space=space or None, config=config_file, resume=resume,
+                        ray=ray_address, out=lambda msg: click.echo(msg, err=True), **given)
+    except ValueError as exc:  # ConfigError, StartError, a Ray cluster that does not answer
+        fail(str(exc))
+    if res.interrupted:
+        sys.exit(128 + int(res.stop_signal or 2))
+    if res.failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
