@@ -81,7 +81,10 @@ def test_a3c_learns_pendulum_with_bare_defaults(tmp_path):
     r = _train(["--env", "Pendulum-v1", "--threads", "1", "--run-dir", str(run)])
     assert r.exit_code == 0, r.output
     scores = np.asarray(read_episodes(run / "episodes.csv")["score"], float)
-    assert len(scores) >= 9_000  # 2M steps of 200-step games
+    from fastasync.config import defaults_for
+
+    budget = defaults_for("Pendulum-v1", "a3c")["frames"]  # the family's, run to its end
+    assert len(scores) >= 0.9 * budget / 200  # 200-step games
     last20 = scores[-20:].mean()
     assert last20 >= -400, f"mean score of last 20 games {last20:.1f}"
 
