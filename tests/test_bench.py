@@ -1,6 +1,6 @@
 """`fastasync bench` and `fastasync profile` on CartPole: output shape, not speed.
 
-Performance itself is checked by running the benchmarks (bench/RESULTS.md), never by
+Performance itself is checked by running the benchmarks (bench/RESULTS-history.md), never by
 thresholds in unit tests: timings on a shared machine are noise.
 """
 

@@ -153,22 +153,44 @@ def test_help_does_not_import_ray():
 # -- a real cluster: a head and a second node, 1 CPU each ----------------------------------
 
 
-@pytest.fixture(scope="module")
-def cluster():
+def _two_node_cluster():
+    """A head and a second node of 1 CPU each (what the tests place: at most 2 node actors of
+    1 thread; the parameter actor takes no CPU); torn down by the caller, failure or not."""
     pytest.importorskip("ray")
     from ray.cluster_utils import Cluster
 
     # a loaded CI machine (or this 2-core one, shared) can take longer than Ray's default
     os.environ.setdefault("RAY_raylet_start_wait_time_s", "180")
-
     c = Cluster(initialize_head=True, head_node_args=dict(num_cpus=1, include_dashboard=False))
-    second = c.add_node(num_cpus=1)
-    c.wait_for_nodes()
-    yield c, second
+    try:
+        second = c.add_node(num_cpus=1)
+        c.wait_for_nodes(timeout=180)
+    except BaseException:
+        c.shutdown()
+        raise
+    return c, second
+
+
+def _tear_down(c):
     import ray
 
-    ray.shutdown()
-    c.shutdown()
+    try:
+        ray.shutdown()
+    finally:
+        c.shutdown()
+
+
+@pytest.fixture
+def cluster():
+    """A cluster of the test's own, torn down after it, failed or not: a test that kills and
+    removes nodes cannot leave the next one a cluster too small to place its actors (seen: a
+    Ray test waiting forever after the one before it failed half way), and no two clusters
+    share the machine at once."""
+    c, second = _two_node_cluster()
+    try:
+        yield c, second
+    finally:
+        _tear_down(c)
 
 
 def _train(args):
@@ -207,15 +229,26 @@ class _Lines:
         self.t = threading.Thread(target=lambda: [self.lines.append(x) for x in stream], daemon=True)
         self.t.start()
 
-    def wait(self, pattern, after=0, timeout=120):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
+    def wait(self, pattern, after=0, idle=120, cap=900):
+        """The first line from ``after`` on that matches. The wait follows the run's progress:
+        it fails only after ``idle`` seconds without a new line (the runs here print progress
+        every 0.5 s: a silent run is stuck), or ``cap`` seconds in all; a loaded machine that
+        restarts a node slowly but keeps printing is waited for."""
+        start = last = time.monotonic()
+        seen = len(self.lines)
+        while True:
             for i, line in enumerate(self.lines[after:], after):
                 m = re.search(pattern, line)
                 if m:
                     return i, m
+            now = time.monotonic()
+            if len(self.lines) != seen:
+                seen, last = len(self.lines), now
+            if now - last > idle or now - start > cap:
+                break
             time.sleep(0.1)
-        pytest.fail(f"no line matching {pattern!r}; got:\n" + "".join(self.lines[-30:]))
+        pytest.fail(f"no line matching {pattern!r} ({now - last:.0f}s without output, {now - start:.0f}s in all); "
+                    "got:\n" + "".join(self.lines[-30:]))
 
 
 def test_ray_node_faults_ctrl_c_and_resume(cluster, tmp_path):

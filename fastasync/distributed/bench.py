@@ -98,7 +98,9 @@ def ray_train_fps(cfg, seconds, warmup, timeout=600.0) -> dict:
         f1, t1, rss1 = tr.last_collect["frames"], time.monotonic(), rss_mb()
     finally:
         tr.stop()
-        th.join()
+        th.join(timeout)
+    if th.is_alive():
+        raise RuntimeError(f"the Ray run did not stop within {timeout:.0f}s of the stop")
     if err:
         raise err[0]
     return dict(train_fps=(f1 - f0) / (t1 - t0), rss_start_mb=rss0, rss_end_mb=rss1, pin_refused=[])

@@ -82,7 +82,7 @@ class Node:
         self.ps = ray.get_actor(self.ps_name)
         host = ray.util.get_node_ip_address()
         where = f"{host} (Ray node {ray.get_runtime_context().get_node_id()[:8]}, pid {os.getpid()})"
-        st = ray.get(self.ps.join.remote(self.index, host, where))
+        st = self._wait_sync(self.ps.join.remote(self.index, host, where))  # however slow, never twice
         if st["stop"]:
             return dict(node=self.index, frames=0, error=None)
         cfg = self.node_config()
