@@ -321,8 +321,11 @@ def test_backends_agree_step_by_step_through_life_losses():
 @pytest.mark.parametrize(
     "env_id, kw, steps",
     [
-        ("Breakout-v5", dict(episodic_life=True), 700),  # life losses, a game over, rewards
-        ("SpaceInvaders-v5", dict(max_episode_frames=800), 450),  # raw != clipped, truncation
+        # the Atari twins step long enough for their events, seconds each: the slow set's
+        # life losses, a game over, rewards
+        pytest.param("Breakout-v5", dict(episodic_life=True), 700, marks=pytest.mark.slow),
+        # raw != clipped, truncation
+        pytest.param("SpaceInvaders-v5", dict(max_episode_frames=800), 450, marks=pytest.mark.slow),
         ("CartPole-v1", {}, 300),
         ("Pendulum-v1", {}, 220),  # continuous actions, time-limit truncation
     ],
