@@ -391,20 +391,26 @@ def test_ctrl_c_stops_the_running_trial_with_a_checkpoint_and_the_command_goes_o
     assert S.checkpoint_counts(str(d / "trial-000"))[0] >= 500_000
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def cluster():
+    """A head and a second node of 1 CPU each, as tests/test_ray.py's, torn down after the test
+    whatever happened."""
     pytest.importorskip("ray")
     from ray.cluster_utils import Cluster
 
     os.environ.setdefault("RAY_raylet_start_wait_time_s", "180")  # a loaded 2-core machine starts slowly
     c = Cluster(initialize_head=True, head_node_args=dict(num_cpus=1, include_dashboard=False))
-    c.add_node(num_cpus=1)
-    c.wait_for_nodes()
-    yield c
-    import ray
+    try:
+        c.add_node(num_cpus=1)
+        c.wait_for_nodes(timeout=180)
+        yield c
+    finally:
+        import ray
 
-    ray.shutdown()
-    c.shutdown()
+        try:
+            ray.shutdown()
+        finally:
+            c.shutdown()
 
 
 @pytest.mark.slow
