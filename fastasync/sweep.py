@@ -313,7 +313,7 @@ def widest_interval(xs, reached, log: bool = True) -> dict | None:
     widest span wins (in decades, log10(hi/lo), on a log axis), then the one with more trials.
     Returns ``lo``, ``hi``, ``trials``, ``width`` (decades if ``log``), ``between`` (the
     values of the nearest trials outside that did not reach, None at an end), or None when no
-    trial reached."""
+    trial reached (or each that did shares its value with one that did not)."""
     xs = [float(x) for x in xs]
     fails = sorted(x for x, r in zip(xs, reached) if not r)
     hits = sorted(x for x, r in zip(xs, reached) if r)
@@ -331,7 +331,7 @@ def widest_interval(xs, reached, log: bool = True) -> dict | None:
         if best is None or key > best[0]:
             best = (key, dict(lo=lo, hi=hi, trials=len(inside), width=width,
                               between=[None if math.isinf(a) else a, None if math.isinf(b) else b]))
-    return best[1]
+    return best[1] if best else None
 
 
 def summarise(rows: list, x: str | None, log: bool, targets=()) -> dict:
@@ -391,7 +391,7 @@ def summary_markdown(summary: dict, title: str) -> str:
             lines.append(f"Widest {s['x']} interval in which every trial reached it: [{w['lo']:.4g}, {w['hi']:.4g}] "
                          f"({n}, {width}); the nearest trials outside it, which did not: {out}.")
         elif "widest_all_reached" in t:
-            lines.append(f"No trial reached it, so no {s['x']} interval.")
+            lines.append(f"There is no {s['x']} interval in which every trial reached it.")
     return "\n".join(lines) + "\n"
 
 

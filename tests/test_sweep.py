@@ -146,6 +146,7 @@ def test_widest_interval_where_every_trial_reached():
     # a trial that failed at the same value as one that reached breaks the interval there
     w = S.widest_interval([1, 2, 2, 3, 10], [True, True, False, True, True], log=False)
     assert (w["lo"], w["hi"]) == (3, 10)
+    assert S.widest_interval([2e-3, 2e-3], [True, False]) is None  # one value, reached and not: no interval
 
 
 def test_summarise_counts_fractions_and_interval():
