@@ -1099,7 +1099,10 @@ def _run(sweep_dir, state, executor, exec_options, out, resume_hint, progress_ev
 
     def write():
         save_state(sweep_dir, state)
-        write_outputs(sweep_dir, state, png=None)
+        try:  # the table and summary so far; a failure here must not end hours of trials
+            write_outputs(sweep_dir, state, png=None)
+        except Exception as exc:  # noqa: BLE001 - said, and tried again at the next trial's end
+            out(f"could not write sweep.csv and the summary ({type(exc).__name__}: {exc}); the trials go on")
 
     while (pending or handles) and stop["signal"] is None:
         while pending and executor.room(len(handles)) and stop["signal"] is None:
