@@ -23,8 +23,6 @@ from fastasync.cli import main
 from fastasync.distributed.server import ParamServer
 from fastasync.stats import read_episodes
 
-pytestmark = pytest.mark.slow  # a Ray cluster, runs of the CLI in subprocesses
-
 
 def _ps(P=5, nodes=2, threads=1, target=False, total=1000, period=100):
     theta = np.arange(P, dtype=np.float32)
@@ -197,6 +195,7 @@ def _train(args):
     return CliRunner().invoke(main, ["train", *args], catch_exceptions=False)
 
 
+@pytest.mark.slow  # a Ray cluster on this machine
 def test_ray_two_nodes_learn_cartpole_then_resume_on_one_machine(cluster, tmp_path):
     """Two nodes of one learner thread each reach the bar of the one-machine Hogwild test
     (test_train.test_a3c_hogwild_learns_cartpole): a 20-game mean >= 195 within 500k frames.
@@ -251,6 +250,7 @@ class _Lines:
                     "got:\n" + "".join(self.lines[-30:]))
 
 
+@pytest.mark.slow  # a Ray cluster on this machine
 def test_ray_node_faults_ctrl_c_and_resume(cluster, tmp_path):
     """A one-machine checkpoint resumed on two Ray nodes; one node actor's process is killed,
     then the second Ray node is removed (a new one joins): both times the node is restarted
@@ -323,6 +323,7 @@ def test_ray_node_faults_ctrl_c_and_resume(cluster, tmp_path):
     assert ck2["frames"] >= ck["frames"] + 10_000 and ck2["games"] == len(read_episodes(run / "episodes.csv")["score"])
 
 
+@pytest.mark.slow  # a Ray cluster on this machine
 def test_bench_on_ray_gives_a_row_per_node_count(cluster):
     import json
 
