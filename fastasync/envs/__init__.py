@@ -116,6 +116,7 @@ __all__ = [
     "make_env",
     "BACKENDS",
     "view_options",
+    "screen_fps",
 ]
 
 
@@ -268,6 +269,7 @@ def make_env(
     car_frame_skip: int = car.FRAME_SKIP,
     car_grey: bool = True,
     car_max_steps: int = car.MAX_ENV_STEPS,
+    screen=None,
 ) -> EnvBatch:
     """Make a batch of ``num_envs`` envs; see the module docstring for semantics.
 
@@ -279,6 +281,10 @@ def make_env(
     action repeat and grey-scale; ``car_max_steps``: its time limit in env steps (the env's
     own 1,000; tests shorten it). ``reward_clip`` clips CarRacing's summed reward to [-1, 1].
     ``doom_reward``, ``doom_hud``: ViZDoom's training reward and status bar (fastasync.envs.doom).
+    ``screen``: a video's hook (fastasync.video; the gymnasium backend only, fastasync's own
+    families): called with env 0's RGB screen, (H, W, 3) uint8, a fresh array, after every frame
+    of its agent steps (``screen_fps``: Atari's emulator frames, ViZDoom's tics, CarRacing's env
+    steps, one per step elsewhere), never in reset steps; the other envs are made as without it.
     """
     if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
         raise EnvError(f"num_envs must be an integer >= 1, got {num_envs!r}")
@@ -287,7 +293,11 @@ def make_env(
     if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**31 - int(num_envs):
         raise EnvError(f"seed must be an integer in [0, 2**31 - num_envs), got {seed!r}")
     if custom.is_custom(env_id, backend):
+        if screen is not None:
+            raise EnvError(f"videos show the screens of fastasync's own env families; {env_id} is your own env")
         return custom.make_env(env_id, int(num_envs), int(seed), backend)
+    if screen is not None and backend != "gymnasium":
+        raise EnvError(f"a video's screens come from the gymnasium backend, not {backend}")
     info = env_info(env_id, backend, car_frame_skip, car_grey)
     kind, rom = lookup(env_id, backend)
     if kind == "car" and (isinstance(car_max_steps, bool) or not isinstance(car_max_steps, (int, np.integer))
@@ -342,7 +352,8 @@ def make_env(
             )
         return EnvpoolBatch(env, info, num_envs)
     if kind == "car":
-        games = [car.CarGame(info, seed + i, bool(reward_clip), int(car_max_steps)) for i in range(num_envs)]
+        games = [car.CarGame(info, seed + i, bool(reward_clip), int(car_max_steps), render=screen is not None and i == 0)
+                 for i in range(num_envs)]
     elif kind == "doom":
         games = [doom.DoomGame(env_id, seed + i, False, bool(reward_clip), bool(doom_hud)) for i in range(num_envs)]
     elif info.is_atari:
@@ -354,6 +365,29 @@ def make_env(
         gymnasium, _ = import_backend(backend)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            games = [classic.GymGame(gymnasium.make(env_id), seed + i) for i in range(num_envs)]
+            games = [classic.GymGame(gymnasium.make(env_id, **({"render_mode": "rgb_array"}
+                                                             if screen is not None and i == 0 else {})), seed + i)
+                     for i in range(num_envs)]
+    if screen is not None:
+        games[0].screen = screen
     return PyBatch(games, info, num_envs)
+
+
+def screen_fps(env_id: str) -> float:
+    """Frames per second of the screens ``make_env(screen=...)`` shows, the game's own speed:
+    the family's ``fps`` (Atari 60 emulator frames, ViZDoom 35 tics, CarRacing 50 env steps a
+    second); classic control and MuJoCo, one screen per env step: the env's
+    ``metadata["render_fps"]`` (CartPole 50, HalfCheetah-v4 20, Hopper-v4 125)."""
+    fam = family(env_id)
+    if fam.name in ("classic", "mujoco"):
+        gymnasium, _ = import_backend("gymnasium")
+        from gymnasium.envs.registration import load_env_creator
+
+        try:
+            fps = getattr(load_env_creator(gymnasium.spec(env_id).entry_point), "metadata", {}).get("render_fps")
+        except Exception:  # noqa: BLE001 - not registered or not importable: the family's rate
+            fps = None
+        if fps:
+            return float(fps)
+    return float(fam.fps)
 

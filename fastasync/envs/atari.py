@@ -105,6 +105,9 @@ class AleGame:
         self.maxpool = [np.zeros((210, 160), np.uint8), np.zeros((210, 160), np.uint8)]
         self.stack = np.zeros((STACK, SIZE, SIZE), np.uint8)  # oldest first
         self.wy, self.wxt = _resize_mats()
+        # a video's hook (make_env's ``screen``): called with ALE's (210, 160, 3) RGB screen after every
+        # emulator frame of an agent step (not the reset's no-ops); None, the default, costs one test a frame
+        self.screen = None
 
     def _push(self, push_all: bool, maxpool: bool) -> None:
         src = self.maxpool[0]
@@ -148,6 +151,8 @@ class AleGame:
         a = self.actions[action]
         while skip > 0 and not done:
             reward += ale.act(a)
+            if self.screen is not None:
+                self.screen(ale.getScreenRGB())
             done = ale.game_over()
             if skip <= 2:
                 ale.getScreenGrayscale(self.maxpool[2 - skip])

@@ -282,10 +282,13 @@ class CarGame:
     """One gymnasium CarRacing-v3 behind the Python batch's protocol (``reset``/``step``/
     ``obs``/``done``), with the same repeat, stacking and reward as ``CarEnvpoolBatch``."""
 
-    def __init__(self, info_: EnvInfo, seed: int, reward_clip: bool, max_steps: int = MAX_ENV_STEPS):
+    def __init__(self, info_: EnvInfo, seed: int, reward_clip: bool, max_steps: int = MAX_ENV_STEPS,
+                 render: bool = False):
         import gymnasium
 
-        self.env = gymnasium.make(ENV, max_episode_steps=int(max_steps))
+        # render: made with render_mode="rgb_array" for a video (the observation is drawn apart from
+        # it: the same game either way)
+        self.env = gymnasium.make(ENV, max_episode_steps=int(max_steps), **({"render_mode": "rgb_array"} if render else {}))
         self.info = info_
         self.seed = int(seed)
         self.repeat = info_.frame_skip
@@ -295,6 +298,9 @@ class CarGame:
         self.first = True
         self.done = True
         self.env_steps = 0
+        # a video's hook (make_env's ``screen``, ``render``): called with gymnasium's (400, 600, 3) RGB
+        # render after every env step of the action repeat
+        self.screen = None
 
     def reset(self) -> tuple:
         o, _ = self.env.reset(seed=self.seed) if self.first else self.env.reset()
@@ -311,6 +317,8 @@ class CarGame:
         total, term, trunc = 0.0, False, False
         for _ in range(self.repeat):
             o, r, term, trunc, _ = self.env.step(a)
+            if self.screen is not None:
+                self.screen(self.env.render())
             total += float(r)
             self.env_steps += 1
             if term or trunc:

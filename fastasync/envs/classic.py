@@ -26,6 +26,9 @@ class GymGame:
         self.first = True
         self.done = True
         self._obs = None
+        # a video's hook (make_env's ``screen``; the env made with render_mode="rgb_array"): called
+        # with the env's RGB render after every step
+        self.screen = None
 
     def reset(self) -> tuple:
         if self.first:
@@ -43,6 +46,8 @@ class GymGame:
             action = int(action)
         o, r, term, trunc, _ = self.env.step(action)
         self._obs = o
+        if self.screen is not None:
+            self.screen(self.env.render())
         term, trunc = bool(term), bool(trunc)
         if term and trunc:  # envpool reports such a step as truncated only
             term = False

@@ -340,6 +340,10 @@ class DoomGame:
         self.first = True
         self.done = True
         self.steps = 0
+        # a video's hook (make_env's ``screen``): called with the engine's (240, 320, 3) RGB screen after
+        # every tic; set, an agent step runs its 4 tics one at a time (``advance_action(1)``), the same
+        # game as ``make_action(a, 4)`` (tests/test_video.py steps both side by side)
+        self.screen = None
 
     def _frame(self) -> np.ndarray:
         buf = self.game.get_state().screen_buffer  # (3, 240, 320) uint8, channels first
@@ -356,7 +360,10 @@ class DoomGame:
         return 0.0, False, False, False, 0.0
 
     def step(self, action: int) -> tuple:
-        self.game.make_action(self.actions[int(action)], FRAME_SKIP)
+        if self.screen is None:
+            self.game.make_action(self.actions[int(action)], FRAME_SKIP)
+        else:
+            self._tics_on_screen(self.actions[int(action)])
         self.steps += 1
         finished = self.game.is_episode_finished()
         trunc = self.steps >= MAX_STEPS
@@ -369,6 +376,17 @@ class DoomGame:
         r = raw * self.scenario.train_scale
         r = float(np.clip(r, -1.0, 1.0)) if self.reward_clip else r
         return r, term, trunc, self.done, raw
+
+    def _tics_on_screen(self, buttons) -> None:
+        """The agent step's tics one at a time, each tic's screen to ``screen`` (none after the tic
+        that ends the episode: the engine has no state then)."""
+        g = self.game
+        g.set_action(buttons)
+        for _ in range(FRAME_SKIP):
+            g.advance_action(1)
+            if g.is_episode_finished():
+                break
+            self.screen(np.ascontiguousarray(np.moveaxis(g.get_state().screen_buffer, 0, -1)))
 
     def obs(self) -> np.ndarray:
         return self._stack.reshape(STACK * 3, SIZE, SIZE)
