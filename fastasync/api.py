@@ -98,6 +98,8 @@ def train(env=None, algo: str | None = None, frames=None, *, config: str | None 
             if ray_only:
                 raise C.ConfigError(f"--{ray_only[0].replace('_', '-')} applies to runs on Ray: add --ray")
         else:
+            if cfg.run.video_every:
+                raise C.ConfigError("--video-every records on one machine's trainer; it is not available with --ray")
             from .distributed.driver import connect_run
 
             cfg = connect_run(cfg, ray)
@@ -105,6 +107,10 @@ def train(env=None, algo: str | None = None, frames=None, *, config: str | None 
             from .tb import check_installed
 
             check_installed()
+        if cfg.run.video_every:
+            from .video import check
+
+            check(cfg.env.env, "--video-every")
         cfg = C.resolve(cfg)
         from . import rundir
 
@@ -347,11 +353,20 @@ class Policy:
         return single_env(e.env, noop_max=e.noop_max, max_episode_frames=e.max_episode_frames, render_mode=render_mode,
                           backend=self._agent.backend, **view_options(e))
 
-    def evaluate(self, episodes: int = 10, greedy: bool | None = None, seed: int = 12345, gif: str | None = None) -> dict:
+    def evaluate(self, episodes: int = 10, greedy: bool | None = None, seed: int = 12345, gif: str | None = None,
+                 video: str | None = None) -> dict:
         """Play ``episodes`` full games, as ``fastasync eval``; returns ``scores``, ``lengths``,
-        ``greedy`` and ``policy`` (how the actions were picked)."""
+        ``greedy`` and ``policy`` (how the actions were picked). ``video``: record the games
+        into this .mp4, as ``--video`` (one after another on the gymnasium backend); then
+        ``video`` says what was written (``path``, ``frames``, ``fps``, per game ``scores``
+        and ``game_frames``)."""
         from .evaluate import evaluate
 
         if episodes < 1:
             raise ValueError(f"--episodes must be >= 1, got {episodes}")
-        return evaluate(self._agent, episodes=episodes, greedy=greedy, seed=seed, gif=gif)
+        recorder = None
+        if video:
+            from .video import recorder_for
+
+            recorder = recorder_for(self._agent, video)  # checked before anything is played
+        return evaluate(self._agent, episodes=episodes, greedy=greedy, seed=seed, gif=gif, recorder=recorder)

@@ -81,6 +81,7 @@ def main():
 @_opt("--obs-norm/--no-obs-norm", "env", "obs_norm")
 @_opt("--reward-scale", "env", "reward_scale", type=float)
 @_opt("--tensorboard/--no-tensorboard", "run", "tensorboard")
+@_opt("--video-every", "run", "video_every", type=str)
 @click.option("--resume", type=str, default=None, help="continue a run from its directory or checkpoint.npz")
 @click.option("--config", "config_file", type=str, default=None, help="TOML file of options (command-line options override it)")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
@@ -138,21 +139,35 @@ def _check_output_file(path, option):
 @click.option("--greedy/--sample", default=None,
               help="argmax actions, or the method's exploring policy (a3c: sample it; Q methods: epsilon-greedy, "
                    "epsilon 0.05)  [default: sample for a3c, greedy for Q methods]")
-@click.option("--gif", type=str, default=None, help="write an animated GIF of the first game here")
+@click.option("--gif", type=str, default=None, help="write an animated GIF of the first game here (what the agent sees)")
+@click.option("--video", type=str, default=None, metavar="OUT.mp4",
+              help="record every game into this .mp4: the game's own screen in colour at its own resolution and "
+                   "speed, the score so far in a corner (the games are then played one after another on the "
+                   "gymnasium backend; needs pip install -e \".[video]\")")
 @click.option("--seed", type=int, default=12345, show_default=True, help="env and action seed")
 @click.option("--backend", type=click.Choice(["auto", "envpool", "gymnasium"]), default="auto", show_default=True,
               help="env backend")
-def eval_cmd(path, episodes, greedy, gif, seed, backend):
+def eval_cmd(path, episodes, greedy, gif, video, seed, backend):
     """Play full games with a trained agent and print true-score statistics."""
     if episodes < 1:
         fail(f"--episodes must be >= 1, got {episodes}")
     if gif:
         _check_output_file(gif, "--gif")
+    if video:
+        if backend == "envpool":
+            fail("--video plays on the gymnasium backend (envpool shows no screen): leave out --backend envpool")
+        _check_output_file(video, "--video")
+        from .video import VideoError, check_installed
+
+        try:
+            check_installed()
+        except VideoError as exc:
+            fail(str(exc))
     from .api import load
 
     try:
         policy = load(path, backend=backend)
-        res = policy.evaluate(episodes=episodes, greedy=greedy, seed=seed, gif=gif)
+        res = policy.evaluate(episodes=episodes, greedy=greedy, seed=seed, gif=gif, video=video)
     except (ValueError, OSError) as exc:  # ConfigError, EnvError, CheckpointError, a GIF not written
         fail(str(exc))
     s = res["scores"]
@@ -170,6 +185,9 @@ def eval_cmd(path, episodes, greedy, gif, seed, backend):
                    f"mean length {float(__import__('numpy').mean(res['lengths'])):.0f} agent steps (x4 tics)")
     if gif:
         click.echo(f"wrote {gif}")
+    if video:
+        v = res["video"]
+        click.echo(f"wrote {video}: {len(v['scores'])} games, {v['frames']:,} frames at {v['fps']:g} frames/s")
 
 
 @main.command(context_settings=CONTEXT)

@@ -113,6 +113,8 @@ class RunConfig:
     """pin each learner thread and its envpool worker to one CPU (Linux, threads <= CPUs)"""
     tensorboard: bool = False
     """write TensorBoard event files into the run directory (needs the tensorboard package: pip install -e ".[tb]")"""
+    video_every: int = 0
+    """record one game of the current policy every this many frames (e.g. 1M) into RUN_DIR/videos/frames-<N>.mp4, and TensorBoard with --tensorboard; 0: off (needs pip install -e ".[video]")"""
     nodes: int = 1
     """with --ray: node actors, each running --threads learner threads on its own copy of the parameters"""
     sync_every_updates: int = 20
@@ -320,7 +322,9 @@ def _coerce(name, f, value):
     try:
         if name == "frame_center" and isinstance(value, str) and value.strip().lower() == "auto":
             return "auto"  # measured at the run's start (state.measure_frame_center)
-        if name == "frames" or name.endswith("_frames"):
+        if name == "video_every" and str(value).strip() == "0":
+            return 0  # off
+        if name == "frames" or name.endswith("_frames") or name == "video_every":
             return parse_count(value)
         if typ is bool:
             expect = " (expected true or false)"
@@ -424,6 +428,7 @@ def validate(cfg: TrainConfig) -> None:
         (r.sync_every_updates >= 1, f"--sync-every-updates must be >= 1, got {r.sync_every_updates}"),
         (r.sync_every_s > 0, f"--sync-every-s must be > 0, got {r.sync_every_s}"),
         (r.node_restarts >= 0, f"--node-restarts must be >= 0, got {r.node_restarts}"),
+        (r.video_every >= 0, f"--video-every must be >= 0 (0: off), got {r.video_every}"),
     ]
     for ok, msg in checks:
         if not ok:

@@ -79,12 +79,20 @@ def _nonfinite_in_eval(env_id):
 
 
 def evaluate(agent: Agent, episodes: int = 10, greedy=None, seed: int = 12345, gif: str | None = None,
-             max_envs: int = 8) -> dict:
+             max_envs: int = 8, recorder=None, stop=None) -> dict:
     """Play ``episodes`` full games; returns {'scores', 'lengths', 'greedy', 'policy'}.
 
     Each env plays a fixed quota of games so that short games are not over-represented.
     ``greedy=None`` picks the method's default: sample the policy for actor-critic,
     argmax for Q methods.
+
+    ``recorder``: a :class:`fastasync.video.GameRecorder` (``video.recorder_for``), which then
+    records every game (the game's own screen, in colour, at its own speed, the score so far
+    in a corner). The games are then played one after another by one env of the gymnasium
+    backend, the one that shows its screen, and the result's ``video`` holds what was
+    written (``path``, ``frames``, ``fps``, per game ``scores`` and ``game_frames``): the
+    recorded games are the games scored. ``stop``: an Event; once set, play ends and no
+    video is written (``video`` None).
     """
     from .algorithms import make_algorithm
     from .envs import view_options, make_env
@@ -94,32 +102,46 @@ def evaluate(agent: Agent, episodes: int = 10, greedy=None, seed: int = 12345, g
     if gif and info.vector_obs:
         raise ValueError(f"--gif needs an env with image observations (Atari, ViZDoom, CarRacing); "
                          f"{cfg.env.env} has vector observations")
+    backend = agent.backend
+    if recorder is not None:  # the env that shows its screen, one game after another
+        backend, max_envs = "gymnasium", 1
     algo = make_algorithm(cfg.algo.algo, cfg, agent.net, info)
     if greedy is None:
         greedy = algo.head == "q"
     E = min(episodes, max_envs)
     quota = np.full(E, episodes // E)
     quota[: episodes % E] += 1
-    env = make_env(
-        cfg.env.env, E, seed=seed, backend=agent.backend, episodic_life=False, reward_clip=False,
-        noop_max=cfg.env.noop_max, max_episode_frames=cfg.env.max_episode_frames, **view_options(cfg.env),
-    )
+    try:
+        env = make_env(
+            cfg.env.env, E, seed=seed, backend=backend, episodic_life=False, reward_clip=False,
+            noop_max=cfg.env.noop_max, max_episode_frames=cfg.env.max_episode_frames, **view_options(cfg.env),
+            screen=None if recorder is None else recorder.screen,
+        )
+    except BaseException:
+        if recorder is not None:
+            recorder.abort()
+        raise
     score = np.zeros(E)
     length = np.zeros(E, np.int64)
     prev_done = np.zeros(E, bool)
     prev_reset = np.zeros(E, bool)
     scores, lengths, frames = [], [], []
     recording = bool(gif)
+    recorded = None
     try:
         actor = agent_actor(agent, algo, E, seed_state(seed), frozen_obsnorm(agent), _nonfinite_in_eval(cfg.env.env))
         obs = env.reset()
         while (quota > 0).any():
+            if stop is not None and stop.is_set():
+                break
             if recording:
                 frames.append(last_frame(obs[0]))
             # recurrent nets: the state after the last step, reset where a new episode starts
             step = env.step(actor.act(obs, prev_reset, greedy))
             score += step.raw_reward
             length += ~prev_done
+            if recorder is not None and not prev_done[0]:  # an agent step of env 0 (not its reset step)
+                recorder.step(step.raw_reward[0], bool(step.game_over[0]))
             prev_reset = prev_done
             prev_done = step.terminated | step.truncated
             for e in np.flatnonzero(step.game_over):
@@ -131,12 +153,19 @@ def evaluate(agent: Agent, episodes: int = 10, greedy=None, seed: int = 12345, g
                     recording = False
                 score[e], length[e] = 0.0, 0
             obs = step.obs
+        if recorder is not None and not (quota > 0).any():
+            recorded, recorder = recorder.close(), None
     finally:
         env.close()
+        if recorder is not None:  # stopped, or failed: nothing is left behind
+            recorder.abort()
     if gif:
         write_gif(gif, frames, fps=max(1, FAMILIES.get(info.family, FAMILIES['atari']).fps // info.frame_skip))
     policy = "greedy" if greedy else algo.eval_policy  # how the actions were picked, for the report
-    return dict(scores=np.array(scores), lengths=np.array(lengths), greedy=greedy, policy=policy)
+    out = dict(scores=np.array(scores), lengths=np.array(lengths), greedy=greedy, policy=policy)
+    if recorded is not None or recorder is not None:
+        out["video"] = recorded
+    return out
 
 
 def write_gif(path: str, frames, fps: int = 15, scale: int = 2) -> None:

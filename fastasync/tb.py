@@ -11,7 +11,9 @@ Everything is plotted against emulator frames (the step of each scalar):
 * ``train/fps``, ``train/lr`` and what the progress line shows of the updates since the
   previous line: ``train/entropy``, ``train/value_loss`` (actor-critic),
   ``train/td_loss`` and ``train/epsilon`` (Q methods: the mean of the threads' current
-  epsilons), ``train/grad_norm`` (before clipping).
+  epsilons), ``train/grad_norm`` (before clipping);
+* with ``--video-every``: ``video/score``, the true score of each recorded game, and
+  ``video/game``, that game as an animated GIF (the images dashboard; fastasync.video).
 
 A resumed run writes a new event file into the same directory; events of the old files past
 the checkpoint's frame count are hidden by TensorBoard (``purge_step``).
@@ -62,6 +64,12 @@ class TBWriter:
         for tag, v in values.items():
             if v is not None and v == v:  # no NaN points (no game yet)
                 self._add(tag, v, frames)
+
+    def image(self, tag: str, encoded: bytes, height: int, width: int, frames: int) -> None:
+        """An encoded image (PNG, or an animated GIF, which the image dashboard plays) at ``frames``."""
+        img = self._summary.Image(height=int(height), width=int(width), colorspace=3, encoded_image_string=encoded)
+        summary = self._summary(value=[self._summary.Value(tag=tag, image=img)])
+        self._w.add_event(self._event(wall_time=time.time(), step=int(frames), summary=summary))
 
     def close(self) -> None:
         try:

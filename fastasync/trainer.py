@@ -141,6 +141,7 @@ class Trainer:
         self.stop_signal = None  # the signal that stopped the run (SIGINT or SIGTERM), if one did
         self.prepared = False  # the run directory made and config.json written (prepare_run_dir)
         self.tb = None  # the TensorBoard writer while the run trains with --tensorboard
+        self.videos = None  # --video-every: the recorder (fastasync.video) while the run trains
         self._diag_seen = np.zeros(6)
         self.outcomes = OutcomeWindow.for_env(e.env)  # ViZDoom: goal reached / time survived
 
@@ -222,6 +223,10 @@ class Trainer:
             from .tb import TBWriter
 
             self.tb = TBWriter(self.run_dir, self.resume_frames)
+        if r.video_every:
+            from .video import PeriodicRecorder
+
+            self.videos = PeriodicRecorder(self.cfg, self.net, self.info, self.run_dir, s.frames, self.tb, self.out)
         s.t0 = time.monotonic()
         start_frames = s.frames
         last_ckpt = last_progress = s.t0
@@ -239,6 +244,8 @@ class Trainer:
                 except OSError as exc:  # disk full: stop, keep the last good checkpoint
                     io_error = exc
                     break
+                if self.videos is not None:
+                    self.videos.poll(s.frames, s.theta, s.obsnorm)
                 if now - last_progress >= r.progress_every_s:
                     fps = (s.frames - last_frames) / (now - last_progress)
                     last_frames, last_progress = s.frames, now
@@ -264,6 +271,11 @@ class Trainer:
             for lr, th in zip(self.learners, threads):
                 if th not in alive:  # (closing a batch another thread is stepping is not safe)
                     lr.env.close()
+            if self.videos is not None:  # the multiples passed at the end too; a stopped run drops the rest
+                finished = not self.interrupted and s.error is None and io_error is None
+                if finished:
+                    self.videos.poll(s.frames, s.theta, s.obsnorm)
+                self.videos.close(wait=finished)
         if self.interrupted:
             self.out("\ninterrupted: learner threads stopped")
         if s.error is not None:  # the last good checkpoint is kept: the failed state may be diverged
