@@ -510,18 +510,22 @@ def final_text(meta: dict) -> str:
     return text
 
 
+def proofs(docs_dir: str):
+    """(folder name, proof.json) of every evidence folder in docs_dir, by name."""
+    for name in sorted(os.listdir(docs_dir)) if os.path.isdir(docs_dir) else []:
+        p = os.path.join(docs_dir, name, "proof.json")
+        if os.path.exists(p):
+            with open(p) as fh:
+                yield name, json.load(fh)
+
+
 def final_table(docs_dir: str, page_dir: str = ROOT) -> str:
     """The README's final table: where each final-mode proof ended (links relative to ``page_dir``)."""
     rel = os.path.relpath(docs_dir, page_dir)
     out = ["| game | method | seed | frames | last-100 mean | eval mean +- sd (sampled / greedy) | A2C at 40M | "
            "the paper, 1 day | minutes on 2 cores | evidence |",
            "|---|---|--:|--:|--:|---|--:|--:|--:|---|"]
-    for name in sorted(os.listdir(docs_dir)) if os.path.isdir(docs_dir) else []:
-        p = os.path.join(docs_dir, name, "proof.json")
-        if not os.path.exists(p):
-            continue
-        with open(p) as fh:
-            meta = json.load(fh)
+    for name, meta in proofs(docs_dir):
         fin = meta.get("final")
         if not fin:
             continue
@@ -588,12 +592,7 @@ def table(docs_dir: str, page_dir: str = ROOT) -> str:
     """The README's learning table, from every docs_dir/*/proof.json + episodes.csv; its links
     are relative to ``page_dir``, the folder of the page it goes into."""
     rows = []
-    for name in sorted(os.listdir(docs_dir)) if os.path.isdir(docs_dir) else []:
-        p = os.path.join(docs_dir, name, "proof.json")
-        if not os.path.exists(p):
-            continue
-        with open(p) as fh:
-            meta = json.load(fh)
+    for name, meta in proofs(docs_dir):
         st = _stats(meta, read_games(os.path.join(docs_dir, name), meta["env"]))
         rows.append((meta, st, name, _method(meta, _config(os.path.join(docs_dir, name)))))
     rows.sort(key=lambda row: (row[0]["env"], row[0]["algo"], row[0].get("ray_nodes", 0), row[0]["seed"]))

@@ -640,28 +640,27 @@ def launch_trial(job: dict, args: list, cpus=None) -> subprocess.Popen:
         log.close()
 
 
-def last_log_line(path: str) -> str:
-    """The last line of a trial's train.log that says something (its error, usually)."""
+def _tail_lines(path: str, nbytes: int) -> list | None:
+    """The lines of a file's last ``nbytes`` bytes (the first may be cut); None if unreadable."""
     try:
         with open(path, "rb") as fh:
             fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 8192))
-            lines = fh.read().decode(errors="replace").splitlines()
+            fh.seek(max(0, fh.tell() - nbytes))
+            return fh.read().decode(errors="replace").splitlines()
     except OSError:
-        return ""
-    lines = [x.strip() for x in lines if x.strip() and not x.startswith("#")]
+        return None
+
+
+def last_log_line(path: str) -> str:
+    """The last line of a trial's train.log that says something (its error, usually)."""
+    lines = [x.strip() for x in _tail_lines(path, 8192) or [] if x.strip() and not x.startswith("#")]
     return lines[-1] if lines else ""
 
 
 def last_frames(run_dir: str) -> int:
     """The frames of the last game in a run's episodes.csv (0: none yet)."""
-    path = os.path.join(run_dir, "episodes.csv")
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 512))
-            lines = fh.read().decode(errors="replace").splitlines()
-    except OSError:
+    lines = _tail_lines(os.path.join(run_dir, "episodes.csv"), 512)
+    if lines is None:
         return 0
     for line in reversed(lines):
         head = line.split(",", 1)[0]

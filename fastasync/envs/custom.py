@@ -32,7 +32,6 @@ The one gymnasium env that ``fastasync.Policy.env()`` returns is built in ``sing
 
 from __future__ import annotations
 
-import functools
 import importlib
 import importlib.util
 
@@ -203,40 +202,9 @@ def prepared(env_id: str, render_mode=None):
     spec = check_spaces(env_id, env.observation_space, env.action_space)
     if spec["transform"] is None and spec["action_start"] == 0:
         return env
-    return _prepared_class()(env, spec)
+    from .wrappers import Prepared  # (gymnasium, imported when a user's env is first made)
 
-
-@functools.lru_cache(maxsize=None)
-def _prepared_class():
-    """The wrapper class (made once, when gymnasium is first needed: no import before)."""
-    import gymnasium
-
-    class Prepared(gymnasium.Wrapper):
-        """Observations reshaped for the net; Discrete actions counted from 0."""
-
-        def __init__(self, inner, spec):
-            super().__init__(inner)
-            self.spec_ = spec
-            low = 0 if spec["obs_dtype"] == np.uint8 else -np.inf
-            high = 255 if spec["obs_dtype"] == np.uint8 else np.inf
-            self.observation_space = gymnasium.spaces.Box(low, high, spec["obs_shape"], spec["obs_dtype"])
-            if spec["discrete"]:
-                self.action_space = gymnasium.spaces.Discrete(spec["num_actions"])
-
-        def _obs(self, o):
-            return o if self.spec_["transform"] is None else self.spec_["transform"](o)
-
-        def reset(self, **kw):
-            o, info = self.env.reset(**kw)
-            return self._obs(o), info
-
-        def step(self, action):
-            if self.spec_["action_start"]:
-                action = int(action) + self.spec_["action_start"]
-            o, r, term, trunc, info = self.env.step(action)
-            return self._obs(o), r, term, trunc, info
-
-    return Prepared
+    return Prepared(env, spec)
 
 
 def env_info(env_id: str, backend: str):
