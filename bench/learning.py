@@ -210,7 +210,7 @@ def _fmt(frames: float) -> str:
     return f"{frames / 1e3:.4g}k" if frames else "0"
 
 
-def _command(env, algo, seed, frames, target, extra, ray_nodes=0, threads=0) -> str:
+def _command(env, algo, seed, frames, target, extra, ray_nodes=0, threads=0, final=False) -> str:
     parts = ["python bench/learning.py run", f"--env {env}", f"--algo {algo}"]
     known = TARGETS.get((env, algo), (None, None))
     if seed:
@@ -221,6 +221,8 @@ def _command(env, algo, seed, frames, target, extra, ray_nodes=0, threads=0) -> 
         parts.append(f"--frames {frames}")
     if target != known[0]:
         parts.append(f"--target {target:g}")
+    if final:
+        parts.append("--final")
     if extra:
         parts += ["--", *extra]
     return " ".join(parts)
@@ -435,7 +437,7 @@ def summary_text(meta: dict, games: dict) -> str:
     st = _stats(meta, games)
     paper = TARGETS.get((env, algo), (None, None, "-"))[2]
     command = _command(env, algo, seed, budget, target, meta.get("extra", []), meta.get("ray_nodes", 0),
-                       meta.get("threads", 0))
+                       meta.get("threads", 0), meta.get("final_mode", False))
     lines = [f"# {env}, {_method(meta)}" + (f", seed {seed}" if seed else ""), ""]
     m = measure(env)
     unit = {"frames": "emulator frames", "tics": "tics (frames of the Doom engine)"}.get(_unit(env), _unit(env))
