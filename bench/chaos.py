@@ -32,10 +32,13 @@ SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGTERM": signal.SIGTERM, "SIGINT": signa
 EXPECTED = {"SIGKILL": -9, "SIGTERM": 143, "SIGINT": 130}
 
 
-def _train(args: list, log) -> subprocess.Popen:
+def _train(args: list, log: str) -> subprocess.Popen:
+    """``fastasync train`` with its output into the file ``log`` (never a pipe: a run that is
+    stopped goes on writing its last lines, which a closed pipe would turn into an error)."""
     cmd = [sys.executable, "-W", "ignore", "-m", "fastasync.cli", "train", *args]
-    return subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": ROOT, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+    with open(log, "a") as fh:
+        return subprocess.Popen(cmd, stderr=fh, stdout=subprocess.DEVNULL, text=True, cwd=ROOT,
+                                env={**os.environ, "PYTHONPATH": ROOT, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
 
 
 def _rows(path: str) -> list:
@@ -65,17 +68,18 @@ def trial(i: int, a, rng: random.Random) -> dict:
     name = rng.choice(sorted(SIGNALS))
     wait_s = rng.uniform(a.min_s, a.max_s)
     res = {"trial": i, "signal": name, "after_s": round(wait_s, 1)}
-    p = _train(start, None)
+    log = run + ".log"
+    p = _train(start, log)
     t0 = time.monotonic()
-    while True:
-        line = p.stderr.readline()
-        if not line or line.startswith("frames") or time.monotonic() - t0 > 600:
-            break
+    while p.poll() is None and time.monotonic() - t0 < 600:  # the first progress line: training
+        with open(log) as fh:
+            if any(line.startswith("frames") for line in fh):
+                break
+        time.sleep(0.2)
     time.sleep(wait_s)
     ck_path = os.path.join(run, checkpoint.CHECKPOINT_NAME)
     before = checkpoint.load(ck_path)["frames"] if os.path.exists(ck_path) else 0
     os.killpg(p.pid, SIGNALS[name]) if name == "SIGKILL" else p.send_signal(SIGNALS[name])
-    p.stderr.close()
     try:
         res["exit"] = p.wait(timeout=120)
     except subprocess.TimeoutExpired:
@@ -94,8 +98,7 @@ def trial(i: int, a, rng: random.Random) -> dict:
     if not os.path.exists(ck_path):  # stopped before its first checkpoint: a new run starts over
         res.update(resumed=None, note="no checkpoint yet: nothing to resume (a rerun starts afresh)")
         return res
-    r = _train(["--resume", run], None)
-    _err = r.stderr.read()
+    r = _train(["--resume", run], log)
     code = r.wait()
     final = checkpoint.load(ck_path)
     rows = _rows(os.path.join(run, "episodes.csv"))
