@@ -147,7 +147,9 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------
 
-    def save_checkpoint(self, games):
+    def save_checkpoint(self, games, frames: int | None = None):
+        """Write checkpoint.npz: the parameters now, ``games`` logged, and ``frames`` (default:
+        the count now) as the frame count the run resumes from."""
         from .kernels.optim import all_finite
 
         s = self.shared
@@ -159,7 +161,7 @@ class Trainer:
             os.path.join(self.run_dir, ckpt.CHECKPOINT_NAME),
             theta=theta,
             rms_g=s.rms_g.copy(),
-            frames=s.frames,
+            frames=s.frames if frames is None else int(frames),
             wall_s=s.wall_s(),
             games=games,
             rng_states=np.stack([lr.rng_state for lr in self.learners]),
@@ -251,8 +253,17 @@ class Trainer:
                     last_frames, last_progress = s.frames, now
                     self._progress(window, fps, now)
                 if now - last_ckpt >= r.checkpoint_every_s:
+                    # the frame count first, then every game reported up to it: a game that ended
+                    # in between (stamped <= the count) would be kept in episodes.csv on a resume
+                    # but missing from the checkpoint's game count (the chaos check saw it, 1 game)
+                    frames_now = s.frames
                     try:
-                        self.save_checkpoint(window.games)
+                        self._drain(log, window)
+                    except OSError as exc:  # disk full: stop, keep the last good checkpoint
+                        io_error = exc
+                        break
+                    try:
+                        self.save_checkpoint(window.games, frames_now)
                     except OSError as exc:  # the last good checkpoint is still in place
                         self.out(f"warning: could not write a checkpoint: {exc}")
                     last_ckpt = now
