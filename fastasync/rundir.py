@@ -181,7 +181,8 @@ def _check_contents(run_dir: str, resume_path: str | None) -> None:
 # -- preparing a run's directory -------------------------------------------------------------
 
 
-def prepare(run_dir: str, config: dict, resume_path: str | None = None, resume_frames: int | None = None) -> None:
+def prepare(run_dir: str, config: dict, resume_path: str | None = None, resume_frames: int | None = None,
+            resume_games: int | None = None) -> None:
     """Create the run directory and write config.json (raises OSError on failure).
 
     On resume in the checkpoint's own directory, games logged after the checkpoint (a crash
@@ -195,14 +196,16 @@ def prepare(run_dir: str, config: dict, resume_path: str | None = None, resume_f
         episodes = os.path.join(run_dir, "episodes.csv")
         source = os.path.join(os.path.dirname(os.path.abspath(resume_path)), "episodes.csv")
         if os.path.abspath(episodes) != source:
-            copy_episodes_until(source, episodes, resume_frames)
-        split_episodes_after(episodes, resume_frames)
+            copy_episodes_until(source, episodes, resume_frames, resume_games)
+        split_episodes_after(episodes, resume_frames, resume_games)
 
 
-def _episode_lines(path, frames):
+def _episode_lines(path, frames, games=None):
     """(header, rows logged up to ``frames``, the rest) of an episodes.csv's lines. The rest
     includes a last row cut short by a crash (no newline): appending after it would merge
-    the next game into it."""
+    the next game into it; and, given ``games`` (the checkpoint's count of logged games),
+    every row past the first ``games``: a game stamped at the checkpoint's frame count but
+    logged just after it is not in the checkpoint's count (the chaos check saw it)."""
     with open(path, newline="") as fh:
         lines = fh.read().splitlines(keepends=True)
     if not lines:
@@ -211,18 +214,19 @@ def _episode_lines(path, frames):
     for line in lines[1:]:
         head = line.split(",", 1)[0]
         torn = not line.endswith("\n")
-        (late if torn or (head.isdigit() and int(head) > frames) else keep).append(line)
+        past = games is not None and len(keep) >= games
+        (late if torn or past or (head.isdigit() and int(head) > frames) else keep).append(line)
     if late and not late[-1].endswith("\n"):
         late[-1] += "\n"
     return lines[0], keep, late
 
 
-def split_episodes_after(path, frames):
-    """Move rows of episodes.csv logged after ``frames`` (and a torn last row) to
-    episodes-after-checkpoint.csv."""
+def split_episodes_after(path, frames, games=None):
+    """Move rows of episodes.csv logged after ``frames`` or past the first ``games`` (and a
+    torn last row) to episodes-after-checkpoint.csv."""
     if not os.path.exists(path):
         return
-    header, keep, late = _episode_lines(path, frames)
+    header, keep, late = _episode_lines(path, frames, games)
     if not late:
         return
     side = os.path.join(os.path.dirname(path), "episodes-after-checkpoint.csv")
@@ -236,10 +240,11 @@ def split_episodes_after(path, frames):
     atomic_write_text(path, header + "".join(keep))
 
 
-def copy_episodes_until(source, dest, frames):
-    """A resumed run's branch: the rows of ``source`` logged up to ``frames`` into a new ``dest``."""
+def copy_episodes_until(source, dest, frames, games=None):
+    """A resumed run's branch: the rows of ``source`` logged up to ``frames`` (the first
+    ``games`` at most) into a new ``dest``."""
     if not os.path.exists(source):
         return
-    header, keep, _ = _episode_lines(source, frames)
+    header, keep, _ = _episode_lines(source, frames, games)
     if header is not None:
         atomic_write_text(dest, header + "".join(keep))

@@ -186,7 +186,7 @@ class Trainer:
         ``rundir.claim``'s question (the API asks it first)."""
         from . import rundir
 
-        rundir.prepare(self.run_dir, self.cfg.to_dict(), self.resume_path, self.resume_frames)
+        rundir.prepare(self.run_dir, self.cfg.to_dict(), self.resume_path, self.resume_frames, self.games_before)
         self.prepared = True
 
     def run(self) -> dict:

@@ -227,3 +227,15 @@ def test_output_files_are_checked_before_the_work(two_runs, tmp_path):
     ]:
         r = invoke(args)
         assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output, r.output
+
+
+def test_split_by_the_checkpoints_game_count_too(tmp_path):
+    """A game stamped at the checkpoint's frame count but logged after it is not in the
+    checkpoint's game count: it goes aside with the later ones, so that the resumed run's
+    count and its episodes.csv agree."""
+    path = tmp_path / "episodes.csv"
+    path.write_text("frames,wall_s,thread,score,length\n100,1,0,5,5\n200,2,0,6,6\n300,3,1,7,7\n300,3,0,8,8\n400,4,0,9,9\n")
+    split_episodes_after(str(path), 300, games=3)
+    assert path.read_text().splitlines()[1:] == ["100,1,0,5,5", "200,2,0,6,6", "300,3,1,7,7"]
+    side = (tmp_path / "episodes-after-checkpoint.csv").read_text().splitlines()
+    assert side == ["frames,wall_s,thread,score,length", "300,3,0,8,8", "400,4,0,9,9"]

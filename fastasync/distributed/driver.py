@@ -143,7 +143,7 @@ class RayTrainer:
         """The same run directory as a one-machine run (``rundir.prepare``)."""
         from .. import rundir
 
-        rundir.prepare(self.run_dir, self.cfg.to_dict(), self.resume_path, self.resume_frames)
+        rundir.prepare(self.run_dir, self.cfg.to_dict(), self.resume_path, self.resume_frames, self.games_before)
         self.prepared = True
 
     # -- the run --------------------------------------------------------------------------
