@@ -105,7 +105,8 @@ def trial(i: int, a, rng: random.Random) -> dict:
     late = _rows(os.path.join(run, "episodes-after-checkpoint.csv"))
     res.update(resumed=code == 0 and final["frames"] >= budget, resume_exit=code,
                final_frames=int(final["frames"]), games=len(rows), games_lost=len(late),
-               lost_within_last_checkpoint=all(int(float(x.split(",")[0])) > ck_frames for x, ok in late if ok),
+               # aside: games stamped at or after the checkpoint's frame count (one stamped at it, logged after it)
+               lost_within_last_checkpoint=all(int(float(x.split(",")[0])) >= ck_frames for x, ok in late if ok),
                rows_whole=all(ok for _x, ok in rows), checkpoint_counts_every_game=int(final["games"]) == len(rows))
     try:
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
