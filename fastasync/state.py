@@ -49,6 +49,15 @@ class RunState:
     def resumed(self) -> bool:
         return self.resume_path is not None
 
+    def prepare_run_dir(self) -> None:
+        """Create the run directory and write config.json; on resume, splice the episode log at
+        this state's frame and game counts (``rundir.prepare``; OSError on failure)."""
+        from . import rundir
+
+        resumed = self.resumed
+        rundir.prepare(self.cfg.run.run_dir, self.cfg.to_dict(), self.resume_path,
+                       self.frames if resumed else None, self.games if resumed else None)
+
     def rng_for(self, threads: int) -> list:
         """One generator state per learner thread: the stored rows first; a resumed run with more
         threads than its checkpoint seeds the rest from the seed and the frame count (so that

@@ -184,9 +184,7 @@ class Trainer:
         """Create the run directory, write config.json and, on resume, splice the episode log
         (``rundir.prepare``; raises OSError on failure). Whether this run may write there is
         ``rundir.claim``'s question (the API asks it first)."""
-        from . import rundir
-
-        rundir.prepare(self.run_dir, self.cfg.to_dict(), self.resume_path, self.resume_frames, self.games_before)
+        self.state.prepare_run_dir()
         self.prepared = True
 
     def run(self) -> dict:

@@ -140,10 +140,8 @@ class RayTrainer:
         self.last_collect = None
 
     def prepare_run_dir(self):
-        """The same run directory as a one-machine run (``rundir.prepare``)."""
-        from .. import rundir
-
-        rundir.prepare(self.run_dir, self.cfg.to_dict(), self.resume_path, self.resume_frames, self.games_before)
+        """The same run directory as a one-machine run (``RunState.prepare_run_dir``)."""
+        self.state.prepare_run_dir()
         self.prepared = True
 
     # -- the run --------------------------------------------------------------------------
