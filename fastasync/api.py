@@ -98,8 +98,6 @@ def train(env=None, algo: str | None = None, frames=None, *, config: str | None 
             if ray_only:
                 raise C.ConfigError(f"--{ray_only[0].replace('_', '-')} applies to runs on Ray: add --ray")
         else:
-            if cfg.run.video_every:
-                raise C.ConfigError("--video-every records on one machine's trainer; it is not available with --ray")
             from .distributed.driver import connect_run
 
             cfg = connect_run(cfg, ray)

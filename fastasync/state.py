@@ -22,6 +22,12 @@ from . import checkpoint as ckpt
 from .config import TrainConfig
 
 
+def annealed_lr(lr0: float, frames: int, total_frames: int) -> float:
+    """The learning rate after ``frames``: ``lr0`` annealed linearly to 0 over the run (the
+    paper's schedule; a Ray run's driver reports it as the threads of its nodes use it)."""
+    return lr0 * max(0.0, 1.0 - frames / total_frames)
+
+
 @dataclass
 class RunState:
     """What a run starts from. ``cfg``: resolved, with the frame centre measured (what

@@ -65,6 +65,16 @@ class TBWriter:
             if v is not None and v == v:  # no NaN points (no game yet)
                 self._add(tag, v, frames)
 
+    def progress(self, frames: int, learning: dict, fps: float, lr: float, mean10: float, epsilon=None) -> None:
+        """What a progress line shows: ``learning`` (fastasync.stats.learning_values of the
+        updates since the last line) under ``train/``, ``train/fps``, ``train/lr``,
+        ``score/mean10`` and, for the Q methods, ``train/epsilon`` (the threads' mean)."""
+        values = {f"train/{k}": v for k, v in learning.items()}
+        values.update({"train/fps": fps, "train/lr": lr, "score/mean10": mean10})
+        if epsilon is not None:
+            values["train/epsilon"] = float(epsilon)
+        self.scalars(frames, values)
+
     def image(self, tag: str, encoded: bytes, height: int, width: int, frames: int) -> None:
         """An encoded image (PNG, or an animated GIF, which the image dashboard plays) at ``frames``."""
         img = self._summary.Image(height=int(height), width=int(width), colorspace=3, encoded_image_string=encoded)

@@ -25,6 +25,7 @@ from . import checkpoint as ckpt
 from . import placement
 from .config import TrainConfig
 from .errors import LearnerError, RunIOError
+from .state import annealed_lr
 from .stats import (
     EpisodeLog,
     OutcomeWindow,
@@ -62,7 +63,7 @@ class SharedState:
 
     def lr_at(self, frames):
         """Learning rate annealed linearly from lr0 to 0 over the run (paper)."""
-        return self.lr0 * max(0.0, 1.0 - frames / self.total_frames)
+        return annealed_lr(self.lr0, frames, self.total_frames)
 
     def add_frames(self, n):
         """Add n frames; returns the count before (exact under threads)."""
@@ -393,11 +394,8 @@ class Trainer:
 
     def _tb_scalars(self, diag, fps, window):
         s = self.shared
-        values = {f"train/{k}": v for k, v in learning_values(diag, self.head).items()}
-        values.update({"train/fps": fps, "train/lr": s.lr_at(s.frames), "score/mean10": window.mean()})
-        if self.head == "q":
-            values["train/epsilon"] = float(np.mean([lr.algo.epsilon(s.frames) for lr in self.learners]))
-        self.tb.scalars(s.frames, values)
+        eps = float(np.mean([lr.algo.epsilon(s.frames) for lr in self.learners])) if self.head == "q" else None
+        self.tb.progress(s.frames, learning_values(diag, self.head), fps, s.lr_at(s.frames), window.mean(), eps)
 
 
 @contextlib.contextmanager

@@ -376,10 +376,15 @@ class PeriodicRecorder:
         self.thread = None
         self.written = []  # (frames, path, score, length) of every video written
 
+    def due(self, frames: int) -> bool:
+        """Whether ``frames`` passed a multiple not yet recorded (a Ray run's driver then
+        fetches the parameters for ``poll``)."""
+        return int(frames) // self.every >= self.next_k
+
     def poll(self, frames: int, theta, obsnorm=None) -> None:
-        k = int(frames) // self.every
-        if k < self.next_k:
+        if not self.due(frames):
             return
+        k = int(frames) // self.every
         snap = np.array(theta, np.float32)  # racy under Hogwild, as a checkpoint's copy
         extra = obsnorm.state() if obsnorm is not None else {}
         for j in range(self.next_k, k + 1):

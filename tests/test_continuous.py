@@ -400,6 +400,39 @@ def test_obs_statistics_match_numpy_across_a_checkpoint_and_a_resume(tmp_path):
     np.testing.assert_allclose(istd32, 1.0 / np.sqrt(allx.var(axis=0) + 1e-8), rtol=1e-6)
 
 
+def test_obs_moments_combine_subtract_and_rebase_as_a_ray_node_does():
+    """The moments of two sets together (``combine``) and of a set less a part of it
+    (``difference``) are NumPy's; ``rebase`` (a Ray node taking the global statistics back)
+    keeps what its learners merged during the round trip."""
+    from fastasync.obsnorm import combine, difference
+
+    a, b, c = (np.concatenate(x).astype(np.float64) for x in (batches(3, [9, 40]), batches(4, [1, 30]),
+                                                               batches(5, [17])))
+
+    def moments(x):
+        return {"obs_count": np.array([len(x)], float), "obs_mean": x.mean(axis=0), "obs_m2": x.var(axis=0) * len(x)}
+
+    def same(m, x):
+        assert m["obs_count"][0] == len(x)
+        np.testing.assert_allclose(m["obs_mean"], x.mean(axis=0), rtol=1e-9, atol=1e-8)
+        np.testing.assert_allclose(m["obs_m2"] / len(x), x.var(axis=0), rtol=1e-7)
+
+    same(combine(moments(a), moments(b)), np.concatenate([a, b]))
+    same(difference(moments(np.concatenate([a, b])), moments(a)), b)
+    empty = difference(moments(a), moments(a))
+    assert empty["obs_count"][0] == 0 and not empty["obs_m2"].any()
+    same(combine(moments(a), empty), a)
+    same(combine(empty, moments(b)), b)
+    # a node: its statistics were ``sent`` (a); its learners merged c meanwhile; the global ones
+    # came back as a + b (another node's b): it holds a + b + c
+    node = ObsNorm(5, enabled=True)
+    node.merge(a.astype(np.float32))
+    sent = node.state()
+    node.merge(c.astype(np.float32))
+    node.rebase(sent, combine(sent, moments(b)))
+    same(node.state(), np.concatenate([a, b, c]))
+
+
 def test_obs_statistics_that_do_not_fit_are_refused():
     a = ObsNorm(5, enabled=True)
     a.merge(batches(0, [4])[0])

@@ -75,9 +75,9 @@ def test_param_server_adds_deltas_counts_frames_and_stamps_games():
     st = ps.join(0, "h", 1)
     assert st["rank"] == 0 and ps.join(1, "h", 2)["rank"] == 1  # two nodes on one machine: other CPUs
     assert ps.join(1, "h", 3)["rank"] == 1  # a restarted node keeps its rank
-    theta, frames, target, _v, stop = _sync(ps, 0, [1, 0, 0, 0, 0], 300, [(0.5, 0, 10.0, 10, 250)])
+    theta, frames, target, _v, stop, _o = _sync(ps, 0, [1, 0, 0, 0, 0], 300, [(0.5, 0, 10.0, 10, 250)])
     assert theta.tolist() == [1, 1, 2, 3, 4] and frames == 300 and target is None and not stop
-    theta, frames, _t, _v, stop = _sync(ps, 1, [0, 1, 0, 0, 0], 800, [(0.0, 1, 5.0, 5, 9_999)])
+    theta, frames, _t, _v, stop, _o = _sync(ps, 1, [0, 1, 0, 0, 0], 800, [(0.0, 1, 5.0, 5, 9_999)])
     assert theta.tolist() == [1, 2, 2, 3, 4] and frames == 1100 and stop  # the budget is spent: every node stops
     c = ps.collect(with_state=True)
     # a game is never stamped past the global count that includes it
@@ -86,6 +86,37 @@ def test_param_server_adds_deltas_counts_frames_and_stamps_games():
     st = c["state"]
     assert st["frames"] == 1100 and st["rng_states"][:, 0].tolist() == [7, 8]
     np.testing.assert_array_equal(st["rms_g"], np.full(5, 2.5, np.float32))  # the mean of the nodes' own
+
+
+def test_param_server_merges_the_observation_statistics_of_its_nodes():
+    """Vector observations: the parameter actor combines what every node merged since its
+    last sync into the global statistics, gives them to nodes (joining or syncing) and puts
+    them in the checkpoint's state; a run without them carries none."""
+    from fastasync.obsnorm import combine, difference
+
+    rs = np.random.default_rng(0)
+    xs = [rs.normal(3.0, 2.0, (n, 4)) for n in (50, 20, 30)]
+
+    def moments(x):
+        return {"obs_count": np.array([len(x)], float), "obs_mean": x.mean(axis=0), "obs_m2": x.var(axis=0) * len(x)}
+
+    theta = np.zeros(5, np.float32)
+    ps = ParamServer(theta, np.ones(5, np.float32), None, 0, 1000, 100, 0.0, 2, 1,
+                     np.arange(4, dtype=np.uint64).reshape(-1, 2), obs=moments(xs[0]))
+    start = ps.join(0, "h", 1)["obs"]
+    assert start["obs_count"][0] == 50
+    mine = combine(start, moments(xs[1]))  # node 0's learners merged xs[1]
+    *_, obs = ps.sync(0, theta, 20, [], np.zeros(6), theta, np.zeros((1, 2), np.uint64), None, 0, False, (), 0.0,
+                      difference(mine, start))
+    assert obs["obs_count"][0] == 70
+    *_, obs = ps.sync(1, theta, 30, [], np.zeros(6), theta, np.zeros((1, 2), np.uint64), None, 0, False, (), 0.0,
+                      moments(xs[2]))
+    extra = ps.collect(with_state=True)["state"]["extra"]
+    allx = np.concatenate(xs)
+    assert extra["obs_count"][0] == obs["obs_count"][0] == 100
+    np.testing.assert_allclose(extra["obs_mean"], allx.mean(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(extra["obs_m2"] / 100, allx.var(axis=0), rtol=1e-9)
+    assert _ps().join(0, "h", 1)["obs"] is None and "obs_count" not in _ps().state()["extra"]
 
 
 def test_param_server_logs_games_in_frame_order():
@@ -103,9 +134,9 @@ def test_param_server_logs_games_in_frame_order():
 def test_param_server_owns_the_target_network():
     ps = _ps(target=True, period=100)
     ps.join(0, "h", 1)
-    _th, _f, target, v, _s = _sync(ps, 0, np.ones(5), 50)
+    _th, _f, target, v, _s, _o = _sync(ps, 0, np.ones(5), 50)
     assert target is None and v == 0
-    _th, _f, target, v, _s = _sync(ps, 0, np.ones(5), 60)  # 110 frames: crosses 100
+    _th, _f, target, v, _s, _o = _sync(ps, 0, np.ones(5), 60)  # 110 frames: crosses 100
     assert v == 1 and target.tolist() == (np.arange(5) + 2).tolist()
     assert _sync(ps, 0, np.zeros(5), 1, tv=1)[2] is None  # sent only to nodes that hold an older one
 
@@ -199,13 +230,19 @@ def _train(args):
 def test_ray_two_nodes_learn_cartpole_then_resume_on_one_machine(cluster, tmp_path):
     """Two nodes of one learner thread each reach the bar of the one-machine Hogwild test
     (test_train.test_a3c_hogwild_learns_cartpole): a 20-game mean >= 195 within 500k frames.
-    The run directory is a one-machine run's: its checkpoint resumes without Ray."""
-    from fastasync import checkpoint
+    TensorBoard and the videos of --video-every are a one-machine run's, and so is the run
+    directory: its checkpoint resumes without Ray."""
+    pytest.importorskip("tensorboard")
+    pytest.importorskip("imageio_ffmpeg")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from fastasync import checkpoint, video
 
     c, _ = cluster
     run = tmp_path / "cp"
     r = _train(["--env", "CartPole-v1", "--ray", c.address, "--nodes", "2", "--threads", "1", "--frames", "500k",
-                "--lr", "2e-3", "--rms-eps", "0.1", "--seed", "1", "--run-dir", str(run)])
+                "--lr", "2e-3", "--rms-eps", "0.1", "--seed", "1", "--run-dir", str(run), "--tensorboard",
+                "--video-every", "200k"])
     assert r.exit_code == 0, r.output
     eps = read_episodes(run / "episodes.csv")
     scores = np.asarray(eps["score"], float)
@@ -215,9 +252,53 @@ def test_ray_two_nodes_learn_cartpole_then_resume_on_one_machine(cluster, tmp_pa
     ck = checkpoint.load(str(run))
     assert ck["frames"] >= 500_000 and max(eps["frames"]) <= ck["frames"]
     assert ck["games"] == len(scores) and ck["rng_states"].shape == (2, 2)
+
+    acc = EventAccumulator(str(run), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    games = acc.Scalars("score/game")  # every game logged, with its true score, at its frame count
+    assert [e.value for e in games] == list(scores) and [e.step for e in games] == list(eps["frames"])
+    tags = set(acc.Tags()["scalars"])
+    assert {"score/length", "score/mean10", "train/fps", "train/lr", "train/entropy", "train/value_loss",
+            "train/grad_norm", "video/score"} <= tags, tags
+    lrs = acc.Scalars("train/lr")  # annealed from --lr to 0 over the run, as on one machine
+    assert lrs and all(abs(e.value - 2e-3 * max(0.0, 1 - e.step / 500_000)) < 1e-8 for e in lrs)
+    names = sorted(os.listdir(run / "videos"), key=lambda n: int(n[7:-4]))
+    assert names == ["frames-200000.mp4", "frames-400000.mp4"]
+    assert [e.step for e in acc.Scalars("video/score")] == [200_000, 400_000]
+    said = [ln for ln in r.output.splitlines() if ln.startswith("video: ")]
+    assert len(said) == 2
+    for name, line in zip(names, said):  # one game, frame skip 1: its length in frames
+        steps = int(line.split(", ")[-1].split()[0].replace(",", ""))
+        assert video.frame_count(str(run / "videos" / name)) == steps
     r = _train(["--resume", str(run), "--frames", str(ck["frames"] + 10_000)])  # and back: one machine
     assert r.exit_code == 0, r.output
     assert checkpoint.load(str(run))["frames"] >= ck["frames"] + 10_000
+
+
+@pytest.mark.slow  # a Ray cluster on this machine
+def test_ray_normalises_vector_observations_with_global_statistics(cluster, tmp_path):
+    """A Gaussian A3C on Pendulum (its family normalises observations) trains on two nodes:
+    the checkpoint holds the global statistics of every observation the nodes merged, eval
+    plays with them, and one machine resumes from them."""
+    from fastasync import checkpoint
+
+    c, _ = cluster
+    run = tmp_path / "pendulum"
+    r = _train(["--env", "Pendulum-v1", "--ray", c.address, "--nodes", "2", "--threads", "1", "--frames", "20k",
+                "--run-dir", str(run)])
+    assert r.exit_code == 0, r.output
+    ck = checkpoint.load(str(run))
+    assert ck["config"]["env"]["obs_norm"]
+    # every node's observations, each once: one per env step counted in the frames, plus the
+    # reset steps of envpool's auto-reset (not counted in frames), at most one per game
+    assert ck["frames"] >= 20_000 and ck["frames"] < ck["extra"]["obs_count"][0] <= ck["frames"] + ck["games"]
+    assert np.isfinite(ck["extra"]["obs_mean"]).all() and (ck["extra"]["obs_m2"] > 0).all()
+    r = CliRunner().invoke(main, ["eval", str(run), "--episodes", "1"])
+    assert r.exit_code == 0, r.output
+    r = _train(["--resume", str(run), "--frames", str(ck["frames"] + 2_000)])  # and on one machine
+    assert r.exit_code == 0, r.output
+    ck2 = checkpoint.load(str(run))
+    assert ck2["frames"] < ck2["extra"]["obs_count"][0] <= ck2["frames"] + ck2["games"]
 
 
 class _Lines:

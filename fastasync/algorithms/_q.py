@@ -31,6 +31,13 @@ def draw_final_epsilon(u: float) -> float:
     return FINAL_EPSILONS[-1]
 
 
+def epsilon_at(final_epsilon, frames, anneal):
+    """Epsilon after ``frames``: 1 annealed linearly to ``final_epsilon`` (a number or an
+    array of them) over ``anneal`` frames (the paper's 4M)."""
+    frac = min(1.0, frames / anneal) if anneal > 0 else 1.0
+    return 1.0 + (final_epsilon - 1.0) * frac
+
+
 class QMethod:
     head = "q"
     eval_policy = f"epsilon-greedy, epsilon {EVAL_EPSILON:g}"  # act_eval's, as eval reports it
@@ -57,8 +64,7 @@ class QMethod:
 
     def epsilon(self, frames):
         """The behaviour policy's epsilon after ``frames``: 1 annealed linearly to the final one."""
-        frac = min(1.0, frames / self.anneal) if self.anneal > 0 else 1.0
-        return 1.0 + (self.final_epsilon - 1.0) * frac
+        return epsilon_at(self.final_epsilon, frames, self.anneal)
 
     # The three choices of action (called by fastasync.acting.Actor): ``actions`` (E,) int32
     # is written; ``sent`` is ``actions`` itself (discrete actions).

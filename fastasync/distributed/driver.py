@@ -3,8 +3,10 @@
 The driver connects to Ray (or starts a local instance), starts the parameter actor on its
 own machine and ``--nodes`` node actors (one per Ray node where the CPUs allow: SPREAD),
 and then does what a one-machine run's main thread does: writes the games the nodes report
-to episodes.csv, prints progress, writes checkpoint.npz (atomically, from the parameter
-actor's state), and stops everything on Ctrl-C or SIGTERM with a final checkpoint.
+to episodes.csv (and TensorBoard with ``--tensorboard``), prints progress, writes
+checkpoint.npz (atomically, from the parameter actor's state), records the videos of
+``--video-every`` (on its own machine, from the global parameters), and stops everything on
+Ctrl-C or SIGTERM with a final checkpoint.
 
 Faults:
 
@@ -32,7 +34,8 @@ import numpy as np
 
 from .. import checkpoint as ckpt
 from ..errors import LearnerError, RayRunError, RunIOError
-from ..stats import EpisodeLog, ScoreWindow, learning_summary, progress_line, read_episodes
+from ..state import annealed_lr
+from ..stats import EpisodeLog, ScoreWindow, learning_summary, learning_values, progress_line, read_episodes
 from ..trainer import stop_on_signals
 from . import require_ray, wait_answer
 from .node import Node
@@ -138,6 +141,8 @@ class RayTrainer:
         self.prepared = False
         self._stop = threading.Event()
         self.last_collect = None
+        self.tb = None  # the TensorBoard writer while the run trains with --tensorboard
+        self.videos = None  # --video-every: the recorder (fastasync.video) while the run trains
 
     def prepare_run_dir(self):
         """The same run directory as a one-machine run (``RunState.prepare_run_dir``)."""
@@ -158,7 +163,7 @@ class RayTrainer:
             # go take node actors with them, never the global state)
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False),
         ).remote(self.theta, self.rms_g, self.target, self.frames, r.frames, self.cfg.algo.target_update_frames,
-                 self.wall, r.nodes, r.threads, self.rng, self.eps)
+                 self.wall, r.nodes, r.threads, self.rng, self.eps, self._obs())
         # a node that dies is restarted by Ray and its run() retried there (from the global
         # parameters); its handle of the parameter actor is looked up by name, so that the
         # constructor's arguments are plain values Ray can always restart it with
@@ -170,6 +175,19 @@ class RayTrainer:
                        for k in range(r.nodes)]
         self.refs = {a.run.remote(): k for k, a in enumerate(self.actors)}
 
+    def _obs(self):
+        """The observation statistics to start from (vector observations normalised), else None."""
+        norm = self.state.obsnorm
+        stats = norm.state() if norm is not None else {}  # empty where obs-norm is off
+        return stats or None
+
+    def _norm(self, st):
+        """The driver's ObsNorm holding the statistics of the state ``st`` (a video's agent)."""
+        norm = self.state.obsnorm
+        if norm is not None and norm.enabled:
+            norm.load(st["extra"], "the parameter actor's state")
+        return norm
+
     def run(self) -> dict:
         """Train to the frame budget (or Ctrl-C / SIGTERM). Returns a summary dict; raises
         LearnerError (a learner raised) or RayRunError (the parameter actor died, or every node)."""
@@ -180,6 +198,9 @@ class RayTrainer:
                 return self._run()
         finally:
             self.close()
+            if self.tb is not None:
+                self.tb.close()
+                self.tb = None
 
     def close(self):
         """Stop every actor of this run (the connection to Ray stays: ``ray.shutdown()``)."""
@@ -214,6 +235,14 @@ class RayTrainer:
         except (RayActorError, GetTimeoutError) as exc:
             raise RayRunError(f"the parameter actor did not start: {exc}") from None
         log = EpisodeLog(path)
+        if r.tensorboard:
+            from ..tb import TBWriter
+
+            self.tb = TBWriter(self.run_dir, self.resume_frames)
+        if r.video_every:
+            from ..video import PeriodicRecorder
+
+            self.videos = PeriodicRecorder(self.cfg, self.net, self.info, self.run_dir, self.frames, self.tb, self.out)
         t0 = time.monotonic()
         start_frames = frames = last_frames = self.frames
         wall = self.wall
@@ -222,6 +251,7 @@ class RayTrainer:
         error = None  # (message, traceback) of a learner or node that failed
         stop_at = None  # when stopping: the deadline for the nodes' last syncs
         ps_dead = None
+        c, st = {"stop": None}, None  # the last answer of the parameter actor (and its state)
 
         def fetch(with_state=False):
             # a slow answer is waited for (and said); none in COLLECT_TIMEOUT_S: the actor is gone
@@ -231,6 +261,8 @@ class RayTrainer:
                 log.write(c["games"])
                 for g in c["games"]:
                     window.add(g[3])
+                    if self.tb is not None:
+                        self.tb.game(g[0], g[3], g[4])
             for ev in c["events"]:
                 self.out(ev)
             return c, st
@@ -250,6 +282,8 @@ class RayTrainer:
                     fps = (frames - last_frames) / (now - last_progress)
                     last_frames, last_progress = frames, now
                     learning = learning_summary(c["diag"] - diag_seen, self.head)
+                    if self.tb is not None:
+                        self._tb_progress(c, c["diag"] - diag_seen, fps, window)
                     diag_seen = c["diag"]
                     self.out(progress_line(frames, r.frames, fps, window.games, window.mean(), wall,
                                            max((r.frames - frames) / fps, 0) if fps > 0 else float("inf"), learning))
@@ -262,6 +296,13 @@ class RayTrainer:
                     except OSError as exc:
                         self.out(f"warning: could not write a checkpoint: {exc}")
                     last_ckpt = now
+                if self.videos is not None and self.videos.due(frames) and error is None:
+                    try:  # the global parameters as they are now (as a checkpoint takes them)
+                        _c, st = fetch(with_state=True)
+                    except (RayActorError, GetTimeoutError) as exc:
+                        ps_dead = exc
+                        break
+                    self.videos.poll(st["frames"], st["theta"], self._norm(st))
                 ready, _ = ray.wait(list(self.refs), num_returns=len(self.refs), timeout=0) if self.refs else ([], [])
                 for ref in ready:
                     k = self.refs.pop(ref)
@@ -296,6 +337,12 @@ class RayTrainer:
                     ps_dead = exc
         finally:
             log.close()
+            if self.videos is not None:  # the multiples passed at the end too; a stopped run drops the rest
+                finished = (st is not None and c["stop"] == "budget" and ps_dead is None and error is None
+                            and not self.interrupted)
+                if finished:
+                    self.videos.poll(st["frames"], st["theta"], self._norm(st))
+                self.videos.close(wait=finished)
         if ps_dead is not None:
             why = " ".join(str(ps_dead).split())[:300] or type(ps_dead).__name__
             note = self._last_checkpoint_note()
@@ -322,6 +369,15 @@ class RayTrainer:
             self.out(f"parameter exchange: {syncs:,} syncs, {1000 * c['sync_s'] / syncs:.1f} ms each on average "
                      f"(the node's sync loop; its learners go on meanwhile)")
         return summary
+
+    def _tb_progress(self, c, diag, fps, window):
+        frames, eps = c["frames"], None
+        if self.head == "q" and c["final_epsilons"]:  # the threads' mean epsilon, as on one machine
+            from ..algorithms._q import epsilon_at
+
+            eps = epsilon_at(float(np.mean(c["final_epsilons"])), frames, self.cfg.algo.eps_anneal_frames)
+        lr = annealed_lr(self.cfg.optim.lr, frames, self.cfg.run.frames)
+        self.tb.progress(frames, learning_values(diag, self.head), fps, lr, window.mean(), eps)
 
     def _checkpoint(self, fetch, window):
         _c, st = fetch(with_state=True)

@@ -14,6 +14,10 @@ machine), and runs its learner threads. Its own loop syncs with the parameter ac
    round trip (kept, and sent with the next sync); ``base = G``; the local frame counter
    becomes ``F`` plus the frames played during the round trip.
 
+Vector observations' running statistics (fastasync.obsnorm) go the same way: the moments
+merged since the last sync are sent, the global ones come back, plus what the learners merged
+during the round trip.
+
 The learners never wait for a sync: like the threads' updates on one machine, the copy in
 step 3 races with them (Hogwild). The learning rate and epsilon follow the node's view of
 the global frame count (at most one sync interval of the other nodes' frames behind).
@@ -30,6 +34,7 @@ import time
 
 import numpy as np
 
+from ..obsnorm import difference
 from . import wait_answer
 
 NO_TARGET_COPY = 1 << 62  # the node's learners never copy the target: the parameter actor does
@@ -95,6 +100,8 @@ class Node:
             layout=self.layout,
             extra={k: v for k, v in (("target", st["target"]), ("final_epsilon", st["final_epsilon"])) if v is not None},
         )
+        if st["obs"] is not None:  # vector observations: the global statistics to normalise with
+            resume["extra"].update(st["obs"])
         load_blas()
         with threadpool_limits(1):
             self.trainer = tr = Trainer(cfg, resume=resume, out=self._out, cpu_offset=st["rank"] * threads)
@@ -103,6 +110,7 @@ class Node:
             self.target_version = st["target_version"]
             tr.compile()
             self.base = s.theta.copy()
+            self.obs_base = st["obs"]  # the global observation statistics as of the last sync
             self.frames_base = s.frames
             self.diag_seen = np.zeros(6)
             self.played = 0
@@ -157,9 +165,11 @@ class Node:
         rng = np.stack([lr.rng_state for lr in tr.learners])
         eps = np.array([lr.algo.final_epsilon for lr in tr.learners]) if s.target is not None else None
         msgs, self.messages = self.messages, []
+        obs_now = s.obsnorm.state() if self.obs_base is not None else None
+        obs_new = difference(obs_now, self.obs_base) if obs_now else None  # merged here since the last sync
         ref = self.ps.sync.remote(self.index, snap - self.base, played, games, diag - self.diag_seen, s.rms_g, rng,
-                                  eps, self.target_version, last, msgs, self.sync_s)
-        theta, frames, target, version, stop = self._wait_sync(ref)
+                                  eps, self.target_version, last, msgs, self.sync_s, obs_new)
+        theta, frames, target, version, stop, obs = self._wait_sync(ref)
         self.diag_seen = diag
         self.played += played
         s.theta += theta - snap  # keeps what the learners did during the round trip (Hogwild)
@@ -167,6 +177,9 @@ class Node:
         with s.lock:
             s.frames = frames + (s.frames - cur)
         self.frames_base = frames
+        if obs_now:  # the global statistics, plus what the learners merged during the round trip
+            s.obsnorm.rebase(obs_now, obs)
+            self.obs_base = obs
         if target is not None:
             np.copyto(s.target, target)
             self.target_version = version

@@ -19,6 +19,8 @@ import time
 
 import numpy as np
 
+from ..obsnorm import combine
+
 
 class ParamServer:
     """Global state of a Ray run.
@@ -26,11 +28,13 @@ class ParamServer:
     ``theta``, ``rms_g``: float32[P] to start from; ``target``: float32[P] (Q methods) or
     None; ``frames``, ``wall_s``: the counters to continue from (0 for a new run);
     ``rng_states``: uint64[R, 2] of the checkpoint's learners (node k's learner i takes row
-    ``k * threads + i``; rows missing are seeded by the node); ``final_epsilon``: float[R] or None.
+    ``k * threads + i``; rows missing are seeded by the node); ``final_epsilon``: float[R] or None;
+    ``obs``: the observation statistics of vector observations (fastasync.obsnorm, ``KEYS``)
+    or None where the run does not normalise them.
     """
 
     def __init__(self, theta, rms_g, target, frames, total_frames, target_period, wall_s, nodes, threads,
-                 rng_states, final_epsilon=None):
+                 rng_states, final_epsilon=None, obs=None):
         self.theta = np.array(theta, np.float32)
         self.rms_start = np.array(rms_g, np.float32)
         self.target = None if target is None else np.array(target, np.float32)
@@ -53,6 +57,7 @@ class ParamServer:
         self.events = []  # lines for the driver's output
         self.diag = np.zeros(6, np.float64)  # the learners' running sums (progress line)
         self.stop_reason = None
+        self.obs = None if not obs else {k: np.array(v, np.float64) for k, v in obs.items()}
 
     # -- node side ------------------------------------------------------------------------
 
@@ -78,11 +83,13 @@ class ParamServer:
             frames=self.frames, wall_s=self.wall_s(), rank=rank, stop=self.stop_reason is not None,
             rng_states=self.node_rng.get(node, self.rng_start[lo : lo + self.threads]),
             final_epsilon=self.node_eps.get(node, None if self.eps_start is None else self.eps_start[lo : lo + self.threads]),
+            obs=self.obs,
         )
 
     def sync(self, node, delta, frames, games, diag, rms_g, rng_states, final_epsilon, target_version, last=False,
-             messages=(), sync_s=0.0):
-        """Apply a node's change since its last sync; returns (theta, frames, target or None, stop).
+             messages=(), sync_s=0.0, obs=None):
+        """Apply a node's change since its last sync; returns (theta, frames, target or None,
+        target version, stop, observation statistics or None).
 
         ``delta``: float32[P], its parameters' change; ``frames``: the frames it played since;
         ``games``: (age_s, thread, score, length, frames) of the games it finished since (thread
@@ -91,9 +98,12 @@ class ParamServer:
         ``final_epsilon``: its current ones; ``target_version``: the target network version it
         holds (the target is sent only when it changed); ``last``: the node is done;
         ``messages``: lines for the driver's output; ``sync_s``: the seconds this node has spent
-        in syncs so far (its learners do not wait for them, but they take its CPUs' time).
+        in syncs so far (its learners do not wait for them, but they take its CPUs' time);
+        ``obs``: the moments of the observations its learners merged since (obsnorm.difference).
         """
         self.theta += delta
+        if self.obs is not None and obs is not None:
+            self.obs = combine(self.obs, obs)
         before = self.frames
         self.frames += int(frames)
         if self.target is not None and self.frames // self.target_period != before // self.target_period:
@@ -125,7 +135,7 @@ class ParamServer:
         if self.stop_reason is None and self.frames >= self.total_frames:
             self.stop_reason = "budget"
         target = self.target if self.target is not None and target_version != self.target_version else None
-        return self.theta, self.frames, target, self.target_version, self.stop_reason is not None
+        return self.theta, self.frames, target, self.target_version, self.stop_reason is not None, self.obs
 
     # -- driver side ----------------------------------------------------------------------
 
@@ -166,6 +176,7 @@ class ParamServer:
                     stop=self.stop_reason, states=states, games_in=self.games_in,
                     syncs={k: v["syncs_total"] for k, v in self.info.items()},
                     sync_s=sum(v["sync_s_total"] for v in self.info.values()),
+                    final_epsilons=[float(e) for v in self.node_eps.values() for e in v],
                     state=self.state() if with_state else None)
 
     def state(self):
@@ -182,7 +193,7 @@ class ParamServer:
                     e = self.eps_start[lo : lo + self.threads]
                 eps.append(e if e is not None and len(e) else np.full(len(rows[-1]), np.nan))
         rng = np.concatenate([r for r in rows if len(r)]) if any(len(r) for r in rows) else self.rng_start
-        extra = {}
+        extra = {k: v.copy() for k, v in self.obs.items()} if self.obs is not None else {}
         if self.target is not None:
             extra["target"] = self.target.copy()
             e = np.concatenate(eps) if eps else np.zeros(0)
