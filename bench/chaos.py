@@ -58,6 +58,17 @@ def _rows(path: str) -> list:
     return out
 
 
+def _ray_left(wait_s: float = 30.0) -> int:
+    """Processes of a local Ray instance (raylet, GCS server) still alive ``wait_s`` seconds
+    after its driver ended (the trials are the only Ray on the machine)."""
+    t0 = time.monotonic()
+    while True:
+        out = subprocess.run(["pgrep", "-f", "raylet|gcs_server"], capture_output=True, text=True).stdout.split()
+        if not out or time.monotonic() - t0 > wait_s:
+            return len(out)
+        time.sleep(1.0)
+
+
 def trial(i: int, a, rng: random.Random) -> dict:
     from fastasync import checkpoint
 
@@ -90,7 +101,10 @@ def trial(i: int, a, rng: random.Random) -> dict:
     from fastasync.config import parse_count
 
     budget = parse_count(a.frames)
-    if res["exit"] == 0 and ck_frames >= budget:  # it ended before the signal came: not a trial of a stop
+    if a.ray:  # a local Ray instance stops with its driver, also one killed with SIGKILL
+        res["ray_processes_left"] = _ray_left()
+    if ck_frames >= budget:  # its training ended before the signal came (it may still have been
+        # shutting down: then the signal's exit): not a trial of a stop
         res.update(exit_ok=None, resumed=None, note="finished before the signal")
         return res
     res.update(exit_ok=res["exit"] == EXPECTED[name], checkpoint_frames=ck_frames, checkpoint_before_stop=before,
@@ -100,6 +114,8 @@ def trial(i: int, a, rng: random.Random) -> dict:
         return res
     r = _train(["--resume", run], log)
     code = r.wait()
+    if a.ray:
+        res["ray_processes_left"] = max(res["ray_processes_left"], _ray_left())
     final = checkpoint.load(ck_path)
     rows = _rows(os.path.join(run, "episodes.csv"))
     late = _rows(os.path.join(run, "episodes-after-checkpoint.csv"))
@@ -131,14 +147,15 @@ def report(results: list, a) -> str:
              f"--frames {a.frames}, checkpoint every {a.checkpoint_every_s:g} s, {n} trials",
              "",
              "| trial | signal | after s | exit as expected | resumed to budget | games lost (after the checkpoint) "
-             "| rows whole | checkpoint counts every game | TensorBoard readable |",
-             "|--:|---|--:|---|---|--:|---|---|---|"]
+             "| rows whole | checkpoint counts every game | TensorBoard readable |" + (" Ray processes left |" if a.ray else ""),
+             "|--:|---|--:|---|---|--:|---|---|---|" + ("--:|" if a.ray else "")]
     for r in results:
         lines.append(f"| {r['trial']} | {r['signal']} | {r['after_s']} | {r.get('exit_ok')} ({r.get('exit')}) | "
                      f"{r.get('resumed', r.get('note'))} | {r.get('games_lost', '-')} "
                      f"({r.get('lost_within_last_checkpoint', '-')}) | {r.get('rows_whole', '-')} | "
                      f"{r.get('checkpoint_counts_every_game', '-')} | {r.get('tb_readable', '-')} "
-                     f"({r.get('tb_points_missing', '-')} points missing) |")
+                     f"({r.get('tb_points_missing', '-')} points missing) |"
+                     + (f" {r.get('ray_processes_left', '-')} |" if a.ray else ""))
     lost = [r["games_lost"] for r in resumed]
     lines += ["", f"resumed to the budget: {len(resumed)} of {sum(r.get('resumed') is not None for r in results)} "
               f"with a checkpoint ({n} trials); exits as expected: {sum(bool(r.get('exit_ok')) for r in results)} of {n}; "
@@ -146,7 +163,9 @@ def report(results: list, a) -> str:
               f"the last checkpoint: {all(r.get('lost_within_last_checkpoint', True) for r in resumed)}; episodes.csv "
               f"whole: {all(r.get('rows_whole', True) for r in resumed)}; TensorBoard readable: "
               f"{all(r.get('tb_readable', True) for r in resumed)}, game points missing (unflushed at a kill): "
-              f"{sum(r.get('tb_points_missing', 0) for r in resumed)}"]
+              f"{sum(r.get('tb_points_missing', 0) for r in resumed)}"
+              + (f"; Ray processes left after a trial: {max(r.get('ray_processes_left', 0) for r in results)}"
+                 if a.ray else "")]
     return "\n".join(lines)
 
 
@@ -178,7 +197,8 @@ def main(argv=None) -> int:
         fh.write(text + "\n")
     print(text)
     ok = all(r.get("exit_ok") is not False and r.get("resumed") is not False and r.get("rows_whole", True)
-             and r.get("lost_within_last_checkpoint", True) and r.get("tb_readable", True) for r in results)
+             and r.get("lost_within_last_checkpoint", True) and r.get("tb_readable", True)
+             and not r.get("ray_processes_left") for r in results)
     return 0 if ok else 1
 
 
