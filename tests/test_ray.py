@@ -131,6 +131,19 @@ def test_param_server_logs_games_in_frame_order():
     assert [g[0] for g in games] == [480, 480, 480, 990] and [g[3] for g in games] == [1.0, 3.0, 2.0, 4.0]
 
 
+def test_games_synced_after_a_checkpoint_are_stamped_past_its_frames():
+    """A checkpoint counts the games logged so far; a game a lagging node syncs after it is
+    stamped at the checkpoint's frame count or later, so that a resume (which keeps the rows
+    up to the checkpoint's count of games) never sets aside a game stamped before it."""
+    ps = _ps(total=10_000)
+    _sync(ps, 0, np.zeros(5), 500, [(0.0, 0, 1.0, 1, 450)])
+    _sync(ps, 1, np.zeros(5), 500)  # the global count: 1000
+    st = ps.collect(with_state=True)
+    assert st["state"]["frames"] == 1000 and [g[0] for g in st["games"]] == [450]
+    _sync(ps, 0, np.zeros(5), 10, [(0.0, 0, 2.0, 1, 505)])  # node 0 saw 505 frames when its game ended
+    assert [g[0] for g in ps.collect()["games"]] == [1000]
+
+
 def test_param_server_owns_the_target_network():
     ps = _ps(target=True, period=100)
     ps.join(0, "h", 1)

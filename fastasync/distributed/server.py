@@ -171,6 +171,9 @@ class ParamServer:
         returned is counted in its frames, and every game it counts is returned."""
         games, events = self.games, self.events
         self.games, self.events = [], []
+        if with_state:  # games synced from now on are not in this state's frames: stamped at or past them
+            self.last_stamp = max(self.last_stamp, self.frames)  # (a node's view of the count lags; the chaos
+            # check found games of a lagging node stamped before a checkpoint but logged after it)
         states = {k: v["state"] for k, v in self.info.items()}
         return dict(games=games, events=events, frames=self.frames, wall_s=self.wall_s(), diag=self.diag.copy(),
                     stop=self.stop_reason, states=states, games_in=self.games_in,
