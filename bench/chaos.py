@@ -11,7 +11,8 @@ user counts on: the stop's exit status (-9, 143, 130), that the resume reaches t
 that no more games were lost than were logged after the last checkpoint (they are moved to
 episodes-after-checkpoint.csv, never deleted), that the checkpoint counts every game left in
 episodes.csv, that every row of episodes.csv is whole, and that TensorBoard reads the event
-files with one ``score/game`` point per logged game. The report (a markdown table and
+files with one ``score/game`` point per logged game; on Ray, that no process of the local Ray
+instance (raylet, GCS server) outlives its driver, killed or not. The report (a markdown table and
 chaos.json) goes into --out; bench/RESULTS.md records it. Not part of the test suite: it
 takes minutes per trial on 2 cores.
 """
