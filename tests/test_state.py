@@ -54,16 +54,16 @@ def test_trainer_and_ray_driver_start_from_the_same_assembly(tmp_path, monkeypat
         assert [n for n, _ in calls] == [None, 2]  # both built by state.assemble, the driver for its 2 nodes
         one, ray = calls[0][1], calls[1][1]
         assert tr.state is one and rt.state is ray
-        np.testing.assert_array_equal(tr.shared.theta, rt.theta)  # the same seed: the same initial parameters
-        np.testing.assert_array_equal(rt.rms_g, 0)
+        np.testing.assert_array_equal(tr.shared.theta, rt.state.theta)  # the same seed: the same initial parameters
+        np.testing.assert_array_equal(rt.state.rms_g, 0)
         assert ray.rng_states.shape == (4, 2)  # a generator per learner thread of every node
         np.testing.assert_array_equal(one.rng_states, ray.rng_states[:2])  # (the Q methods then draw from theirs)
         assert tr.head == rt.head == ("q" if algo == "nstep-q" else "a3c")
         if algo == "nstep-q":
-            np.testing.assert_array_equal(tr.shared.target, rt.target)
+            np.testing.assert_array_equal(tr.shared.target, rt.state.target)
             assert tr.shared.target is not tr.shared.theta
         else:
-            assert tr.shared.target is None and rt.target is None
+            assert tr.shared.target is None and rt.state.target is None
         assert tr.shared.obsnorm is not None  # vector observations: statistics beside theta
     finally:
         for lr in tr.learners:
@@ -98,7 +98,7 @@ def test_a_resumed_run_restores_the_same_state_on_one_machine_and_on_ray(tmp_pat
         rows = again.state.rng_for(2)  # what the learners were given (the Q methods then draw from them)
         np.testing.assert_array_equal(rows[0], ck["rng_states"][0])
         np.testing.assert_array_equal(rows[1], state.seed_states(0 + 12_345, 2, start=1)[0])
-        assert rt.rng.shape == (1, 2)  # the driver hands the stored rows on (the nodes seed the rest)
+        assert rt.state.rng_states.shape == (1, 2)  # the driver hands the stored rows on (the nodes seed the rest)
     finally:
         for lr in again.learners:
             lr.env.close()

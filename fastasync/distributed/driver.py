@@ -131,10 +131,7 @@ class RayTrainer:
         self.cfg = st.cfg
         self.info, self.net, self.head = st.info, st.net, st.head
         self.run_dir = r.run_dir
-        self.theta, self.rms_g, self.target = st.theta, st.rms_g, st.target
-        self.frames, self.wall, self.games_before = st.frames, st.wall_s, st.games
-        self.rng, self.eps = st.rng_states, st.final_epsilon
-        self.resume_frames = self.frames if resume is not None else None
+        self.resume_frames = st.frames if resume is not None else None
         self.resume_path = resume["path"] if resume is not None else None
         self.interrupted = False
         self.stop_signal = None  # the signal that stopped the run (SIGINT or SIGTERM), if one did
@@ -154,7 +151,7 @@ class RayTrainer:
     def _start_actors(self):
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        ray, r = self.ray, self.cfg.run
+        ray, r, st = self.ray, self.cfg.run, self.state
         here = head_node_id(ray) or ray.get_runtime_context().get_node_id()
         self.ps_name = f"fastasync-params-{os.getpid()}-{time.time_ns()}"
         self.ps = ray.remote(ParamServer).options(
@@ -162,8 +159,8 @@ class RayTrainer:
             # on the head node: the cluster does not outlive it anyway (machines that come and
             # go take node actors with them, never the global state)
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False),
-        ).remote(self.theta, self.rms_g, self.target, self.frames, r.frames, self.cfg.algo.target_update_frames,
-                 self.wall, r.nodes, r.threads, self.rng, self.eps, self._obs())
+        ).remote(st.theta, st.rms_g, st.target, st.frames, r.frames, self.cfg.algo.target_update_frames,
+                 st.wall_s, r.nodes, r.threads, st.rng_states, st.final_epsilon, self._obs())
         # a node that dies is restarted by Ray and its run() retried there (from the global
         # parameters); its handle of the parameter actor is looked up by name, so that the
         # constructor's arguments are plain values Ray can always restart it with
@@ -224,10 +221,10 @@ class RayTrainer:
 
         path = os.path.join(self.run_dir, "episodes.csv")
         window = ScoreWindow(10)
-        if self.games_before and os.path.exists(path):
+        if self.state.games and os.path.exists(path):
             for score in read_episodes(path)["score"][-10:]:
                 window.add(score)
-        window.games = self.games_before
+        window.games = self.state.games
         self.out(f"starting the parameter actor and {r.nodes} node actor(s) ...")
         self._start_actors()
         try:
@@ -242,10 +239,11 @@ class RayTrainer:
         if r.video_every:
             from ..video import PeriodicRecorder
 
-            self.videos = PeriodicRecorder(self.cfg, self.net, self.info, self.run_dir, self.frames, self.tb, self.out)
+            self.videos = PeriodicRecorder(self.cfg, self.net, self.info, self.run_dir, self.state.frames, self.tb,
+                                           self.out)
         t0 = time.monotonic()
-        start_frames = frames = last_frames = self.frames
-        wall = self.wall
+        start_frames = frames = last_frames = self.state.frames
+        wall = self.state.wall_s
         last_ckpt = last_progress = t0
         diag_seen = np.zeros(6)
         error = None  # (message, traceback) of a learner or node that failed
