@@ -18,6 +18,13 @@ from __future__ import annotations
 import numpy as np
 
 
+def epsilon_at(final_epsilon, frames, anneal):
+    """The Q methods' epsilon after ``frames``: 1 annealed linearly to ``final_epsilon`` (a
+    number or an array of them) over ``anneal`` frames (the paper's 4M)."""
+    frac = min(1.0, frames / anneal) if anneal > 0 else 1.0
+    return 1.0 + (final_epsilon - 1.0) * frac
+
+
 def check_discrete(env_info, algo, options):
     """The Q methods act in discrete action spaces only, A3C in both (a Gaussian policy for
     Box actions): a ValueError for a Q method on continuous actions. ``options`` (an

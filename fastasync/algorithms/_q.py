@@ -15,6 +15,7 @@ segment end and after truncations).
 from __future__ import annotations
 
 from ..kernels import heads, returns, rng
+from . import epsilon_at
 
 FINAL_EPSILONS = (0.1, 0.01, 0.5)
 FINAL_EPSILON_PROBS = (0.4, 0.3, 0.3)
@@ -29,13 +30,6 @@ def draw_final_epsilon(u: float) -> float:
         if u < acc:
             return eps
     return FINAL_EPSILONS[-1]
-
-
-def epsilon_at(final_epsilon, frames, anneal):
-    """Epsilon after ``frames``: 1 annealed linearly to ``final_epsilon`` (a number or an
-    array of them) over ``anneal`` frames (the paper's 4M)."""
-    frac = min(1.0, frames / anneal) if anneal > 0 else 1.0
-    return 1.0 + (final_epsilon - 1.0) * frac
 
 
 class QMethod:

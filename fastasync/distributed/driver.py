@@ -371,7 +371,7 @@ class RayTrainer:
     def _tb_progress(self, c, diag, fps, window):
         frames, eps = c["frames"], None
         if self.head == "q" and c["final_epsilons"]:  # the threads' mean epsilon, as on one machine
-            from ..algorithms._q import epsilon_at
+            from ..algorithms import epsilon_at
 
             eps = epsilon_at(float(np.mean(c["final_epsilons"])), frames, self.cfg.algo.eps_anneal_frames)
         lr = annealed_lr(self.cfg.optim.lr, frames, self.cfg.run.frames)
