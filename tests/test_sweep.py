@@ -23,6 +23,8 @@ from fastasync import sweep as S
 from fastasync.cli import main
 from fastasync.errors import ConfigError
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def _sweep(*args):
     return CliRunner().invoke(main, ["sweep", *args], catch_exceptions=False)
@@ -317,6 +319,13 @@ def test_cartpole_sweep_files_rerun_and_another_space(tmp_path):
     assert s["done"] == 3 and s["targets"][0]["finished"] == 3 and s["x"] == "lr"
     assert "Target 30" in (d / "SUMMARY.md").read_text() and "trial-002" in r.output  # the table
     logs = {t["name"]: (d / t["name"] / "train.log").read_text() for t in state["trials"]}
+    # bench/sweep_collapses.py reads these real trials: their progress lines and checkpoints
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "sweep_collapses.py"), str(d), "--all"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = [x.split(" | ") for x in out.stdout.splitlines() if x.startswith("| trial-")]
+    assert len(rows) == 3 and all(r[4] != "-" and r[6] != "-/-/-" for r in rows), out.stdout  # entropy, |g|
+    assert (d / "COLLAPSES.md").read_text() == out.stdout
 
     r = _sweep(*args)  # the same command again: every trial is done, none starts
     assert r.exit_code == 0, r.output

@@ -1,0 +1,108 @@
+"""bench/sweep_collapses.py: reads the trainer's own progress lines and says what stands out
+in a sweep's trials that missed their target."""
+
+import importlib.util
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from fastasync.stats import learning_summary, progress_line
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_spec = importlib.util.spec_from_file_location("sweep_collapses", os.path.join(ROOT, "bench", "sweep_collapses.py"))
+SC = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(SC)
+
+
+def _a3c_line(frames, mean10, entropy, value_loss, grad):
+    # diag sums: [w*policy loss, w*value loss, w*entropy, w, grad norm sum, updates]
+    diag = np.array([0.0, value_loss * 10, entropy * 10, 10.0, grad * 4, 4.0])
+    return progress_line(frames, 12_000_000, 9000.0, 100, mean10, 60.0, 600.0, learning_summary(diag, "a3c"))
+
+
+def _q_line(frames, mean10, td, grad):
+    diag = np.array([td * 10, 0.0, 0.0, 10.0, grad * 4, 4.0])
+    return progress_line(frames, 12_000_000, 9000.0, 100, mean10, 60.0, 600.0, learning_summary(diag, "q"))
+
+
+def test_progress_lines_of_the_trainer_are_read_back():
+    text = "\n".join([
+        "# 2026-12-07 03:00:00 fastasync train --config trial.toml",
+        progress_line(20_000, 12_000_000, 9000.0, 0, math.nan, 2.0, 600.0),  # before any update
+        _a3c_line(1_500_000, -20.5, 1.79, 0.031, 2.5),
+        _a3c_line(3_250_000, -3.0, 0.9, 0.05, float("inf")),
+        "saved checkpoint",
+    ])
+    p = SC.parse_progress(text)
+    assert list(p["frames"]) == [20_000, 1_500_000, 3_250_000]
+    assert math.isnan(p["mean10"][0]) and list(p["mean10"][1:]) == [-20.5, -3.0]
+    assert math.isnan(p["entropy"][0]) and list(p["entropy"][1:]) == [1.79, 0.9]
+    assert list(p["value_loss"][1:]) == [0.031, 0.05] and math.isinf(p["grad_norm"][2])
+    assert np.isnan(p["td_loss"]).all()
+    q = SC.parse_progress(_q_line(2_000_000, 1.0, 0.0123, 7.5))
+    assert q["td_loss"][0] == 0.0123 and q["grad_norm"][0] == 7.5 and np.isnan(q["entropy"]).all()
+
+
+def test_facts_and_verdicts_name_what_stands_out():
+    lines = [_a3c_line(f * 1_000_000, 0.0, e, 0.05, g) for f, e, g in
+             [(1, 1.79, 2.0), (2, 1.2, 2.1), (3, 0.05, 80.0), (4, 0.02, 2.2)]]
+    facts = SC.learning_facts(SC.parse_progress("\n".join(lines)), num_actions=6)
+    assert facts["entropy_first"] == 1.79 and facts["entropy_min"] == 0.02 and facts["entropy_last"] == 0.02
+    assert facts["grad_max"] == 80.0 and facts["grad_median"] == pytest.approx(2.15) and facts["grad_last"] == 2.2
+    assert facts["ln_a"] == pytest.approx(math.log(6)) and facts["value_loss_last"] == 0.05
+    dead = [("conv1", 16, 0.25, 0.01, 0.0), ("conv2", 32, 0.9, 0.3, 0.1)]
+    v = SC.verdict({"final_mean10": -21.0, "best_mean10": 19.0}, 18.0, facts, dead)
+    assert v.startswith("reached 18, then fell to -21")
+    assert "entropy collapsed to 0.02" in v and "gradient-norm spikes (largest 80" in v
+    assert "conv1: 75% of its units dead" in v and "conv2" not in v
+    calm = SC.learning_facts(SC.parse_progress(_a3c_line(1_000_000, -20.0, 1.78, 0.01, 1.0)), 6)
+    v = SC.verdict({"final_mean10": -20.0, "best_mean10": -19.5}, 18.0, calm, None)
+    assert v == "never reached 18 (best -19.5); the policy stayed near uniform (entropy 1.78 of ln A 1.79)"
+    assert SC.verdict({"final_mean10": math.nan, "best_mean10": math.nan}, 18.0, {}, None) == "no games"
+
+
+def _sweep_dir(d, finals):
+    trials = []
+    for i, (lr, final) in enumerate(zip((1e-4, 1e-3, 1e-2), finals)):
+        name = f"trial-{i:03d}"
+        (d / name).mkdir(parents=True)
+        rows = ["frames,wall_s,thread,score,length"] + [f"{(g + 1) * 1000},{g:.2f},0,{final},10" for g in range(12)]
+        (d / name / "episodes.csv").write_text("\n".join(rows) + "\n")
+        (d / name / "train.log").write_text(_a3c_line(12_000, final, 1.0 + i, 0.01, 3.0 * (i + 1)) + "\n")
+        trials.append({"name": name, "values": {"lr": lr}, "frames": 12_000, "status": "done", "exit_code": 0,
+                       "attempts": 1, "wall_s": 10.0})
+    state = {"version": 1, "space": {"lr": "loguniform:0.0001:0.01"}, "sweep_seed": 0,
+             "options": {"env": "Pong-v5", "threads": 2}, "targets": [18.0], "x": "lr", "x_log": True,
+             "trials": trials, "labels": {"env": "Pong-v5", "algo": "a3c", "frames": 12_000}}
+    (d / "sweep.json").write_text(json.dumps(state))
+    return d
+
+
+def test_report_lists_the_trials_below_the_target_and_writes_collapses_md(tmp_path, capsys):
+    d = _sweep_dir(tmp_path / "sw", finals=(5.0, 19.0, -20.0))
+    assert SC.main([str(d)]) == 0
+    text = (d / "COLLAPSES.md").read_text()
+    assert capsys.readouterr().out == text
+    rows = [x for x in text.splitlines() if x.startswith("| trial-")]
+    assert [r.split(" | ")[0] for r in rows] == ["| trial-000", "| trial-002"]  # by lr; trial-001 reached 18
+    assert "| 0.0001 | 5.0 | 5.0 | 1/1/1 | 0.01 | 3/3/3 | - | never reached 18 (best 5) |" in rows[0]
+    assert "2 of 3 finished trials" in text
+    assert SC.main([str(d), "--all", "--target", "0"]) == 0
+    text = (d / "COLLAPSES.md").read_text()
+    assert len([x for x in text.splitlines() if x.startswith("| trial-")]) == 3 and "against 0" in text
+
+
+def test_bad_input_one_line_exit_2(tmp_path, capsys):
+    assert SC.main([str(tmp_path / "nowhere")]) == 2
+    assert SC.main([str(tmp_path)]) == 2
+    d = _sweep_dir(tmp_path / "sw", finals=(5.0, 19.0, -20.0))
+    state = json.loads((d / "sweep.json").read_text())
+    state["targets"] = []
+    (d / "sweep.json").write_text(json.dumps(state))
+    assert SC.main([str(d)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 3 and all(x.startswith("error: ") for x in err), err
+    assert "no --target" in err[2] and not (d / "COLLAPSES.md").exists()
