@@ -26,8 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-_UNITS = {"": 1.0, "k": 1e3, "M": 1e6, "G": 1e9}
-_FRAMES = re.compile(r"^frames\s+([-\d.]+)([kMG]?)/")
+_FRAMES = re.compile(r"^frames\s+(\S+)/")
 _FIELDS = {
     "mean10": re.compile(r"score\(last 10\)\s+(\S+)"),
     "entropy": re.compile(r"entropy (\S+)"),
@@ -52,12 +51,18 @@ def parse_progress(text: str) -> dict:
     """The progress lines of a train.log -> arrays by name: ``frames`` and, where the lines
     hold them, ``mean10``, ``entropy``, ``value_loss``, ``td_loss``, ``grad_norm`` (NaN where
     a line lacks one). Lines of other kinds (commands, messages) are skipped."""
+    from fastasync.config import parse_count
+    from fastasync.errors import ConfigError
+
     rows = []
     for line in text.splitlines():
         m = _FRAMES.match(line.strip())
         if not m:
             continue
-        row = {"frames": float(m.group(1)) * _UNITS[m.group(2)]}
+        try:
+            row = {"frames": float(parse_count(m.group(1)))}  # the line's human count, "13.00M"
+        except ConfigError:  # "0" before the first frame counts no progress
+            continue
         for name, rx in _FIELDS.items():
             f = rx.search(line)
             row[name] = _number(f.group(1)) if f else math.nan
@@ -162,7 +167,11 @@ def report(sweep_dir: str, target: float | None = None, every: bool = False, ste
     for r in chosen:
         run_dir = os.path.join(sweep_dir, r["run_dir"])
         log = os.path.join(run_dir, "train.log")
-        progress = parse_progress(open(log).read() if os.path.exists(log) else "")
+        text = ""
+        if os.path.exists(log):
+            with open(log, errors="replace") as fh:
+                text = fh.read()
+        progress = parse_progress(text)
         num_actions, dead = census_of(run_dir, steps)
         facts = learning_facts(progress, num_actions)
         loss = facts.get("value_loss_last", facts.get("td_loss_last"))

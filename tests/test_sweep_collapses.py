@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from fastasync.stats import learning_summary, progress_line
+from test_sweep import _fake_sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _spec = importlib.util.spec_from_file_location("sweep_collapses", os.path.join(ROOT, "bench", "sweep_collapses.py"))
@@ -65,19 +66,10 @@ def test_facts_and_verdicts_name_what_stands_out():
 
 
 def _sweep_dir(d, finals):
-    trials = []
-    for i, (lr, final) in enumerate(zip((1e-4, 1e-3, 1e-2), finals)):
-        name = f"trial-{i:03d}"
-        (d / name).mkdir(parents=True)
-        rows = ["frames,wall_s,thread,score,length"] + [f"{(g + 1) * 1000},{g:.2f},0,{final},10" for g in range(12)]
-        (d / name / "episodes.csv").write_text("\n".join(rows) + "\n")
-        (d / name / "train.log").write_text(_a3c_line(12_000, final, 1.0 + i, 0.01, 3.0 * (i + 1)) + "\n")
-        trials.append({"name": name, "values": {"lr": lr}, "frames": 12_000, "status": "done", "exit_code": 0,
-                       "attempts": 1, "wall_s": 10.0})
-    state = {"version": 1, "space": {"lr": "loguniform:0.0001:0.01"}, "sweep_seed": 0,
-             "options": {"env": "Pong-v5", "threads": 2}, "targets": [18.0], "x": "lr", "x_log": True,
-             "trials": trials, "labels": {"env": "Pong-v5", "algo": "a3c", "frames": 12_000}}
-    (d / "sweep.json").write_text(json.dumps(state))
+    """test_sweep's finished sweep (lr 1e-4, 1e-3, 1e-2; target 18), each trial with a train.log."""
+    _fake_sweep(d, finals)
+    for i, final in enumerate(finals):
+        (d / f"trial-{i:03d}" / "train.log").write_text(_a3c_line(12_000, final, 1.0 + i, 0.01, 3.0 * (i + 1)) + "\n")
     return d
 
 
