@@ -176,16 +176,19 @@ def plot_runs(paths, out: str, window: int = 10, points: int = 200) -> str:
 
 
 def plot_sweep(rows, x: str, log: bool, out: str, title: str = "", note: str = "", target: float | None = None,
-               window: int = 10) -> str:
+               window: int = 10, xlim: tuple | None = None) -> str:
     """A sweep's scatter (sweep.png), as the paper's Figure 2: each trial's final score (the
     mean of its last ``window`` games) against its value of the swept option ``x``, on a log
     axis when ``log``, one marker per trial. Finished trials are filled where they reached
     ``target`` and hollow where not (the target a dashed line); unfinished ones (stopped,
-    failed, running) are grey crosses. ``rows``: sweep.csv's rows as dicts."""
+    failed, running) are grey crosses; a black dash marks a finished trial's mean of its last
+    100 games (``final_mean100``) where the rows have it. ``xlim``: the searched range (lo,
+    hi), which the axis then spans. ``rows``: sweep.csv's rows as dicts."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     from .checkpoint import atomic_write_bytes
 
@@ -206,10 +209,22 @@ def plot_sweep(rows, x: str, log: bool, out: str, title: str = "", note: str = "
         sel = [r for r in have if pick(r)]
         if sel:
             ax.plot([pos(r[x]) for r in sel], [r["final_mean10"] for r in sel], label=f"{label} ({len(sel)})", **style)
+    last = [r for r in have if r["status"] == "done" and not np.isnan(r.get("final_mean100", np.nan))]
+    if last:
+        ax.plot([pos(r[x]) for r in last], [r["final_mean100"] for r in last], marker="_", color="black",
+                ls="none", ms=12, mew=1.5, label="mean of the last 100 games")
     if target is not None:
         ax.axhline(target, color="tab:red", ls="--", lw=1, label=f"target {target:g}")
     if numeric and log and values and min(values) > 0:
         ax.set_xscale("log")
+    if numeric and xlim is not None:
+        lo, hi = xlim
+        pad = (hi / lo) ** 0.03 if log and lo > 0 else None
+        ax.set_xlim(*((lo / pad, hi * pad) if pad else (lo - 0.03 * (hi - lo), hi + 0.03 * (hi - lo))))
+    if ax.get_xscale() == "log":
+        lo, hi = ax.get_xlim()
+        if hi / lo > 10:  # labels at the decades only: 2x10^-4, 3x10^-4, ... run into each other
+            ax.xaxis.set_minor_formatter(NullFormatter())
     if cats:
         ax.set_xticks(range(len(cats)), cats)
     ax.set_xlabel(x + (" (log scale)" if numeric and log else ""))

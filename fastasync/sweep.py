@@ -72,6 +72,7 @@ SETTINGS = ("trials", "sweep_seed", "parallel", "target")
 STATE_NAME = "sweep.json"
 STOP_NAME = ".stop"  # written by a stopping sweep on Ray: its tasks stop their trials
 WINDOW = 10  # games in the mean of final_mean10 and best_mean10
+LAST = 100  # games in final_mean100: the final score with less of one lucky or unlucky game in it
 STATE_VERSION = 1
 
 
@@ -278,19 +279,21 @@ def target_column(t: float) -> str:
     return f"frames_to_{t:g}"
 
 
-def trial_stats(frames, scores, targets=(), window: int = WINDOW) -> dict:
+def trial_stats(frames, scores, targets=(), window: int = WINDOW, last: int = LAST) -> dict:
     """A trial's games (``frames`` at each game's end, true ``scores``) -> ``games``,
     ``final_mean10`` (the mean of the last ``window`` games), ``best_mean10`` (the highest
-    mean of ``window`` consecutive games) and, per target t, ``frames_to_<t>``: the frames at
-    the end of the first ``window`` games whose mean reached t (None: never). With fewer than
-    ``window`` games the one mean is of all of them; with none, NaN."""
+    mean of ``window`` consecutive games), ``final_mean100`` (the mean of the last ``last``
+    games) and, per target t, ``frames_to_<t>``: the frames at the end of the first ``window``
+    games whose mean reached t (None: never). With fewer games than a mean takes, it is of all
+    of them; with none, NaN."""
     import numpy as np
 
     frames = np.asarray(frames, np.int64)
     scores = np.asarray(scores, float)
     out = {"games": int(scores.size)}
     if scores.size == 0:
-        out.update(final_mean10=math.nan, best_mean10=math.nan, **{target_column(t): None for t in targets})
+        out.update(final_mean10=math.nan, best_mean10=math.nan, final_mean100=math.nan,
+                   **{target_column(t): None for t in targets})
         return out
     order = np.argsort(frames, kind="stable")
     frames, scores = frames[order], scores[order]
@@ -299,6 +302,7 @@ def trial_stats(frames, scores, targets=(), window: int = WINDOW) -> dict:
     at = frames[w - 1:]
     out["final_mean10"] = float(means[-1])
     out["best_mean10"] = float(means.max())
+    out["final_mean100"] = float(scores[-last:].mean())
     for t in targets:
         hit = np.flatnonzero(means >= t)
         out[target_column(t)] = int(at[hit[0]]) if hit.size else None
@@ -336,32 +340,48 @@ def widest_interval(xs, reached, log: bool = True) -> dict | None:
 
 def summarise(rows: list, x: str | None, log: bool, targets=()) -> dict:
     """What a sweep found, from its rows (one dict per trial: ``status``, ``final_mean10``,
-    ``best_mean10``, the swept values): counts by status; over the finished trials (status
-    done) the final 10-game mean's median, min and max, the best trial, and per target the
-    trials whose final mean reached it (and whose best mean did), their fraction, and the
-    widest interval of ``x`` in which every finished trial reached it."""
+    ``best_mean10``, ``final_mean100`` if known, the swept values): counts by status; over the
+    finished trials (status done) the final 10-game mean's median, min and max (and the
+    last-100 mean's), the best trial, and per target the trials whose final mean reached it
+    (and whose best mean did, and whose last-100 mean did), their fraction, and the widest
+    interval of ``x`` in which every finished trial reached it (by the final 10-game mean; by
+    the last-100 mean too)."""
     done = [r for r in rows if r["status"] == "done" and not math.isnan(r["final_mean10"])]
     counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "running", "stopped", "failed", "pending")}
-    out = {"trials": len(rows), **counts, "x": x, "x_log": log, "window": WINDOW}
+    out = {"trials": len(rows), **counts, "x": x, "x_log": log, "window": WINDOW, "last": LAST}
     finals = sorted(r["final_mean10"] for r in done)
     if finals:
-        mid = len(finals) // 2
-        median = finals[mid] if len(finals) % 2 else (finals[mid - 1] + finals[mid]) / 2
         best = max(done, key=lambda r: r["final_mean10"])
-        out["final_mean10"] = {"median": median, "min": finals[0], "max": finals[-1]}
+        out["final_mean10"] = _spread(finals)
         out["best"] = {"trial": best["trial"], "final_mean10": best["final_mean10"],
                        **({x: best.get(x)} if x else {})}
+    lasts = sorted(v for r in done if not math.isnan(v := r.get("final_mean100", math.nan)))
+    if lasts:
+        out["final_mean100"] = _spread(lasts)
+    numeric = x and done and all(isinstance(r.get(x), (int, float)) and not isinstance(r.get(x), bool) for r in done)
     out["targets"] = []
     for t in targets:
         hit_final = [r["final_mean10"] >= t for r in done]
         hit_best = [r["best_mean10"] >= t for r in done]
-        entry = {"target": t, "finished": len(done),
-                 "reached_final": sum(hit_final), "fraction_final": sum(hit_final) / len(done) if done else None,
-                 "reached_best": sum(hit_best), "fraction_best": sum(hit_best) / len(done) if done else None}
-        if x and done and all(isinstance(r.get(x), (int, float)) and not isinstance(r.get(x), bool) for r in done):
+        n = len(done)
+        entry = {"target": t, "finished": n,
+                 "reached_final": sum(hit_final), "fraction_final": sum(hit_final) / n if done else None,
+                 "reached_best": sum(hit_best), "fraction_best": sum(hit_best) / n if done else None}
+        if numeric:
             entry["widest_all_reached"] = widest_interval([r[x] for r in done], hit_final, log)
+        if lasts:
+            hit_last = [r.get("final_mean100", math.nan) >= t for r in done]
+            entry.update(reached_last100=sum(hit_last), fraction_last100=sum(hit_last) / n)
+            if numeric:
+                entry["widest_all_reached_last100"] = widest_interval([r[x] for r in done], hit_last, log)
         out["targets"].append(entry)
     return out
+
+
+def _spread(sorted_values: list) -> dict:
+    v, mid = sorted_values, len(sorted_values) // 2
+    median = v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
+    return {"median": median, "min": v[0], "max": v[-1]}
 
 
 def summary_markdown(summary: dict, title: str) -> str:
@@ -375,6 +395,10 @@ def summary_markdown(summary: dict, title: str) -> str:
         lines.append(f"Final mean of the last {s['window']} games over the {s['done']} done: median {f['median']:.4g}, "
                      f"min {f['min']:.4g}, max {f['max']:.4g}; best {s['best']['trial']}"
                      + (f" ({s['x']} {format_value(s['best'].get(s['x']))})" if s["x"] else "") + ".")
+    if "final_mean100" in s:
+        f = s["final_mean100"]
+        lines.append(f"Mean of the last {s['last']} games (fewer where a trial played fewer): median {f['median']:.4g}, "
+                     f"min {f['min']:.4g}, max {f['max']:.4g}.")
     for t in s["targets"]:
         lines.append("")
         if not t["finished"]:
@@ -382,21 +406,28 @@ def summary_markdown(summary: dict, title: str) -> str:
             continue
         lines.append(f"Target {t['target']:g}: the final {s['window']}-game mean reached it in {t['reached_final']} of "
                      f"{t['finished']} finished trials ({100 * t['fraction_final']:.0f}%); the best "
-                     f"{s['window']}-game mean in {t['reached_best']} ({100 * t['fraction_best']:.0f}%).")
-        w = t.get("widest_all_reached")
-        if w:
+                     f"{s['window']}-game mean in {t['reached_best']} ({100 * t['fraction_best']:.0f}%)"
+                     + (f"; the mean of the last {s['last']} games in {t['reached_last100']} "
+                        f"({100 * t['fraction_last100']:.0f}%)" if "reached_last100" in t else "") + ".")
+        for key, what in (("widest_all_reached", f"final {s['window']}-game mean"),
+                          ("widest_all_reached_last100", f"mean of the last {s['last']} games")):
+            if key not in t:
+                continue
+            w = t[key]
+            if not w:
+                lines.append(f"By the {what}, there is no {s['x']} interval in which every trial reached it.")
+                continue
             width = f"{w['width']:.2f} decades" if s["x_log"] else f"width {w['width']:.4g}"
             out = ", ".join("none" if b is None else format_value(b) for b in w["between"])
             n = f"{w['trials']} trial{'s' if w['trials'] != 1 else ''}"
-            lines.append(f"Widest {s['x']} interval in which every trial reached it: [{w['lo']:.4g}, {w['hi']:.4g}] "
-                         f"({n}, {width}); the nearest trials outside it, which did not: {out}.")
-        elif "widest_all_reached" in t:
-            lines.append(f"There is no {s['x']} interval in which every trial reached it.")
+            lines.append(f"By the {what}, the widest {s['x']} interval in which every trial reached it: "
+                         f"[{w['lo']:.4g}, {w['hi']:.4g}] ({n}, {width}); the nearest trials outside it, "
+                         f"which did not: {out}.")
     return "\n".join(lines) + "\n"
 
 
 def csv_columns(space_names, targets) -> list:
-    return (["trial", *space_names, "status", "frames", "games", "final_mean10", "best_mean10",
+    return (["trial", *space_names, "status", "frames", "games", "final_mean10", "best_mean10", "final_mean100",
              *[target_column(t) for t in targets], "wall_s", "run_dir"])
 
 
@@ -806,7 +837,9 @@ def write_outputs(sweep_dir: str, state: dict, png: str | None = "") -> tuple:
             if t and t["finished"]:
                 note = (f"final mean{WINDOW} >= {t['target']:g} in {t['reached_final']} of {t['finished']} "
                         f"finished trials ({100 * t['fraction_final']:.0f}%)")
-            plot_sweep(rows, x, log, out, title=title, note=note, target=t["target"] if t else None)
+            d = parse_space(state["space"]).get(x)
+            xlim = (d.lo, d.hi) if d is not None and d.kind in ("uniform", "loguniform") else None
+            plot_sweep(rows, x, log, out, title=title, note=note, target=t["target"] if t else None, xlim=xlim)
         else:
             out = None
     return rows, summary, out

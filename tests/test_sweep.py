@@ -130,10 +130,16 @@ def test_trial_stats_final_best_and_frames_to_target():
     assert st["games"] == 30 and st["final_mean10"] == 10.0 and st["best_mean10"] == 20.0
     # the first 10-game mean >= 18 is that of games 10..19 (0-based 9..18: mean 18): game 19 ends at 1900
     assert st["frames_to_18"] == 1900 and st["frames_to_30"] is None
+    assert st["final_mean100"] == pytest.approx(10.0)  # fewer than 100 games: the mean of all 30
+    # games out of order in the file (threads append as they finish): the last are by frames
+    frames, scores = np.arange(1, 151), np.r_[np.zeros(50), np.full(50, 2.0), np.full(50, 4.0)]
+    long = S.trial_stats(frames[::-1], scores[::-1])
+    assert long["games"] == 150 and long["final_mean100"] == 3.0 and long["final_mean10"] == pytest.approx(4.0)
     few = S.trial_stats([5, 10, 15], [1.0, 2.0, 6.0], targets=(3,))
     assert few["final_mean10"] == 3.0 and few["best_mean10"] == 3.0 and few["frames_to_3"] == 15
     none = S.trial_stats([], [], targets=(1,))
     assert none["games"] == 0 and math.isnan(none["final_mean10"]) and none["frames_to_1"] is None
+    assert math.isnan(none["final_mean100"])
 
 
 def test_widest_interval_where_every_trial_reached():
@@ -167,6 +173,19 @@ def test_summarise_counts_fractions_and_interval():
     assert t0["reached_final"] == 3 and t0["widest_all_reached"]["lo"] == 1e-4
     md = S.summary_markdown(s, "a3c on Pong-v5")
     assert "reached it in 2 of 4 finished trials (50%)" in md and "[0.0003, 0.001]" in md
+    assert "last 100" not in md and "reached_last100" not in t18  # rows without final_mean100: not claimed
+    # with the last-100 means: counted apart, and their own interval
+    for r, last in zip(rows, (17.0, 18.2, 18.0, -19.0, 20.0, math.nan)):
+        r["final_mean100"] = last
+    s = S.summarise(rows, "lr", True, targets=[18])
+    t = s["targets"][0]
+    assert s["final_mean100"] == {"median": 17.5, "min": -19.0, "max": 18.2}
+    assert (t["reached_last100"], t["fraction_last100"]) == (2, 0.5)
+    w = t["widest_all_reached_last100"]
+    assert (w["lo"], w["hi"], w["between"]) == (3e-4, 1e-3, [1e-4, 3e-3])
+    md = S.summary_markdown(s, "a3c on Pong-v5")
+    assert "the mean of the last 100 games in 2 (50%)" in md
+    assert "By the mean of the last 100 games, the widest lr interval" in md
 
 
 def test_eta_schedules_the_trials_left_on_the_slots():
@@ -277,8 +296,8 @@ def test_plot_sweep_dir_redraws_the_scatter_and_summary(tmp_path):
     assert r.exit_code == 0, r.output
     assert (d / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = (d / "sweep.csv").read_text().splitlines()
-    assert lines[0] == "trial,lr,status,frames,games,final_mean10,best_mean10,frames_to_18,wall_s,run_dir"
-    assert lines[2] == "trial-001,0.001,done,12000,12,19,19,10000,10,trial-001"
+    assert lines[0] == "trial,lr,status,frames,games,final_mean10,best_mean10,final_mean100,frames_to_18,wall_s,run_dir"
+    assert lines[2] == "trial-001,0.001,done,12000,12,19,19,19,10000,10,trial-001"
     s = json.loads((d / "summary.json").read_text())
     t = s["targets"][0]
     assert (t["reached_final"], t["finished"]) == (2, 3)
@@ -312,7 +331,7 @@ def test_cartpole_sweep_files_rerun_and_another_space(tmp_path):
         cfg = json.loads((run / "config.json").read_text())
         assert cfg["optim"]["lr"] == t["values"]["lr"] and cfg["run"]["frames"] == 20_000
     lines = (d / "sweep.csv").read_text().splitlines()
-    assert lines[0] == "trial,lr,status,frames,games,final_mean10,best_mean10,frames_to_30,wall_s,run_dir"
+    assert lines[0] == "trial,lr,status,frames,games,final_mean10,best_mean10,final_mean100,frames_to_30,wall_s,run_dir"
     assert len(lines) == 4 and all(int(x.split(",")[3]) >= 20_000 for x in lines[1:])
     assert (d / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     s = json.loads((d / "summary.json").read_text())
