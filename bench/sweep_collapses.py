@@ -4,7 +4,7 @@
 
 For each finished trial of a `fastasync sweep` whose final 10-game mean is below the target
 (the sweep's first ``--target`` unless given; ``--all``: every finished trial, for comparison):
-the swept values, its final and best 10-game means, what its progress lines in ``train.log``
+the swept values, its final and best 10-game means and the mean of its last 100 games, what its progress lines in ``train.log``
 said of the updates (the policy's entropy against ln A, a uniform policy's; the value or TD
 loss; the mean gradient norm before clipping: median, largest and last), and a dead-unit
 census of its final checkpoint (``bench/dead_units.py``: the share of each layer's units that
@@ -155,7 +155,7 @@ def report(sweep_dir: str, target: float | None = None, every: bool = False, ste
     rows = [r for r in collect_rows(sweep_dir, state) if r["status"] == "done"]
     chosen = [r for r in rows if every or not r["final_mean10"] >= target]
     chosen.sort(key=lambda r: r.get(state.get("x") or "trial", r["trial"]))
-    head = ["trial", *swept, "final mean10", "best mean10", "entropy first/min/last", "last loss",
+    head = ["trial", *swept, "final mean10", "best mean10", "last-100 mean", "entropy first/min/last", "last loss",
             "|g| median/max/last", "units ever on (per layer)", "what stands out"]
     lines = [f"# The trials below {target:g}" if not every else f"# Every finished trial, against {target:g}", "",
              f"{len(chosen)} of {len(rows)} finished trials of `{os.path.basename(os.path.abspath(sweep_dir))}`"
@@ -180,7 +180,7 @@ def report(sweep_dir: str, target: float | None = None, every: bool = False, ste
         grads = "/".join(_fmt(facts.get(k)) for k in ("grad_median", "grad_max", "grad_last"))
         units = ", ".join(f"{name} {alive:.0%}" for name, _u, alive, _p, _s in dead) if dead else "-"
         cells = [r["trial"], *(format_value(r.get(k)) for k in swept), _fmt(r["final_mean10"], ".1f"),
-                 _fmt(r["best_mean10"], ".1f"), ent, _fmt(loss), grads, units, verdict(r, target, facts, dead)]
+                 _fmt(r["best_mean10"], ".1f"), _fmt(r.get("final_mean100", math.nan), ".1f"), ent, _fmt(loss), grads, units, verdict(r, target, facts, dead)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -80,7 +80,7 @@ def test_report_lists_the_trials_below_the_target_and_writes_collapses_md(tmp_pa
     assert capsys.readouterr().out == text
     rows = [x for x in text.splitlines() if x.startswith("| trial-")]
     assert [r.split(" | ")[0] for r in rows] == ["| trial-000", "| trial-002"]  # by lr; trial-001 reached 18
-    assert "| 0.0001 | 5.0 | 5.0 | 1/1/1 | 0.01 | 3/3/3 | - | never reached 18 (best 5) |" in rows[0]
+    assert "| 0.0001 | 5.0 | 5.0 | 5.0 | 1/1/1 | 0.01 | 3/3/3 | - | never reached 18 (best 5) |" in rows[0]
     assert "2 of 3 finished trials" in text
     assert SC.main([str(d), "--all", "--target", "0"]) == 0
     text = (d / "COLLAPSES.md").read_text()
