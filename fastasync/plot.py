@@ -176,14 +176,15 @@ def plot_runs(paths, out: str, window: int = 10, points: int = 200) -> str:
 
 
 def plot_sweep(rows, x: str, log: bool, out: str, title: str = "", note: str = "", target: float | None = None,
-               window: int = 10, xlim: tuple | None = None) -> str:
+               window: int = 10, xlim: tuple | None = None, default: float | None = None) -> str:
     """A sweep's scatter (sweep.png), as the paper's Figure 2: each trial's final score (the
     mean of its last ``window`` games) against its value of the swept option ``x``, on a log
     axis when ``log``, one marker per trial. Finished trials are filled where they reached
     ``target`` and hollow where not (the target a dashed line); unfinished ones (stopped,
     failed, running) are grey crosses; a black dash marks a finished trial's mean of its last
     100 games (``final_mean100``) where the rows have it. ``xlim``: the searched range (lo,
-    hi), which the axis then spans. ``rows``: sweep.csv's rows as dicts."""
+    hi), which the axis then spans; ``default``: the value a bare run takes, a dotted line.
+    ``rows``: sweep.csv's rows as dicts."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -215,6 +216,8 @@ def plot_sweep(rows, x: str, log: bool, out: str, title: str = "", note: str = "
                 ls="none", ms=12, mew=1.5, label="mean of the last 100 games")
     if target is not None:
         ax.axhline(target, color="tab:red", ls="--", lw=1, label=f"target {target:g}")
+    if default is not None and numeric:
+        ax.axvline(default, color="grey", ls=":", lw=1.2, label=f"default {x} {default:.4g}")
     if numeric and log and values and min(values) > 0:
         ax.set_xscale("log")
     if numeric and xlim is not None:

@@ -338,14 +338,30 @@ def widest_interval(xs, reached, log: bool = True) -> dict | None:
     return best[1] if best else None
 
 
-def summarise(rows: list, x: str | None, log: bool, targets=()) -> dict:
+def x_default(state: dict):
+    """The value a run with the sweep's fixed options takes for the swept axis ``x`` when it
+    is not swept (its env family's and method's default, or a fixed override), for a number
+    drawn from uniform or loguniform; None otherwise (or where it cannot be told)."""
+    x = state.get("x")
+    text = (state.get("space") or {}).get(x, "")
+    if not x or not str(text).startswith(("uniform:", "loguniform:")):
+        return None
+    try:
+        cfg = C.build(dict(state.get("options") or {}))
+    except (ConfigError, ValueError, TypeError):
+        return None
+    return getattr(getattr(cfg, C.flat_fields()[x][0]), x)
+
+
+def summarise(rows: list, x: str | None, log: bool, targets=(), default=None) -> dict:
     """What a sweep found, from its rows (one dict per trial: ``status``, ``final_mean10``,
     ``best_mean10``, ``final_mean100`` if known, the swept values): counts by status; over the
     finished trials (status done) the final 10-game mean's median, min and max (and the
     last-100 mean's), the best trial, and per target the trials whose final mean reached it
     (and whose best mean did, and whose last-100 mean did), their fraction, and the widest
     interval of ``x`` in which every finished trial reached it (by the final 10-game mean; by
-    the last-100 mean too)."""
+    the last-100 mean too). ``default``: the value of ``x`` a bare run takes (``x_default``),
+    kept with the finished trials next to it on either side."""
     done = [r for r in rows if r["status"] == "done" and not math.isnan(r["final_mean10"])]
     counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "running", "stopped", "failed", "pending")}
     out = {"trials": len(rows), **counts, "x": x, "x_log": log, "window": WINDOW, "last": LAST}
@@ -359,6 +375,14 @@ def summarise(rows: list, x: str | None, log: bool, targets=()) -> dict:
     if lasts:
         out["final_mean100"] = _spread(lasts)
     numeric = x and done and all(isinstance(r.get(x), (int, float)) and not isinstance(r.get(x), bool) for r in done)
+    if default is not None and numeric:
+        below = [r for r in done if r[x] <= default]
+        above = [r for r in done if r[x] > default]
+        out["default"] = {"value": default, "nearest": [
+            {"trial": r["trial"], x: r[x], "final_mean10": r["final_mean10"],
+             **({"final_mean100": r["final_mean100"]} if "final_mean100" in r else {})}
+            for r in (max(below, key=lambda r: r[x]) if below else None,
+                      min(above, key=lambda r: r[x]) if above else None) if r is not None]}
     out["targets"] = []
     for t in targets:
         hit_final = [r["final_mean10"] >= t for r in done]
@@ -399,6 +423,13 @@ def summary_markdown(summary: dict, title: str) -> str:
         f = s["final_mean100"]
         lines.append(f"Mean of the last {s['last']} games (fewer where a trial played fewer): median {f['median']:.4g}, "
                      f"min {f['min']:.4g}, max {f['max']:.4g}.")
+    if "default" in s:
+        d = s["default"]
+        near = "; ".join(f"{n['trial']} ({s['x']} {format_value(n[s['x']])}) final mean{s['window']} "
+                         f"{n['final_mean10']:.4g}" + (f", last {s['last']} {n['final_mean100']:.4g}"
+                                                         if "final_mean100" in n else "") for n in d["nearest"])
+        lines.append(f"The default {s['x']} (a run with the sweep's fixed options): {format_value(d['value'])}; "
+                     f"the finished trials next to it: {near or 'none'}.")
     for t in s["targets"]:
         lines.append("")
         if not t["finished"]:
@@ -420,9 +451,19 @@ def summary_markdown(summary: dict, title: str) -> str:
             width = f"{w['width']:.2f} decades" if s["x_log"] else f"width {w['width']:.4g}"
             out = ", ".join("none" if b is None else format_value(b) for b in w["between"])
             n = f"{w['trials']} trial{'s' if w['trials'] != 1 else ''}"
+            inside = ""
+            if "default" in s:
+                v, (b_lo, b_hi) = s["default"]["value"], w["between"]
+                if w["lo"] <= v <= w["hi"]:
+                    inside = " The default lies inside it."
+                elif (b_lo is None or v > b_lo) and (b_hi is None or v < b_hi):
+                    inside = (" The default lies between it and the nearest trial that did not; no trial was "
+                              "drawn there.")
+                else:
+                    inside = " The default lies outside it."
             lines.append(f"By the {what}, the widest {s['x']} interval in which every trial reached it: "
                          f"[{w['lo']:.4g}, {w['hi']:.4g}] ({n}, {width}); the nearest trials outside it, "
-                         f"which did not: {out}.")
+                         f"which did not: {out}.{inside}")
     return "\n".join(lines) + "\n"
 
 
@@ -818,7 +859,7 @@ def write_outputs(sweep_dir: str, state: dict, png: str | None = "") -> tuple:
     rows = collect_rows(sweep_dir, state)
     targets = state.get("targets") or []
     x, log = state.get("x"), bool(state.get("x_log"))
-    summary = summarise(rows, x, log, targets)
+    summary = summarise(rows, x, log, targets, default=x_default(state))
     cols = csv_columns(list(state["space"]), targets)
     atomic_write_text(os.path.join(sweep_dir, "sweep.csv"), csv_text(rows, cols))
     title = sweep_title(state)
@@ -839,7 +880,8 @@ def write_outputs(sweep_dir: str, state: dict, png: str | None = "") -> tuple:
                         f"finished trials ({100 * t['fraction_final']:.0f}%)")
             d = parse_space(state["space"]).get(x)
             xlim = (d.lo, d.hi) if d is not None and d.kind in ("uniform", "loguniform") else None
-            plot_sweep(rows, x, log, out, title=title, note=note, target=t["target"] if t else None, xlim=xlim)
+            plot_sweep(rows, x, log, out, title=title, note=note, target=t["target"] if t else None, xlim=xlim,
+                       default=summary.get("default", {}).get("value"))
         else:
             out = None
     return rows, summary, out

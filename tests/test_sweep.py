@@ -186,6 +186,15 @@ def test_summarise_counts_fractions_and_interval():
     md = S.summary_markdown(s, "a3c on Pong-v5")
     assert "the mean of the last 100 games in 2 (50%)" in md
     assert "By the mean of the last 100 games, the widest lr interval" in md
+    # the default: its neighbours among the finished trials, and where it lies against the interval
+    for default, where in ((7e-4, "inside it"), (2e-4, "between it and the nearest trial that did not"),
+                           (5e-5, "outside it")):
+        s = S.summarise(rows, "lr", True, targets=[18], default=default)
+        md = S.summary_markdown(s, "a3c on Pong-v5")
+        assert md.count(f"The default lies {where}") == 2, (default, md)
+    assert [n["trial"] for n in S.summarise(rows, "lr", True, default=7e-4)["default"]["nearest"]] == \
+        ["trial-001", "trial-002"]
+    assert [n["trial"] for n in S.summarise(rows, "lr", True, default=5e-5)["default"]["nearest"]] == ["trial-000"]
 
 
 def test_eta_schedules_the_trials_left_on_the_slots():
@@ -303,6 +312,9 @@ def test_plot_sweep_dir_redraws_the_scatter_and_summary(tmp_path):
     assert (t["reached_final"], t["finished"]) == (2, 3)
     assert t["widest_all_reached"]["lo"] == 1e-3 and t["widest_all_reached"]["hi"] == 1e-2
     assert "2 of 3 finished trials (67%)" in (d / "SUMMARY.md").read_text()
+    # the default lr of a3c on Pong-v5 (the sweep's fixed options), beside its neighbours
+    assert s["default"]["value"] == 7e-4 and [n["trial"] for n in s["default"]["nearest"]] == ["trial-000", "trial-001"]
+    assert "The default lr (a run with the sweep's fixed options): 0.0007" in (d / "SUMMARY.md").read_text()
     out = tmp_path / "other.png"
     r = CliRunner().invoke(main, ["plot", str(d), "-o", str(out)])
     assert r.exit_code == 0 and out.exists(), r.output
