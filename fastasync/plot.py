@@ -143,8 +143,11 @@ def plot_runs(paths, out: str, window: int = 10, points: int = 200) -> str:
 
     groups = group_runs(paths)
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    # past ten lines the default cycle repeats its colours: a sequential map instead (in the
+    # order given, e.g. a sweep's trials sorted by lr)
+    many = plt.get_cmap("viridis")(np.linspace(0.0, 0.92, len(groups))) if len(groups) > 10 else None
     for i, (label, members) in enumerate(groups):
-        color = f"C{i % 10}"
+        color = many[i] if many is not None else f"C{i % 10}"
         curves = [_curve(p, window) for p in members]
         if len(curves) == 1:
             ax.plot(curves[0][0] / 1e6, curves[0][1], color=color, lw=1.5, label=label)
@@ -166,9 +169,11 @@ def plot_runs(paths, out: str, window: int = 10, points: int = 200) -> str:
     ax.set_ylabel(f"true game score (mean of last {window})")
     ax.set_title(f"{len(paths)} runs")
     ax.grid(alpha=0.3)
-    # below the axes: a legend inside hides the curves' ends, where the runs reach their targets
-    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.16), fontsize="small", frameon=False)
-    fig.tight_layout()
+    fig.tight_layout()  # before the legend, which would otherwise squeeze the axes to make room
+    # below the axes (a legend inside hides the curves' ends, where the runs reach their
+    # targets); the saved image grows to hold it
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.16), fontsize="small", frameon=False,
+              ncol=1 if len(groups) <= 8 else 2)
     atomic_write_bytes(out, lambda fh: fig.savefig(fh, format=os.path.splitext(out)[1][1:] or "png",
                                                    bbox_inches="tight"))
     plt.close(fig)
