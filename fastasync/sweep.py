@@ -341,10 +341,13 @@ def widest_interval(xs, reached, log: bool = True) -> dict | None:
 def x_default(state: dict):
     """The value a run with the sweep's fixed options takes for the swept axis ``x`` when it
     is not swept (its env family's and method's default, or a fixed override), for a number
-    drawn from uniform or loguniform; None otherwise (or where it cannot be told)."""
-    x = state.get("x")
-    text = (state.get("space") or {}).get(x, "")
+    drawn from uniform or loguniform; None otherwise (or where the env or method is swept, or
+    it cannot be told)."""
+    x, space = state.get("x"), state.get("space") or {}
+    text = space.get(x, "")
     if not x or not str(text).startswith(("uniform:", "loguniform:")):
+        return None
+    if "env" in space or "algo" in space:  # defaults differ from trial to trial
         return None
     try:
         cfg = C.build(dict(state.get("options") or {}))

@@ -315,6 +315,11 @@ def test_plot_sweep_dir_redraws_the_scatter_and_summary(tmp_path):
     # the default lr of a3c on Pong-v5 (the sweep's fixed options), beside its neighbours
     assert s["default"]["value"] == 7e-4 and [n["trial"] for n in s["default"]["nearest"]] == ["trial-000", "trial-001"]
     assert "The default lr (a run with the sweep's fixed options): 0.0007" in (d / "SUMMARY.md").read_text()
+    state = json.loads((d / "sweep.json").read_text())
+    assert S.x_default(state) == 7e-4
+    assert S.x_default({**state, "options": {"env": "CartPole-v1", "algo": "a3c"}}) == 2e-3  # the family's
+    assert S.x_default({**state, "space": {**state["space"], "algo": "choice:a3c,nstep-q"}}) is None
+    assert S.x_default({**state, "x": "seed", "space": {"seed": "range:0:5"}}) is None
     out = tmp_path / "other.png"
     r = CliRunner().invoke(main, ["plot", str(d), "-o", str(out)])
     assert r.exit_code == 0 and out.exists(), r.output
