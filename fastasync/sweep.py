@@ -40,6 +40,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -368,13 +369,13 @@ def summarise(rows: list, x: str | None, log: bool, targets=(), default=None) ->
     done = [r for r in rows if r["status"] == "done" and not math.isnan(r["final_mean10"])]
     counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "running", "stopped", "failed", "pending")}
     out = {"trials": len(rows), **counts, "x": x, "x_log": log, "window": WINDOW, "last": LAST}
-    finals = sorted(r["final_mean10"] for r in done)
+    finals = [r["final_mean10"] for r in done]
     if finals:
         best = max(done, key=lambda r: r["final_mean10"])
         out["final_mean10"] = _spread(finals)
         out["best"] = {"trial": best["trial"], "final_mean10": best["final_mean10"],
                        **({x: best.get(x)} if x else {})}
-    lasts = sorted(v for r in done if not math.isnan(v := r.get("final_mean100", math.nan)))
+    lasts = [v for r in done if not math.isnan(v := r.get("final_mean100", math.nan))]
     if lasts:
         out["final_mean100"] = _spread(lasts)
     numeric = x and done and all(isinstance(r.get(x), (int, float)) and not isinstance(r.get(x), bool) for r in done)
@@ -405,10 +406,8 @@ def summarise(rows: list, x: str | None, log: bool, targets=(), default=None) ->
     return out
 
 
-def _spread(sorted_values: list) -> dict:
-    v, mid = sorted_values, len(sorted_values) // 2
-    median = v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
-    return {"median": median, "min": v[0], "max": v[-1]}
+def _spread(values: list) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def summary_markdown(summary: dict, title: str) -> str:
