@@ -57,6 +57,7 @@ def main():
 @_opt("--envs-per-thread", "env", "envs_per_thread", type=int)
 @_opt("--frames", "run", "frames", type=str)
 @_opt("--lr", "optim", "lr", type=float)
+@_opt("--lr-warmup-frames", "optim", "lr_warmup_frames", type=str)
 @_opt("--rms-eps", "optim", "rms_eps", type=float)
 @_opt("--grad-clip", "optim", "grad_clip", type=float)
 @_opt("--entropy", "algo", "entropy", type=float)

@@ -87,6 +87,8 @@ class AlgoConfig:
 class OptimConfig:
     lr: float = 7e-4
     """initial learning rate, annealed linearly to 0 over the run"""
+    lr_warmup_frames: int = 0
+    """frames over which the learning rate first ramps linearly from 0 up to its annealed value (0: none, the paper)"""
     rms_alpha: float = 0.99
     """shared RMSProp decay"""
     rms_eps: float = 1e-5
@@ -322,7 +324,7 @@ def _coerce(name, f, value):
     try:
         if name == "frame_center" and isinstance(value, str) and value.strip().lower() == "auto":
             return "auto"  # measured at the run's start (state.measure_frame_center)
-        if name == "video_every" and str(value).strip() == "0":
+        if name in ("video_every", "lr_warmup_frames") and str(value).strip() == "0":
             return 0  # off
         if name == "frames" or name.endswith("_frames") or name == "video_every":
             return parse_count(value)
@@ -403,6 +405,7 @@ def validate(cfg: TrainConfig) -> None:
         (0.0 <= a.gamma <= 1.0, f"--gamma must be in [0, 1], got {a.gamma}"),
         (a.entropy >= 0.0, f"--entropy must be >= 0, got {a.entropy}"),
         (o.lr > 0.0, f"--lr must be > 0, got {o.lr}"),
+        (o.lr_warmup_frames >= 0, f"--lr-warmup-frames must be >= 0, got {o.lr_warmup_frames}"),
         (0.0 <= o.rms_alpha < 1.0, f"rms-alpha must be in [0, 1), got {o.rms_alpha}"),
         (o.rms_eps > 0.0, f"rms-eps must be > 0, got {o.rms_eps}"),
         (o.grad_clip >= 0.0, f"grad-clip must be >= 0, got {o.grad_clip}"),

@@ -22,10 +22,14 @@ from . import checkpoint as ckpt
 from .config import TrainConfig
 
 
-def annealed_lr(lr0: float, frames: int, total_frames: int) -> float:
+def annealed_lr(lr0: float, frames: int, total_frames: int, warmup_frames: int = 0) -> float:
     """The learning rate after ``frames``: ``lr0`` annealed linearly to 0 over the run (the
-    paper's schedule; a Ray run's driver reports it as the threads of its nodes use it)."""
-    return lr0 * max(0.0, 1.0 - frames / total_frames)
+    paper's schedule), times a linear ramp from 0 to 1 over the first ``warmup_frames`` (0: no
+    ramp). A Ray run's driver reports it as the threads of its nodes use it."""
+    lr = lr0 * max(0.0, 1.0 - frames / total_frames)
+    if warmup_frames > 0 and frames < warmup_frames:
+        lr *= max(frames, 0) / warmup_frames
+    return lr
 
 
 @dataclass

@@ -45,7 +45,7 @@ JOIN_TIMEOUT_S = 10.0  # after the stop: a learner's segment takes milliseconds,
 class SharedState:
     """What every learner thread shares: parameters, RMSProp statistics, counters, stop flag."""
 
-    def __init__(self, theta, rms_g, total_frames, frames, lr, target=None, target_period=40_000):
+    def __init__(self, theta, rms_g, total_frames, frames, lr, target=None, target_period=40_000, lr_warmup_frames=0):
         self.theta = theta
         self.rms_g = rms_g
         self.target = target  # Q methods: the target network's parameters
@@ -53,6 +53,7 @@ class SharedState:
         self.total_frames = int(total_frames)
         self.frames = int(frames)
         self.lr0 = float(lr)
+        self.lr_warmup_frames = int(lr_warmup_frames)
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.games = deque()
@@ -62,8 +63,9 @@ class SharedState:
         self.wall_offset = 0.0
 
     def lr_at(self, frames):
-        """Learning rate annealed linearly from lr0 to 0 over the run (paper)."""
-        return annealed_lr(self.lr0, frames, self.total_frames)
+        """Learning rate annealed linearly from lr0 to 0 over the run (paper), after the warm-up
+        ramp if the run has one."""
+        return annealed_lr(self.lr0, frames, self.total_frames, self.lr_warmup_frames)
 
     def add_frames(self, n):
         """Add n frames; returns the count before (exact under threads)."""
@@ -121,7 +123,7 @@ class Trainer:
         self.info, self.net, self.head = st.info, st.net, st.head
         self.run_dir = r.run_dir
         self.shared = SharedState(st.theta, st.rms_g, r.frames, st.frames, cfg.optim.lr, st.target,
-                                  a.target_update_frames)
+                                  a.target_update_frames, cfg.optim.lr_warmup_frames)
         self.shared.wall_offset = st.wall_s
         self.shared.obsnorm = st.obsnorm
         self.games_before = st.games

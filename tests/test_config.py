@@ -156,6 +156,13 @@ def test_int_options_still_accept_whole_numbers_in_any_spelling():
     assert C.build({"hidden": [64.0]}).algo.hidden == (64,)
 
 
+def test_lr_warmup_frames_reads_counts_and_zero_is_off():
+    assert C.build({"env": "Pong-v5"}).optim.lr_warmup_frames == 0  # the paper: no warm-up
+    assert C.build({"env": "Pong-v5", "lr_warmup_frames": "100k"}).optim.lr_warmup_frames == 100_000
+    assert C.build({"env": "Pong-v5", "lr_warmup_frames": 0}).optim.lr_warmup_frames == 0
+    _refused({"lr_warmup_frames": "-1"}, "lr-warmup-frames")
+
+
 def test_stored_config_json_round_trips_through_build():
     """A run's config.json (what --resume rebuilds from) passes the stricter type checks."""
     cfg = C.resolve(C.build({"env": "CartPole-v1", "threads": 2, "run_dir": "somewhere"}))
@@ -196,6 +203,7 @@ def _cli_bad(args, needle):
         (["--progress-every-s", "inf"], "progress-every-s must be a finite number"),
         (["--checkpoint-every-s", "inf"], "checkpoint-every-s must be a finite number"),
         (["--grad-clip", "inf"], "grad-clip must be a finite number"),
+        (["--lr-warmup-frames", "-5"], "lr-warmup-frames"),
     ],
 )
 def test_cli_bad_numbers_clear_error_exit_2(args, needle):

@@ -160,6 +160,21 @@ def test_lr_anneals_linearly_to_zero():
     assert s.lr_at(2000) == 0.0
 
 
+def test_lr_warmup_ramps_from_zero_then_follows_the_annealing():
+    from fastasync.state import annealed_lr
+    from fastasync.trainer import SharedState
+
+    s = SharedState(np.zeros(1, np.float32), np.zeros(1, np.float32), total_frames=1000, frames=0, lr=1.0,
+                    lr_warmup_frames=100)
+    assert s.lr_at(0) == 0.0
+    assert s.lr_at(50) == pytest.approx(0.5 * 0.95)  # half the ramp, times the annealing at 50 frames
+    assert s.lr_at(100) == pytest.approx(0.9) and s.lr_at(250) == pytest.approx(0.75)  # after it: unchanged
+    assert s.lr_at(1000) == 0.0
+    # the Ray driver reports the same schedule the threads use
+    assert annealed_lr(1.0, 50, 1000, 100) == s.lr_at(50)
+    assert annealed_lr(1.0, 50, 1000) == pytest.approx(0.95)
+
+
 def test_shared_frame_counter_is_exact_under_threads():
     from fastasync.trainer import SharedState
 

@@ -374,7 +374,7 @@ class RayTrainer:
             from ..algorithms import epsilon_at
 
             eps = epsilon_at(float(np.mean(c["final_epsilons"])), frames, self.cfg.algo.eps_anneal_frames)
-        lr = annealed_lr(self.cfg.optim.lr, frames, self.cfg.run.frames)
+        lr = annealed_lr(self.cfg.optim.lr, frames, self.cfg.run.frames, self.cfg.optim.lr_warmup_frames)
         self.tb.progress(frames, learning_values(diag, self.head), fps, lr, window.mean(), eps)
 
     def _checkpoint(self, fetch, window):
