@@ -70,6 +70,23 @@ def test_trainer_and_ray_driver_start_from_the_same_assembly(tmp_path, monkeypat
             lr.env.close()
 
 
+def test_the_lr_warmup_reaches_the_threads_schedule(tmp_path):
+    """--lr-warmup-frames is in the schedule the learner threads read (a Ray node builds the same
+    Trainer from the run's config, and its driver reports state.annealed_lr with the same value)."""
+    from fastasync.trainer import Trainer
+
+    cfg = _cfg(tmp_path, lr=1e-3, lr_warmup_frames="10k")
+    tr = Trainer(cfg, out=lambda msg: None)
+    try:
+        s = tr.shared
+        assert s.lr_at(0) == 0.0
+        assert s.lr_at(5_000) == pytest.approx(0.5e-3 * (1 - 5_000 / 50_000))
+        assert s.lr_at(20_000) == pytest.approx(state.annealed_lr(1e-3, 20_000, 50_000))
+    finally:
+        for lr in tr.learners:
+            lr.env.close()
+
+
 def test_a_resumed_run_restores_the_same_state_on_one_machine_and_on_ray(tmp_path, monkeypatch, calls):
     from fastasync.trainer import Trainer
 
