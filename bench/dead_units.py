@@ -40,7 +40,8 @@ def frames_of(policy, steps, seed=1):
 
 def census(net, theta, frames):
     """Per layer: (name, units, share of units ever positive, share of outputs positive,
-    mean over units of the outputs' std across frames)."""
+    mean over units of the outputs' std across frames, whether the layer ends in a ReLU).
+    Only a ReLU layer's unit can die; a linear head or an LSTM that is never positive is not dead."""
     ws = net.workspace(1, len(frames), np.ascontiguousarray(theta, np.float32))
     net.forward_layers(ws, frames, 0)
     rows = []
@@ -48,7 +49,7 @@ def census(net, theta, frames):
         y = buf["y_t"][0]
         y = y.reshape(len(frames), -1, y.shape[-1])  # (frames, positions, units)
         rows.append((layer.name, y.shape[-1], float((y > 0).any(axis=(0, 1)).mean()), float((y > 0).mean()),
-                     float(y.reshape(len(frames), -1).std(axis=0).mean())))
+                     float(y.reshape(len(frames), -1).std(axis=0).mean()), bool(layer.relu)))
     return rows
 
 
@@ -72,8 +73,9 @@ def main(argv=None):
         print(f"{run} ({'init' if args.init else f'{policy.frames:,} frames'}; frames x/255 - {center:g}, "
               f"mean pixel {frames.mean() / 255:.3f})")
         print("  layer   units  ever on  outputs > 0  std across frames")
-        for name, units, alive, pos, std in census(net, theta, frames):
-            print(f"  {name:6s} {units:6d}  {alive:7.0%}  {pos:11.1%}  {std:.2g}")
+        for name, units, alive, pos, std, relu in census(net, theta, frames):
+            ever = f"{alive:7.0%}" if relu else " linear"
+            print(f"  {name:6s} {units:6d}  {ever}  {pos:11.1%}  {std:.2g}")
 
 
 if __name__ == "__main__":

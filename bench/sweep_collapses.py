@@ -113,8 +113,8 @@ def verdict(row: dict, target: float, facts: dict, dead: list | None) -> str:
             words.append(f"the policy stayed near uniform (entropy {facts['entropy_last']:.3g} of ln A {facts['ln_a']:.3g})")
     if facts.get("grad_max") is not None and facts["grad_median"] > 0 and facts["grad_max"] > SPIKE * facts["grad_median"]:
         words.append(f"gradient-norm spikes (largest {facts['grad_max']:.3g}, median {facts['grad_median']:.3g})")
-    for name, _units, alive, _pos, _std in dead or []:
-        if alive < DEAD_BELOW:
+    for name, _units, alive, _pos, _std, relu in dead or []:
+        if relu and alive < DEAD_BELOW:
             words.append(f"{name}: {1 - alive:.0%} of its units dead")
     return "; ".join(words)
 
@@ -161,8 +161,9 @@ def report(sweep_dir: str, target: float | None = None, every: bool = False, ste
              f"{len(chosen)} of {len(rows)} finished trials of `{os.path.basename(os.path.abspath(sweep_dir))}`"
              f" ({'all shown' if every else f'final 10-game mean < {target:g}'}); written by"
              " `python bench/sweep_collapses.py`. Entropy is the policy's (ln A for a uniform one); |g| the mean"
-             " gradient norm before clipping of a progress line's updates; units ever on: the share of a layer's"
-             f" units positive on at least one of {steps} frames of random play, final checkpoint.", "",
+             " gradient norm before clipping of a progress line's updates; units ever on: the share of a ReLU"
+             f" layer's units positive on at least one of {steps} frames of random play, final checkpoint"
+             " (the linear head is left out: its outputs may be negative on every frame without being dead).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in chosen:
         run_dir = os.path.join(sweep_dir, r["run_dir"])
@@ -178,7 +179,7 @@ def report(sweep_dir: str, target: float | None = None, every: bool = False, ste
         ent = "/".join(_fmt(facts.get(k)) for k in ("entropy_first", "entropy_min", "entropy_last")) \
             if "entropy_last" in facts else "-"
         grads = "/".join(_fmt(facts.get(k)) for k in ("grad_median", "grad_max", "grad_last"))
-        units = ", ".join(f"{name} {alive:.0%}" for name, _u, alive, _p, _s in dead) if dead else "-"
+        units = ", ".join(f"{name} {alive:.0%}" for name, _u, alive, _p, _s, relu in dead if relu) if dead else "-"
         cells = [r["trial"], *(format_value(r.get(k)) for k in swept), _fmt(r["final_mean10"], ".1f"),
                  _fmt(r["best_mean10"], ".1f"), _fmt(r.get("final_mean100", math.nan), ".1f"), ent, _fmt(loss), grads, units, verdict(r, target, facts, dead)]
         lines.append("| " + " | ".join(cells) + " |")

@@ -54,11 +54,12 @@ def test_facts_and_verdicts_name_what_stands_out():
     assert facts["entropy_first"] == 1.79 and facts["entropy_min"] == 0.02 and facts["entropy_last"] == 0.02
     assert facts["grad_max"] == 80.0 and facts["grad_median"] == pytest.approx(2.15) and facts["grad_last"] == 2.2
     assert facts["ln_a"] == pytest.approx(math.log(6)) and facts["value_loss_last"] == 0.05
-    dead = [("conv1", 16, 0.25, 0.01, 0.0), ("conv2", 32, 0.9, 0.3, 0.1)]
+    dead = [("conv1", 16, 0.25, 0.01, 0.0, True), ("conv2", 32, 0.9, 0.3, 0.1, True),
+            ("head", 6, 0.0, 0.0, 0.2, False)]  # a linear head negative on every frame is not dead
     v = SC.verdict({"final_mean10": -21.0, "best_mean10": 19.0}, 18.0, facts, dead)
     assert v.startswith("reached 18, then fell to -21")
     assert "entropy collapsed to 0.02" in v and "gradient-norm spikes (largest 80" in v
-    assert "conv1: 75% of its units dead" in v and "conv2" not in v
+    assert "conv1: 75% of its units dead" in v and "conv2" not in v and "head" not in v
     calm = SC.learning_facts(SC.parse_progress(_a3c_line(1_000_000, -20.0, 1.78, 0.01, 1.0)), 6)
     v = SC.verdict({"final_mean10": -20.0, "best_mean10": -19.5}, 18.0, calm, None)
     assert v == "never reached 18 (best -19.5); the policy stayed near uniform (entropy 1.78 of ln A 1.79)"
@@ -98,3 +99,22 @@ def test_bad_input_one_line_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 3 and all(x.startswith("error: ") for x in err), err
     assert "no --target" in err[2] and not (d / "COLLAPSES.md").exists()
+
+
+def test_census_marks_only_relu_layers_as_able_to_die():
+    """bench/dead_units.py's census on the Atari net: conv1, conv2 and fc end in a ReLU; the
+    head is linear, so its share of ever-positive outputs is reported but never called dead."""
+    from fastasync.nets import make_net
+
+    spec = importlib.util.spec_from_file_location("dead_units", os.path.join(ROOT, "bench", "dead_units.py"))
+    du = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(du)
+    net = make_net((4, 84, 84), 6, head="a3c")
+    frames = np.random.default_rng(0).integers(0, 256, (5, 4, 84, 84)).astype(np.uint8)
+    rows = du.census(net, net.init_params(0), frames)
+    assert [(r[0], r[5]) for r in rows] == [("conv1", True), ("conv2", True), ("fc", True), ("head", False)]
+    assert all(0.0 <= r[2] <= 1.0 for r in rows)
+    theta = net.init_params(0).copy()
+    theta[:] = -1.0  # every weight and bias negative: each ReLU layer is dead, the head is not
+    v = SC.verdict({"final_mean10": -21.0, "best_mean10": -21.0}, 18.0, {}, du.census(net, theta, frames))
+    assert "conv1: 100% of its units dead" in v and "head" not in v
