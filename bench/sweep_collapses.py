@@ -7,8 +7,10 @@ For each finished trial of a `fastasync sweep` whose final 10-game mean is below
 the swept values, its final and best 10-game means and the mean of its last 100 games, what its progress lines in ``train.log``
 said of the updates (the policy's entropy against ln A, a uniform policy's; the value or TD
 loss; the mean gradient norm before clipping: median, largest and last), and a dead-unit
-census of its final checkpoint (``bench/dead_units.py``: the share of each layer's units that
-are ever positive on frames of random play). A short verdict names what stands out. The table
+census of its final checkpoint (``bench/dead_units.py``: the share of each ReLU layer's units
+that are ever positive on frames of random play), and each learner thread's last games with
+its final epsilon (a Q method's threads explore with different ones). A short verdict names
+what stands out. The table
 goes to standard output and to ``SWEEP_DIR/COLLAPSES.md``, which the sweep's SUMMARY sits beside.
 """
 
@@ -38,6 +40,7 @@ DEAD_BELOW = 0.5  # a layer with fewer of its units ever on than this is called 
 SPIKE = 10.0  # a largest gradient norm this many times the median is called a spike
 FLAT = 0.1  # entropy below this share of ln A: a nearly deterministic policy
 UNIFORM = 0.95  # entropy above this share of ln A: a policy that stayed near uniform
+THREAD_LAST = 50  # games per learner thread in the by-thread means
 
 
 def _number(text: str) -> float:
@@ -96,13 +99,19 @@ def learning_facts(progress: dict, num_actions: int | None) -> dict:
     return out
 
 
-def verdict(row: dict, target: float, facts: dict, dead: list | None) -> str:
+def verdict(row: dict, target: float, facts: dict, dead: list | None, threads: list = ()) -> str:
     """A few words on what stands out in one trial: whether it reached the target and fell
-    back or never reached it, then the entropy, gradient and dead-unit findings."""
+    back or never reached it, then the entropy, gradient and dead-unit findings, and a thread
+    whose own last games reached the target when the run's mean did not."""
     final, best = row.get("final_mean10", math.nan), row.get("best_mean10", math.nan)
     if not math.isfinite(final):
         return "no games"
-    words = [f"reached {target:g}, then fell to {final:g}" if best >= target else f"never reached {target:g} (best {best:g})"]
+    if final >= target:  # shown with --all
+        words = [f"ended at {final:g}, at or above {target:g}"]
+    elif best >= target:
+        words = [f"reached {target:g}, then fell to {final:g}"]
+    else:
+        words = [f"never reached {target:g} (best {best:g})"]
     if facts.get("grad_nonfinite"):
         words.append(f"{facts['grad_nonfinite']} progress lines with a non-finite gradient norm")
     if "ln_a" in facts:
@@ -116,23 +125,49 @@ def verdict(row: dict, target: float, facts: dict, dead: list | None) -> str:
     for name, _units, alive, _pos, _std, relu in dead or []:
         if relu and alive < DEAD_BELOW:
             words.append(f"{name}: {1 - alive:.0%} of its units dead")
+    if not final >= target:
+        for k, eps, _n, mean in threads:
+            if mean >= target:
+                words.append(f"thread {k}" + (f" (final epsilon {eps:g})" if eps is not None else "")
+                             + f" alone at {mean:+.1f} over its last {THREAD_LAST} games")
     return "; ".join(words)
+
+
+def thread_scores(episodes: dict, final_epsilon=None, last: int = THREAD_LAST) -> list:
+    """Per learner thread of a run: (thread, its final epsilon or None, its games, the mean of
+    its last ``last`` games). A Q method's threads each explore with a final epsilon of their
+    own (0.1, 0.01 or 0.5, drawn per thread as the paper did), so the run's game scores mix
+    a nearly greedy policy's with one that acts at random half the time; with 2 threads the
+    10-game mean says as much about that draw as about what was learned."""
+    out = []
+    threads = np.asarray(episodes["thread"], int)
+    scores = np.asarray(episodes["score"], float)
+    for k in sorted(set(threads.tolist())):
+        mine = scores[threads == k]
+        eps = float(final_epsilon[k]) if final_epsilon is not None and k < len(final_epsilon) else None
+        out.append((k, eps, int(mine.size), float(mine[-last:].mean())))
+    return out
+
+
+def _threads_text(rows: list) -> str:
+    return ", ".join(f"{k}" + (f" (eps {e:g})" if e is not None else "") + f": {m:+.1f}" for k, e, _n, m in rows) or "-"
 
 
 def census_of(run_dir: str, steps: int):
     """(num_actions, the dead-unit census of the final checkpoint or None where the run has
-    no checkpoint or no pixel net)."""
+    no checkpoint or no pixel net, the threads' final epsilons or None where the method has none)."""
     import fastasync
     from dead_units import census, frames_of
 
     if not os.path.exists(os.path.join(run_dir, "checkpoint.npz")):
-        return None, None
+        return None, None, None
     policy = fastasync.load(run_dir)
     n = policy.num_actions if policy.info.discrete else None
+    eps = (policy._agent.extra or {}).get("final_epsilon")
     if len(policy.observation_shape) != 3:
-        return n, None
+        return n, None, eps
     net = policy._agent.net
-    return n, census(net, policy._agent.theta, frames_of(policy, steps))
+    return n, census(net, policy._agent.theta, frames_of(policy, steps)), eps
 
 
 def _fmt(v, spec=".3g") -> str:
@@ -142,6 +177,7 @@ def _fmt(v, spec=".3g") -> str:
 def report(sweep_dir: str, target: float | None = None, every: bool = False, steps: int = 300) -> str:
     """The markdown of the trials that missed ``target`` (all finished trials with ``every``)."""
     from fastasync.errors import ConfigError
+    from fastasync.stats import read_episodes
     from fastasync.sweep import collect_rows, format_value, load_state
 
     state = load_state(sweep_dir)
@@ -156,14 +192,16 @@ def report(sweep_dir: str, target: float | None = None, every: bool = False, ste
     chosen = [r for r in rows if every or not r["final_mean10"] >= target]
     chosen.sort(key=lambda r: r.get(state.get("x") or "trial", r["trial"]))
     head = ["trial", *swept, "final mean10", "best mean10", "last-100 mean", "entropy first/min/last", "last loss",
-            "|g| median/max/last", "units ever on (per layer)", "what stands out"]
+            "|g| median/max/last", "units ever on (per layer)", f"last {THREAD_LAST} games by thread", "what stands out"]
     lines = [f"# The trials below {target:g}" if not every else f"# Every finished trial, against {target:g}", "",
              f"{len(chosen)} of {len(rows)} finished trials of `{os.path.basename(os.path.abspath(sweep_dir))}`"
              f" ({'all shown' if every else f'final 10-game mean < {target:g}'}); written by"
              " `python bench/sweep_collapses.py`. Entropy is the policy's (ln A for a uniform one); |g| the mean"
              " gradient norm before clipping of a progress line's updates; units ever on: the share of a ReLU"
              f" layer's units positive on at least one of {steps} frames of random play, final checkpoint"
-             " (the linear head is left out: its outputs may be negative on every frame without being dead).", "",
+             " (the linear head is left out: its outputs may be negative on every frame without being dead);"
+             f" by thread: the mean of each learner thread's last {THREAD_LAST} games, with its final epsilon where"
+             " the method explores with one (a Q method's threads each draw their own).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in chosen:
         run_dir = os.path.join(sweep_dir, r["run_dir"])
@@ -173,7 +211,9 @@ def report(sweep_dir: str, target: float | None = None, every: bool = False, ste
             with open(log, errors="replace") as fh:
                 text = fh.read()
         progress = parse_progress(text)
-        num_actions, dead = census_of(run_dir, steps)
+        num_actions, dead, final_eps = census_of(run_dir, steps)
+        eps_path = os.path.join(run_dir, "episodes.csv")
+        threads = thread_scores(read_episodes(eps_path), final_eps) if os.path.exists(eps_path) else []
         facts = learning_facts(progress, num_actions)
         loss = facts.get("value_loss_last", facts.get("td_loss_last"))
         ent = "/".join(_fmt(facts.get(k)) for k in ("entropy_first", "entropy_min", "entropy_last")) \
@@ -181,7 +221,7 @@ def report(sweep_dir: str, target: float | None = None, every: bool = False, ste
         grads = "/".join(_fmt(facts.get(k)) for k in ("grad_median", "grad_max", "grad_last"))
         units = ", ".join(f"{name} {alive:.0%}" for name, _u, alive, _p, _s, relu in dead if relu) if dead else "-"
         cells = [r["trial"], *(format_value(r.get(k)) for k in swept), _fmt(r["final_mean10"], ".1f"),
-                 _fmt(r["best_mean10"], ".1f"), _fmt(r.get("final_mean100", math.nan), ".1f"), ent, _fmt(loss), grads, units, verdict(r, target, facts, dead)]
+                 _fmt(r["best_mean10"], ".1f"), _fmt(r.get("final_mean100", math.nan), ".1f"), ent, _fmt(loss), grads, units, _threads_text(threads), verdict(r, target, facts, dead, threads)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

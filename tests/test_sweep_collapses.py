@@ -81,7 +81,7 @@ def test_report_lists_the_trials_below_the_target_and_writes_collapses_md(tmp_pa
     assert capsys.readouterr().out == text
     rows = [x for x in text.splitlines() if x.startswith("| trial-")]
     assert [r.split(" | ")[0] for r in rows] == ["| trial-000", "| trial-002"]  # by lr; trial-001 reached 18
-    assert "| 0.0001 | 5.0 | 5.0 | 5.0 | 1/1/1 | 0.01 | 3/3/3 | - | never reached 18 (best 5) |" in rows[0]
+    assert "| 0.0001 | 5.0 | 5.0 | 5.0 | 1/1/1 | 0.01 | 3/3/3 | - | 0: +5.0 | never reached 18 (best 5) |" in rows[0]
     assert "2 of 3 finished trials" in text
     assert SC.main([str(d), "--all", "--target", "0"]) == 0
     text = (d / "COLLAPSES.md").read_text()
@@ -118,3 +118,20 @@ def test_census_marks_only_relu_layers_as_able_to_die():
     theta[:] = -1.0  # every weight and bias negative: each ReLU layer is dead, the head is not
     v = SC.verdict({"final_mean10": -21.0, "best_mean10": -21.0}, 18.0, {}, du.census(net, theta, frames))
     assert "conv1: 100% of its units dead" in v and "head" not in v
+
+
+def test_threads_with_their_own_epsilon_are_told_apart():
+    """A Q method's two threads, one finishing at epsilon 0.5 and one at 0.01: the run's
+    mean sits near 0 while the nearly greedy thread's own games are at +19; the verdict says so."""
+    rng = np.random.default_rng(0)
+    threads = [0, 1] * 100
+    scores = [float(-15 + rng.integers(-2, 3)) if k == 0 else float(19 + rng.integers(-1, 2)) for k in threads]
+    eps = np.array([0.5, 0.01])
+    rows = SC.thread_scores({"thread": threads, "score": scores}, eps)
+    assert [(k, e, n) for k, e, n, _m in rows] == [(0, 0.5, 100), (1, 0.01, 100)]
+    assert rows[0][3] == pytest.approx(np.mean(scores[0::2][-50:])) and rows[1][3] >= 18
+    assert SC._threads_text(rows).startswith("0 (eps 0.5): -1")
+    v = SC.verdict({"final_mean10": 2.0, "best_mean10": 9.0}, 18.0, {}, None, rows)
+    assert v == f"never reached 18 (best 9); thread 1 (final epsilon 0.01) alone at {rows[1][3]:+.1f} over its last 50 games"
+    assert SC.verdict({"final_mean10": 18.5, "best_mean10": 19.0}, 18.0, {}, None, rows) == "ended at 18.5, at or above 18"
+    assert SC._threads_text(SC.thread_scores({"thread": [0, 0], "score": [1.0, 3.0]})) == "0: +2.0"
