@@ -148,7 +148,10 @@ def _check_output_file(path, option):
 @click.option("--seed", type=int, default=12345, show_default=True, help="env and action seed")
 @click.option("--backend", type=click.Choice(["auto", "envpool", "gymnasium"]), default="auto", show_default=True,
               help="env backend")
-def eval_cmd(path, episodes, greedy, gif, video, seed, backend):
+@click.option("--save", is_flag=True, default=False,
+              help="also write the games to eval.json beside the checkpoint (a sweep's summary, sweep.csv and "
+                   "scatter show it for each trial)")
+def eval_cmd(path, episodes, greedy, gif, video, seed, backend, save):
     """Play full games with a trained agent and print true-score statistics."""
     if episodes < 1:
         fail(f"--episodes must be >= 1, got {episodes}")
@@ -184,6 +187,14 @@ def eval_cmd(path, episodes, greedy, gif, video, seed, backend):
         hits = sum(bool(fam.outcome(cfg.env.env, sc, ln)) for sc, ln in zip(s, res["lengths"]))
         click.echo(f"{fam.outcome_name(cfg.env.env)} in {hits} of {len(s)} games; "
                    f"mean length {float(__import__('numpy').mean(res['lengths'])):.0f} agent steps (x4 tics)")
+    if save:
+        from .evaluate import save_eval
+
+        run_dir = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+        try:
+            click.echo(f"wrote {save_eval(run_dir, policy.frames, res, seed)}")
+        except OSError as exc:
+            fail(f"cannot write eval.json in {run_dir}: {exc}")
     if gif:
         click.echo(f"wrote {gif}")
     if video:

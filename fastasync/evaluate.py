@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -166,6 +167,40 @@ def evaluate(agent: Agent, episodes: int = 10, greedy=None, seed: int = 12345, g
     if recorded is not None or recorder is not None:
         out["video"] = recorded
     return out
+
+
+EVAL_FILE = "eval.json"  # the games of a run's final checkpoint, beside it (``fastasync eval --save``)
+
+
+def save_eval(run_dir: str, frames: int, res: dict, seed: int) -> str:
+    """Write ``res`` (``evaluate``'s result) as RUN_DIR/eval.json, atomically: the checkpoint's
+    ``frames`` (so that a later checkpoint makes it stale), the policy, seed, games and their
+    scores and lengths, the mean, median, min and max. Returns the path."""
+    import json
+
+    s = np.asarray(res["scores"], float)
+    doc = {"frames": int(frames), "policy": res["policy"], "greedy": bool(res["greedy"]), "seed": int(seed),
+           "games": int(s.size), "mean": float(s.mean()), "median": float(np.median(s)), "min": float(s.min()),
+           "max": float(s.max()), "scores": s.tolist(), "lengths": [int(x) for x in res["lengths"]]}
+    path = os.path.join(run_dir, EVAL_FILE)
+    ckpt.atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
+    return path
+
+
+def read_eval(run_dir: str, frames: int | None = None) -> dict | None:
+    """RUN_DIR/eval.json as written by ``save_eval``, or None where there is none, it cannot be
+    read, or (``frames`` given) it is of another checkpoint than the one at ``frames``."""
+    import json
+
+    try:
+        with open(os.path.join(run_dir, EVAL_FILE)) as fh:
+            doc = json.load(fh)
+        ok = isinstance(doc, dict) and doc.get("games", 0) > 0 and isinstance(doc.get("mean"), (int, float))
+    except (OSError, ValueError):
+        return None
+    if not ok or (frames is not None and doc.get("frames") != frames):
+        return None
+    return doc
 
 
 def write_gif(path: str, frames, fps: int = 15, scale: int = 2) -> None:

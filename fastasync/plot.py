@@ -187,7 +187,8 @@ def plot_sweep(rows, x: str, log: bool, out: str, title: str = "", note: str = "
     axis when ``log``, one marker per trial. Finished trials are filled where they reached
     ``target`` and hollow where not (the target a dashed line); unfinished ones (stopped,
     failed, running) are grey crosses; a black dash marks a finished trial's mean of its last
-    100 games (``final_mean100``) where the rows have it. ``xlim``: the searched range (lo,
+    100 games (``final_mean100``) where the rows have it, an orange star the eval of its final
+    checkpoint (``eval_mean``, ``fastasync eval --save``) where it has one. ``xlim``: the searched range (lo,
     hi), which the axis then spans; ``default``: the value a bare run takes, a dotted line.
     ``rows``: sweep.csv's rows as dicts."""
     import matplotlib
@@ -219,6 +220,10 @@ def plot_sweep(rows, x: str, log: bool, out: str, title: str = "", note: str = "
     if last:
         ax.plot([pos(r[x]) for r in last], [r["final_mean100"] for r in last], marker="_", color="black",
                 ls="none", ms=12, mew=1.5, label="mean of the last 100 games")
+    ev = [r for r in have if r["status"] == "done" and not np.isnan(r.get("eval_mean", np.nan))]
+    if ev:
+        ax.plot([pos(r[x]) for r in ev], [r["eval_mean"] for r in ev], marker="*", color="tab:orange",
+                ls="none", ms=9, label="eval of the final checkpoint")
     if target is not None:
         ax.axhline(target, color="tab:red", ls="--", lw=1, label=f"target {target:g}")
     if default is not None and numeric:

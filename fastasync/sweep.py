@@ -364,8 +364,11 @@ def summarise(rows: list, x: str | None, log: bool, targets=(), default=None) ->
     last-100 mean's), the best trial, and per target the trials whose final mean reached it
     (and whose best mean did, and whose last-100 mean did), their fraction, and the widest
     interval of ``x`` in which every finished trial reached it (by the final 10-game mean; by
-    the last-100 mean too). ``default``: the value of ``x`` a bare run takes (``x_default``),
-    kept with the finished trials next to it on either side."""
+    the last-100 mean too). Where finished trials hold an eval of their final checkpoint
+    (``eval_mean``), the same for it: its spread, the trials whose eval reached each target,
+    and (when every finished trial was evaluated) the widest interval by it. ``default``: the
+    value of ``x`` a bare run takes (``x_default``), kept with the finished trials next to it
+    on either side."""
     done = [r for r in rows if r["status"] == "done" and not math.isnan(r["final_mean10"])]
     counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "running", "stopped", "failed", "pending")}
     out = {"trials": len(rows), **counts, "x": x, "x_log": log, "window": WINDOW, "last": LAST}
@@ -378,6 +381,11 @@ def summarise(rows: list, x: str | None, log: bool, targets=(), default=None) ->
     lasts = [v for r in done if not math.isnan(v := r.get("final_mean100", math.nan))]
     if lasts:
         out["final_mean100"] = _spread(lasts)
+    evals = [r for r in done if not math.isnan(r.get("eval_mean", math.nan))]
+    if evals:
+        out["eval"] = {**_spread([r["eval_mean"] for r in evals]), "evaluated": len(evals),
+                       "games": sorted({r["eval_games"] for r in evals}),
+                       "policy": sorted({str(r.get("eval_policy")) for r in evals})}
     numeric = x and done and all(isinstance(r.get(x), (int, float)) and not isinstance(r.get(x), bool) for r in done)
     if default is not None and numeric:
         below = [r for r in done if r[x] <= default]
@@ -402,6 +410,12 @@ def summarise(rows: list, x: str | None, log: bool, targets=(), default=None) ->
             entry.update(reached_last100=sum(hit_last), fraction_last100=sum(hit_last) / n)
             if numeric:
                 entry["widest_all_reached_last100"] = widest_interval([r[x] for r in done], hit_last, log)
+        if evals:
+            hit_eval = [r["eval_mean"] >= t for r in evals]
+            entry.update(evaluated=len(evals), reached_eval=sum(hit_eval), fraction_eval=sum(hit_eval) / len(evals))
+            if numeric and len(evals) == n:  # an interval only where every finished trial was evaluated
+                entry["widest_all_reached_eval"] = widest_interval([r[x] for r in done],
+                                                                   [r["eval_mean"] >= t for r in done], log)
         out["targets"].append(entry)
     return out
 
@@ -425,6 +439,11 @@ def summary_markdown(summary: dict, title: str) -> str:
         f = s["final_mean100"]
         lines.append(f"Mean of the last {s['last']} games (fewer where a trial played fewer): median {f['median']:.4g}, "
                      f"min {f['min']:.4g}, max {f['max']:.4g}.")
+    if "eval" in s:
+        e = s["eval"]
+        lines.append(f"Eval of the final checkpoint ({'/'.join(map(str, e['games']))} games, {', '.join(e['policy'])};"
+                     f" {e['evaluated']} of the {s['done']} done evaluated): median {e['median']:.4g}, "
+                     f"min {e['min']:.4g}, max {e['max']:.4g}.")
     if "default" in s:
         d = s["default"]
         near = "; ".join(f"{n['trial']} ({s['x']} {format_value(n[s['x']])}) final mean{s['window']} "
@@ -441,9 +460,12 @@ def summary_markdown(summary: dict, title: str) -> str:
                      f"{t['finished']} finished trials ({100 * t['fraction_final']:.0f}%); the best "
                      f"{s['window']}-game mean in {t['reached_best']} ({100 * t['fraction_best']:.0f}%)"
                      + (f"; the mean of the last {s['last']} games in {t['reached_last100']} "
-                        f"({100 * t['fraction_last100']:.0f}%)" if "reached_last100" in t else "") + ".")
+                        f"({100 * t['fraction_last100']:.0f}%)" if "reached_last100" in t else "")
+                     + (f"; the eval of the final checkpoint in {t['reached_eval']} of {t['evaluated']} evaluated "
+                        f"({100 * t['fraction_eval']:.0f}%)" if "reached_eval" in t else "") + ".")
         for key, what in (("widest_all_reached", f"final {s['window']}-game mean"),
-                          ("widest_all_reached_last100", f"mean of the last {s['last']} games")):
+                          ("widest_all_reached_last100", f"mean of the last {s['last']} games"),
+                          ("widest_all_reached_eval", "eval of the final checkpoint")):
             if key not in t:
                 continue
             w = t[key]
@@ -471,7 +493,7 @@ def summary_markdown(summary: dict, title: str) -> str:
 
 def csv_columns(space_names, targets) -> list:
     return (["trial", *space_names, "status", "frames", "games", "final_mean10", "best_mean10", "final_mean100",
-             *[target_column(t) for t in targets], "wall_s", "run_dir"])
+             "eval_mean", "eval_games", "eval_policy", *[target_column(t) for t in targets], "wall_s", "run_dir"])
 
 
 def csv_text(rows: list, columns: list) -> str:
@@ -816,7 +838,10 @@ class LocalTrials:
 def collect_rows(sweep_dir: str, state: dict) -> list:
     """One row per trial from its run directory: the swept values, status, frames, games,
     final/best 10-game means, frames to each target, wall seconds (the trial's processes from
-    start to end, every attempt; else the run's own clock), run_dir."""
+    start to end, every attempt; else the run's own clock), run_dir, and for a finished trial
+    whose final checkpoint was evaluated (``fastasync eval --save``: eval.json of that
+    checkpoint) the eval's mean score, games and policy (else NaN/None)."""
+    from .evaluate import read_eval
     from .stats import read_episodes
 
     targets = state.get("targets") or []
@@ -834,6 +859,10 @@ def collect_rows(sweep_dir: str, state: dict) -> list:
                "frames": counts[0] if counts else (max(eps["frames"]) if eps["frames"] else 0),
                "wall_s": t.get("wall_s") or (round(counts[1], 1) if counts else None),
                "run_dir": os.path.relpath(run_dir, sweep_dir)}
+        # of this checkpoint; a folder kept without its checkpoints (docs/learning/sweeps) keeps its eval.json
+        ev = read_eval(run_dir, counts[0] if counts else None) if t["status"] == "done" else None
+        row.update(eval_mean=ev["mean"] if ev else math.nan, eval_games=ev["games"] if ev else None,
+                   eval_policy=ev["policy"] if ev else None)
         rows.append(row)
     return rows
 
@@ -880,6 +909,8 @@ def write_outputs(sweep_dir: str, state: dict, png: str | None = "") -> tuple:
             if t and t["finished"]:
                 note = (f"final mean{WINDOW} >= {t['target']:g} in {t['reached_final']} of {t['finished']} "
                         f"finished trials ({100 * t['fraction_final']:.0f}%)")
+                if "reached_eval" in t:
+                    note += f"; eval in {t['reached_eval']} of {t['evaluated']} evaluated"
             d = parse_space(state["space"]).get(x)
             xlim = (d.lo, d.hi) if d is not None and d.kind in ("uniform", "loguniform") else None
             plot_sweep(rows, x, log, out, title=title, note=note, target=t["target"] if t else None, xlim=xlim,

@@ -149,6 +149,16 @@ def test_eval_plot_envs(cartpole_run, tmp_path):
     assert "3 games (sampled from the policy)" in r.output and "mean" in r.output
     r = invoke(["eval", str(cartpole_run / "checkpoint.npz"), "--episodes", "2", "--greedy"])
     assert r.exit_code == 0 and "(greedy)" in r.output
+    assert not (cartpole_run / "eval.json").exists()  # only --save writes
+    r = invoke(["eval", str(cartpole_run / "checkpoint.npz"), "--episodes", "3", "--greedy", "--save"])
+    assert r.exit_code == 0 and "eval.json" in r.output, r.output
+    from fastasync.evaluate import read_eval
+    from fastasync.sweep import checkpoint_counts
+
+    frames = checkpoint_counts(str(cartpole_run))[0]
+    ev = read_eval(str(cartpole_run), frames)
+    assert ev["games"] == 3 and len(ev["scores"]) == 3 and ev["policy"] == "greedy" and ev["frames"] == frames
+    assert ev["mean"] == sum(ev["scores"]) / 3 and read_eval(str(cartpole_run), frames + 1) is None  # of another
     _bad(["eval", str(cartpole_run), "--gif", str(tmp_path / "x.gif")], "--gif needs an env with image observations")
     out = tmp_path / "curve.png"
     r = invoke(["plot", str(cartpole_run), "-o", str(out)])

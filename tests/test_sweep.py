@@ -4,6 +4,7 @@ SWEEP_DIR`; then (slow) real CartPole sweeps: three tiny trials with their files
 starts no trial, another search space refused, Ctrl-C mid-sweep and the same command going
 on, and the trials on a local Ray cluster, one of whose task processes is killed."""
 
+import csv
 import json
 import math
 import os
@@ -305,8 +306,9 @@ def test_plot_sweep_dir_redraws_the_scatter_and_summary(tmp_path):
     assert r.exit_code == 0, r.output
     assert (d / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = (d / "sweep.csv").read_text().splitlines()
-    assert lines[0] == "trial,lr,status,frames,games,final_mean10,best_mean10,final_mean100,frames_to_18,wall_s,run_dir"
-    assert lines[2] == "trial-001,0.001,done,12000,12,19,19,19,10000,10,trial-001"
+    assert lines[0] == ("trial,lr,status,frames,games,final_mean10,best_mean10,final_mean100,eval_mean,eval_games,"
+                        "eval_policy,frames_to_18,wall_s,run_dir")
+    assert lines[2] == "trial-001,0.001,done,12000,12,19,19,19,,,,10000,10,trial-001"
     s = json.loads((d / "summary.json").read_text())
     t = s["targets"][0]
     assert (t["reached_final"], t["finished"]) == (2, 3)
@@ -323,6 +325,40 @@ def test_plot_sweep_dir_redraws_the_scatter_and_summary(tmp_path):
     out = tmp_path / "other.png"
     r = CliRunner().invoke(main, ["plot", str(d), "-o", str(out)])
     assert r.exit_code == 0 and out.exists(), r.output
+
+
+def test_an_eval_of_the_final_checkpoint_joins_the_rows_summary_and_scatter(tmp_path):
+    """`fastasync eval --save` leaves eval.json beside a trial's checkpoint: the sweep's rows,
+    summary and scatter show it beside the training games' means (a Q method's training games
+    mix its threads' exploring epsilons); an eval of an earlier checkpoint is not used."""
+    from fastasync.evaluate import save_eval
+
+    d = _fake_sweep(tmp_path / "sw", finals=(5.0, 2.0, -20.0))
+    res = lambda mean: {"scores": np.array([mean - 1, mean + 1]), "lengths": np.array([800, 900]),  # noqa: E731
+                        "greedy": True, "policy": "greedy"}
+    save_eval(str(d / "trial-000"), 12_000, res(19.0), seed=1)
+    save_eval(str(d / "trial-001"), 12_000, res(20.0), seed=1)
+    np.savez(d / "trial-002" / "checkpoint.npz", frames=np.int64(12_000), wall_s=10.0)
+    save_eval(str(d / "trial-002"), 6_000, res(-21.0), seed=1)  # of the checkpoint before: stale
+    r = CliRunner().invoke(main, ["plot", str(d)])
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(open(d / "sweep.csv")))
+    assert [(x["eval_mean"], x["eval_games"], x["eval_policy"]) for x in rows] == \
+        [("19", "2", "greedy"), ("20", "2", "greedy"), ("", "", "")]
+    s = json.loads((d / "summary.json").read_text())
+    t = s["targets"][0]
+    assert (t["reached_final"], t["reached_eval"], t["evaluated"]) == (0, 2, 2)
+    assert "widest_all_reached_eval" not in t  # not every finished trial evaluated: no interval
+    assert s["eval"]["median"] == 19.5 and s["eval"]["games"] == [2]
+    text = (d / "SUMMARY.md").read_text()
+    assert "Eval of the final checkpoint (2 games, greedy; 2 of the 3 done evaluated): median 19.5" in text
+    assert "the eval of the final checkpoint in 2 of 2 evaluated (100%)" in text
+    save_eval(str(d / "trial-002"), 12_000, res(-21.0), seed=1)
+    assert CliRunner().invoke(main, ["plot", str(d)]).exit_code == 0
+    t = json.loads((d / "summary.json").read_text())["targets"][0]
+    assert (t["reached_eval"], t["evaluated"]) == (2, 3)
+    assert (t["widest_all_reached_eval"]["lo"], t["widest_all_reached_eval"]["hi"]) == (1e-4, 1e-3)
+    assert "By the eval of the final checkpoint, the widest lr interval" in (d / "SUMMARY.md").read_text()
 
 
 # -- real sweeps (slow): trials are `fastasync train` subprocesses ---------------------------------
@@ -348,7 +384,8 @@ def test_cartpole_sweep_files_rerun_and_another_space(tmp_path):
         cfg = json.loads((run / "config.json").read_text())
         assert cfg["optim"]["lr"] == t["values"]["lr"] and cfg["run"]["frames"] == 20_000
     lines = (d / "sweep.csv").read_text().splitlines()
-    assert lines[0] == "trial,lr,status,frames,games,final_mean10,best_mean10,final_mean100,frames_to_30,wall_s,run_dir"
+    assert lines[0] == ("trial,lr,status,frames,games,final_mean10,best_mean10,final_mean100,eval_mean,eval_games,"
+                        "eval_policy,frames_to_30,wall_s,run_dir")
     assert len(lines) == 4 and all(int(x.split(",")[3]) >= 20_000 for x in lines[1:])
     assert (d / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     s = json.loads((d / "summary.json").read_text())
