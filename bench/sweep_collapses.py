@@ -125,11 +125,10 @@ def verdict(row: dict, target: float, facts: dict, dead: list | None, threads: l
     for name, _units, alive, _pos, _std, relu in dead or []:
         if relu and alive < DEAD_BELOW:
             words.append(f"{name}: {1 - alive:.0%} of its units dead")
-    if not final >= target:
+    if not final >= target:  # threads that explore alike (A3C's) differ by chance only: not named
         for k, eps, _n, mean in threads:
-            if mean >= target:
-                words.append(f"thread {k}" + (f" (final epsilon {eps:g})" if eps is not None else "")
-                             + f" alone at {mean:+.1f} over its last {THREAD_LAST} games")
+            if mean >= target and eps is not None:
+                words.append(f"thread {k} (final epsilon {eps:g}) alone at {mean:+.1f} over its last {THREAD_LAST} games")
     return "; ".join(words)
 
 

@@ -135,3 +135,5 @@ def test_threads_with_their_own_epsilon_are_told_apart():
     assert v == f"never reached 18 (best 9); thread 1 (final epsilon 0.01) alone at {rows[1][3]:+.1f} over its last 50 games"
     assert SC.verdict({"final_mean10": 18.5, "best_mean10": 19.0}, 18.0, {}, None, rows) == "ended at 18.5, at or above 18"
     assert SC._threads_text(SC.thread_scores({"thread": [0, 0], "score": [1.0, 3.0]})) == "0: +2.0"
+    same = SC.thread_scores({"thread": threads, "score": scores})  # no epsilons (A3C): chance, not named
+    assert SC.verdict({"final_mean10": 2.0, "best_mean10": 9.0}, 18.0, {}, None, same) == "never reached 18 (best 9)"
