@@ -125,6 +125,9 @@ def verdict(row: dict, target: float, facts: dict, dead: list | None, threads: l
     for name, _units, alive, _pos, _std, relu in dead or []:
         if relu and alive < DEAD_BELOW:
             words.append(f"{name}: {1 - alive:.0%} of its units dead")
+    ev = row.get("eval_mean", math.nan)
+    if not final >= target and ev >= target:
+        words.append(f"the eval of its final checkpoint ({row.get('eval_policy') or 'its default policy'}) at {ev:+.1f}")
     if not final >= target:  # threads that explore alike (A3C's) differ by chance only: not named
         for k, eps, _n, mean in threads:
             if mean >= target and eps is not None:
@@ -190,13 +193,14 @@ def report(sweep_dir: str, target: float | None = None, every: bool = False, ste
     rows = [r for r in collect_rows(sweep_dir, state) if r["status"] == "done"]
     chosen = [r for r in rows if every or not r["final_mean10"] >= target]
     chosen.sort(key=lambda r: r.get(state.get("x") or "trial", r["trial"]))
-    head = ["trial", *swept, "final mean10", "best mean10", "last-100 mean", "entropy first/min/last", "last loss",
+    head = ["trial", *swept, "final mean10", "best mean10", "last-100 mean", "eval", "entropy first/min/last", "last loss",
             "|g| median/max/last", "units ever on (per layer)", f"last {THREAD_LAST} games by thread", "what stands out"]
     lines = [f"# The trials below {target:g}" if not every else f"# Every finished trial, against {target:g}", "",
              f"{len(chosen)} of {len(rows)} finished trials of `{os.path.basename(os.path.abspath(sweep_dir))}`"
              f" ({'all shown' if every else f'final 10-game mean < {target:g}'}); written by"
              " `python bench/sweep_collapses.py`. Entropy is the policy's (ln A for a uniform one); |g| the mean"
-             " gradient norm before clipping of a progress line's updates; units ever on: the share of a ReLU"
+             " gradient norm before clipping of a progress line's updates; eval: the mean score of the eval of the final"
+             " checkpoint (`fastasync eval --save`) where there is one; units ever on: the share of a ReLU"
              f" layer's units positive on at least one of {steps} frames of random play, final checkpoint"
              " (the linear head is left out: its outputs may be negative on every frame without being dead);"
              f" by thread: the mean of each learner thread's last {THREAD_LAST} games, with its final epsilon where"
@@ -220,7 +224,8 @@ def report(sweep_dir: str, target: float | None = None, every: bool = False, ste
         grads = "/".join(_fmt(facts.get(k)) for k in ("grad_median", "grad_max", "grad_last"))
         units = ", ".join(f"{name} {alive:.0%}" for name, _u, alive, _p, _s, relu in dead if relu) if dead else "-"
         cells = [r["trial"], *(format_value(r.get(k)) for k in swept), _fmt(r["final_mean10"], ".1f"),
-                 _fmt(r["best_mean10"], ".1f"), _fmt(r.get("final_mean100", math.nan), ".1f"), ent, _fmt(loss), grads, units, _threads_text(threads), verdict(r, target, facts, dead, threads)]
+                 _fmt(r["best_mean10"], ".1f"), _fmt(r.get("final_mean100", math.nan), ".1f"),
+                 _fmt(r.get("eval_mean", math.nan), ".1f"), ent, _fmt(loss), grads, units, _threads_text(threads), verdict(r, target, facts, dead, threads)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -81,7 +81,7 @@ def test_report_lists_the_trials_below_the_target_and_writes_collapses_md(tmp_pa
     assert capsys.readouterr().out == text
     rows = [x for x in text.splitlines() if x.startswith("| trial-")]
     assert [r.split(" | ")[0] for r in rows] == ["| trial-000", "| trial-002"]  # by lr; trial-001 reached 18
-    assert "| 0.0001 | 5.0 | 5.0 | 5.0 | 1/1/1 | 0.01 | 3/3/3 | - | 0: +5.0 | never reached 18 (best 5) |" in rows[0]
+    assert "| 0.0001 | 5.0 | 5.0 | 5.0 | - | 1/1/1 | 0.01 | 3/3/3 | - | 0: +5.0 | never reached 18 (best 5) |" in rows[0]
     assert "2 of 3 finished trials" in text
     assert SC.main([str(d), "--all", "--target", "0"]) == 0
     text = (d / "COLLAPSES.md").read_text()
@@ -135,5 +135,7 @@ def test_threads_with_their_own_epsilon_are_told_apart():
     assert v == f"never reached 18 (best 9); thread 1 (final epsilon 0.01) alone at {rows[1][3]:+.1f} over its last 50 games"
     assert SC.verdict({"final_mean10": 18.5, "best_mean10": 19.0}, 18.0, {}, None, rows) == "ended at 18.5, at or above 18"
     assert SC._threads_text(SC.thread_scores({"thread": [0, 0], "score": [1.0, 3.0]})) == "0: +2.0"
+    v = SC.verdict({"final_mean10": 2.0, "best_mean10": 9.0, "eval_mean": 19.5, "eval_policy": "greedy"}, 18.0, {}, None)
+    assert v == "never reached 18 (best 9); the eval of its final checkpoint (greedy) at +19.5"
     same = SC.thread_scores({"thread": threads, "score": scores})  # no epsilons (A3C): chance, not named
     assert SC.verdict({"final_mean10": 2.0, "best_mean10": 9.0}, 18.0, {}, None, same) == "never reached 18 (best 9)"
