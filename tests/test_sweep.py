@@ -396,9 +396,18 @@ def test_cartpole_sweep_files_rerun_and_another_space(tmp_path):
     out = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "sweep_collapses.py"), str(d), "--all"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
-    rows = [x.split(" | ") for x in out.stdout.splitlines() if x.startswith("| trial-")]
-    assert len(rows) == 3 and all(r[4] != "-" and r[6] != "-/-/-" for r in rows), out.stdout  # entropy, |g|
+    table = [x.split(" | ") for x in out.stdout.splitlines() if x.startswith("| trial")]
+    ent, grad = table[0].index("entropy first/min/last"), table[0].index("|g| median/max/last")
+    rows = table[1:]
+    assert len(rows) == 3 and all(r[ent] != "-" and r[grad] != "-/-/-" for r in rows), out.stdout
     assert (d / "COLLAPSES.md").read_text() == out.stdout
+    # an eval of a trial's final checkpoint, saved beside it, joins its row
+    ev = CliRunner().invoke(main, ["eval", str(d / "trial-000"), "--episodes", "2", "--save"])
+    assert ev.exit_code == 0 and "eval.json" in ev.output, ev.output
+    assert CliRunner().invoke(main, ["plot", str(d)]).exit_code == 0
+    rows = list(csv.DictReader(open(d / "sweep.csv")))
+    assert rows[0]["eval_games"] == "2" and rows[0]["eval_policy"] and rows[1]["eval_mean"] == ""
+    assert "1 of the 3 done evaluated" in (d / "SUMMARY.md").read_text()
 
     r = _sweep(*args)  # the same command again: every trial is done, none starts
     assert r.exit_code == 0, r.output
