@@ -195,7 +195,8 @@ def read_eval(run_dir: str, frames: int | None = None) -> dict | None:
     try:
         with open(os.path.join(run_dir, EVAL_FILE)) as fh:
             doc = json.load(fh)
-        ok = isinstance(doc, dict) and doc.get("games", 0) > 0 and isinstance(doc.get("mean"), (int, float))
+        ok = (isinstance(doc, dict) and isinstance(doc.get("games"), int) and doc["games"] > 0
+              and isinstance(doc.get("mean"), (int, float)))
     except (OSError, ValueError):
         return None
     if not ok or (frames is not None and doc.get("frames") != frames):

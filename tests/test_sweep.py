@@ -331,7 +331,7 @@ def test_an_eval_of_the_final_checkpoint_joins_the_rows_summary_and_scatter(tmp_
     """`fastasync eval --save` leaves eval.json beside a trial's checkpoint: the sweep's rows,
     summary and scatter show it beside the training games' means (a Q method's training games
     mix its threads' exploring epsilons); an eval of an earlier checkpoint is not used."""
-    from fastasync.evaluate import save_eval
+    from fastasync.evaluate import read_eval, save_eval
 
     d = _fake_sweep(tmp_path / "sw", finals=(5.0, 2.0, -20.0))
     res = lambda mean: {"scores": np.array([mean - 1, mean + 1]), "lengths": np.array([800, 900]),  # noqa: E731
@@ -353,6 +353,9 @@ def test_an_eval_of_the_final_checkpoint_joins_the_rows_summary_and_scatter(tmp_
     text = (d / "SUMMARY.md").read_text()
     assert "Eval of the final checkpoint (2 games, greedy; 2 of the 3 done evaluated): median 19.5" in text
     assert "the eval of the final checkpoint in 2 of 2 evaluated (100%)" in text
+    for bad in ("{", '{"games": "30", "mean": 1.0}', '[1, 2]'):  # unreadable: no eval, no traceback
+        (d / "trial-002" / "eval.json").write_text(bad)
+        assert read_eval(str(d / "trial-002")) is None
     save_eval(str(d / "trial-002"), 12_000, res(-21.0), seed=1)
     assert CliRunner().invoke(main, ["plot", str(d)]).exit_code == 0
     t = json.loads((d / "summary.json").read_text())["targets"][0]
