@@ -1264,7 +1264,10 @@ def _run(sweep_dir, state, executor, exec_options, out, resume_hint, progress_ev
     save_state(sweep_dir, state)
     rows, summary, _png = write_outputs(sweep_dir, state)
     out("")
-    out(table_text(rows, csv_columns(list(state["space"]), state.get("targets") or [])[:-1]))
+    cols = csv_columns(list(state["space"]), state.get("targets") or [])[:-1]
+    if not any(r.get("eval_games") for r in rows):  # no trial evaluated: the terminal's table leaves them out
+        cols = [c for c in cols if not c.startswith("eval_")]
+    out(table_text(rows, cols))
     out("")
     for line in summary_markdown(summary, sweep_title(state)).splitlines()[2:]:
         if line:

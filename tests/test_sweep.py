@@ -394,6 +394,7 @@ def test_cartpole_sweep_files_rerun_and_another_space(tmp_path):
     s = json.loads((d / "summary.json").read_text())
     assert s["done"] == 3 and s["targets"][0]["finished"] == 3 and s["x"] == "lr"
     assert "Target 30" in (d / "SUMMARY.md").read_text() and "trial-002" in r.output  # the table
+    assert "eval_mean" not in r.output  # no trial evaluated: no empty eval columns in the terminal's table
     logs = {t["name"]: (d / t["name"] / "train.log").read_text() for t in state["trials"]}
     # bench/sweep_collapses.py reads these real trials: their progress lines and checkpoints
     out = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "sweep_collapses.py"), str(d), "--all"],
