@@ -125,11 +125,11 @@ def verdict(row: dict, target: float, facts: dict, dead: list | None, threads: l
     for name, _units, alive, _pos, _std, relu in dead or []:
         if relu and alive < DEAD_BELOW:
             words.append(f"{name}: {1 - alive:.0%} of its units dead")
-    ev = row.get("eval_mean", math.nan)
-    if not final >= target and ev >= target:
-        words.append(f"the eval of its final checkpoint ({row.get('eval_policy') or 'its default policy'}) at {ev:+.1f}")
-    if not final >= target:  # threads that explore alike (A3C's) differ by chance only: not named
-        for k, eps, _n, mean in threads:
+    if not final >= target:
+        ev = row.get("eval_mean", math.nan)
+        if ev >= target:
+            words.append(f"the eval of its final checkpoint ({row.get('eval_policy') or 'its default policy'}) at {ev:+.1f}")
+        for k, eps, _n, mean in threads:  # threads that explore alike (A3C's) differ by chance only: not named
             if mean >= target and eps is not None:
                 words.append(f"thread {k} (final epsilon {eps:g}) alone at {mean:+.1f} over its last {THREAD_LAST} games")
     return "; ".join(words)

@@ -188,9 +188,10 @@ def eval_cmd(path, episodes, greedy, gif, video, seed, backend, save):
         click.echo(f"{fam.outcome_name(cfg.env.env)} in {hits} of {len(s)} games; "
                    f"mean length {float(__import__('numpy').mean(res['lengths'])):.0f} agent steps (x4 tics)")
     if save:
+        from .checkpoint import checkpoint_path
         from .evaluate import save_eval
 
-        run_dir = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+        run_dir = os.path.dirname(os.path.abspath(checkpoint_path(path)))
         try:
             click.echo(f"wrote {save_eval(run_dir, policy.frames, res, seed)}")
         except OSError as exc:

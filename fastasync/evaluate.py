@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
@@ -176,8 +177,6 @@ def save_eval(run_dir: str, frames: int, res: dict, seed: int) -> str:
     """Write ``res`` (``evaluate``'s result) as RUN_DIR/eval.json, atomically: the checkpoint's
     ``frames`` (so that a later checkpoint makes it stale), the policy, seed, games and their
     scores and lengths, the mean, median, min and max. Returns the path."""
-    import json
-
     s = np.asarray(res["scores"], float)
     doc = {"frames": int(frames), "policy": res["policy"], "greedy": bool(res["greedy"]), "seed": int(seed),
            "games": int(s.size), "mean": float(s.mean()), "median": float(np.median(s)), "min": float(s.min()),
@@ -190,8 +189,6 @@ def save_eval(run_dir: str, frames: int, res: dict, seed: int) -> str:
 def read_eval(run_dir: str, frames: int | None = None) -> dict | None:
     """RUN_DIR/eval.json as written by ``save_eval``, or None where there is none, it cannot be
     read, or (``frames`` given) it is of another checkpoint than the one at ``frames``."""
-    import json
-
     try:
         with open(os.path.join(run_dir, EVAL_FILE)) as fh:
             doc = json.load(fh)

@@ -414,8 +414,7 @@ def summarise(rows: list, x: str | None, log: bool, targets=(), default=None) ->
             hit_eval = [r["eval_mean"] >= t for r in evals]
             entry.update(evaluated=len(evals), reached_eval=sum(hit_eval), fraction_eval=sum(hit_eval) / len(evals))
             if numeric and len(evals) == n:  # an interval only where every finished trial was evaluated
-                entry["widest_all_reached_eval"] = widest_interval([r[x] for r in done],
-                                                                   [r["eval_mean"] >= t for r in done], log)
+                entry["widest_all_reached_eval"] = widest_interval([r[x] for r in evals], hit_eval, log)
         out["targets"].append(entry)
     return out
 
