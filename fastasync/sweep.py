@@ -646,23 +646,46 @@ def checkpoint_counts(run_dir: str) -> tuple | None:
         return None
 
 
-def wait_unlocked(run_dir: str, timeout_s: float = 300.0) -> None:
+def wait_unlocked(run_dir: str, timeout_s: float = 300.0, log: str | None = None) -> None:
     """Wait until no process holds the run directory's lock (a trial's process that outlived
-    its launcher, e.g. a lost Ray worker's, still writing its checkpoint), up to ``timeout_s``."""
+    its launcher, e.g. a lost Ray worker's, still writing its checkpoint), up to ``timeout_s``.
+    ``log``: a file (the trial's train.log) told whom it waits for, and how that ended."""
     path = os.path.join(run_dir, ".lock")
     try:
         import fcntl
     except ImportError:
         return
-    end = time.monotonic() + timeout_s
+    t0 = time.monotonic()
+    said = False
+
+    def say(msg):
+        if log:
+            try:
+                with open(log, "a") as fh:
+                    fh.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
+            except OSError:
+                pass
+
     while os.path.exists(path):
         try:
             with open(path, "a+") as fh:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            if said:
+                say(f"it let go after {time.monotonic() - t0:.0f} s")
             return
         except BlockingIOError:
-            if time.monotonic() > end:
+            if not said:
+                try:
+                    with open(path) as fh:
+                        holder = f"process {int(fh.read().split()[0])}"
+                except (OSError, ValueError, IndexError):
+                    holder = "another process"
+                say(f"waiting (up to {timeout_s:.0f} s) for {holder}, an earlier start of this trial, to write its "
+                    "checkpoint and let go of the run directory")
+                said = True
+            if time.monotonic() - t0 > timeout_s:
+                say(f"still held after {timeout_s:.0f} s; starting anyway (train says who holds it)")
                 return  # train itself will say who holds it
             time.sleep(1.0)
         except OSError:
@@ -675,7 +698,7 @@ def plan_trial(job: dict) -> tuple:
     before its first checkpoint starts afresh; its games so far are kept aside in
     ``episodes-discarded.csv`` (a fresh run refuses a directory that holds a run's games)."""
     run_dir = job["run_dir"]
-    wait_unlocked(run_dir)
+    wait_unlocked(run_dir, log=job.get("log"))
     counts = checkpoint_counts(run_dir)
     common = ["--threads", str(job["threads"]), *job["exec_args"]]
     if counts is not None and counts[0] >= job["frames"]:
@@ -824,7 +847,7 @@ class LocalTrials:
                 except ProcessLookupError:
                     pass
 
-    def events(self) -> list:
+    def events(self, wait_s: float = 0.0) -> list:
         return []
 
     def close(self) -> None:
@@ -1260,6 +1283,8 @@ def _run(sweep_dir, state, executor, exec_options, out, resume_hint, progress_ev
             time.sleep(0.2)
         if os.path.exists(os.path.join(sweep_dir, STOP_NAME)):
             os.unlink(os.path.join(sweep_dir, STOP_NAME))
+    for msg in executor.events(wait_s=5.0):  # the last word on the tasks (a rerun said late)
+        out(msg)
     save_state(sweep_dir, state)
     rows, summary, _png = write_outputs(sweep_dir, state)
     out("")

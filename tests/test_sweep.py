@@ -425,6 +425,35 @@ def test_cartpole_sweep_files_rerun_and_another_space(tmp_path):
     assert json.loads((d / "sweep.json").read_text()) == state
 
 
+def test_a_trial_waits_for_its_earlier_process_to_let_go_and_says_so(tmp_path):
+    """plan_trial waits while another process (a lost Ray worker's orphaned trial, writing its
+    checkpoint) holds the run directory's lock, writes whom it waits for and how that ended into
+    the trial's train.log, and gives up at its timeout instead of waiting for ever."""
+    import fcntl
+
+    run_dir, log = tmp_path / "trial-000", tmp_path / "trial-000" / "train.log"
+    run_dir.mkdir()
+    fh = open(run_dir / ".lock", "a+")
+    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    fh.write("4242\n")
+    fh.flush()
+    try:
+        t0 = time.monotonic()
+        S.wait_unlocked(str(run_dir), timeout_s=1.0, log=str(log))
+        assert 1.0 <= time.monotonic() - t0 < 30
+        text = log.read_text()
+        assert "waiting (up to 1 s) for process 4242, an earlier start of this trial" in text, text
+        assert "still held after 1 s; starting anyway" in text, text
+        threading.Timer(1.5, lambda: fcntl.flock(fh.fileno(), fcntl.LOCK_UN)).start()
+        S.wait_unlocked(str(run_dir), timeout_s=60.0, log=str(log))
+        assert re.search(r"it let go after \d+ s", log.read_text()), log.read_text()
+    finally:
+        fh.close()
+    n = len(log.read_text())
+    S.wait_unlocked(str(run_dir), timeout_s=60.0, log=str(log))  # free: no word
+    assert len(log.read_text()) == n
+
+
 class _Lines:
     """A subprocess's stderr lines, read in a thread."""
 
@@ -448,6 +477,12 @@ def _wait_for(pred, what, timeout=120, lines=None):
 
 def _progress_in(log):
     return lambda: log.exists() and re.search(r"^frames .*fps", log.read_text(), re.M) is not None
+
+
+def _what_happened(out, d):
+    """The sweep's output and its trials' train.log, for a failed assertion."""
+    logs = "".join(f"\n--- {x}:\n{x.read_text()[-3000:]}" for x in sorted(d.glob("trial-*/train.log")))
+    return f"sweep output:\n{out.text()[-3000:]}{logs}"
 
 
 def _popen_sweep(args):
@@ -524,7 +559,11 @@ def test_ray_sweep_reruns_a_lost_trial_from_its_checkpoint(cluster, tmp_path):
         with open(f"/proc/{train_pid}/stat") as fh:
             worker = int(fh.read().rsplit(")", 1)[1].split()[1])  # its parent: the task's Ray worker
         os.kill(worker, signal.SIGKILL)
-        assert p.wait(timeout=240) == 0, out.text()
+        try:
+            code = p.wait(timeout=240)
+        except subprocess.TimeoutExpired:
+            code = "still running after 240 s"
+        assert code == 0, _what_happened(out, d)
     finally:
         if p.poll() is None:
             p.kill()

@@ -102,6 +102,7 @@ class RayTrials:
         self.started_names = set()
         self._news = []
         self._last_report = 0.0
+        self._report = None  # the control actor's answer, while it is awaited
 
     def describe(self) -> str:
         return (f"on Ray ({int(self.ray.cluster_resources().get('CPU', 0))} CPUs, trials of {self.threads} "
@@ -113,12 +114,27 @@ class RayTrials:
     def start(self, job: dict):
         return {"ref": self.task.remote(job, self.control, *self.fns), "name": job["name"], "stop_file": job["stop_file"]}
 
-    def _refresh(self):
+    def _refresh(self, wait_s: float = 0.0):
+        """Take the control actor's answer when it has come, waiting for it at most ``wait_s``
+        (a loaded or lost node must not stall the sweep's loop), and ask again at most every
+        0.5 s (``wait_s`` > 0: at once)."""
+        ray = self.ray
+        if self._report is not None:
+            ready, _ = ray.wait([self._report], timeout=wait_s)
+            if not ready:
+                return
+            try:
+                names, news = ray.get(self._report)
+            except Exception:  # noqa: BLE001 - asked again below; the trials' own refs say how they end
+                names, news = sorted(self.started_names), []
+            self._report = None
+            self._take(names, news)
         now = time.monotonic()
-        if now - self._last_report < 0.5:
-            return
-        self._last_report = now
-        names, news = self.ray.get(self.control.report.remote())
+        if wait_s > 0 or now - self._last_report >= 0.5:
+            self._last_report = now
+            self._report = self.control.report.remote()
+
+    def _take(self, names, news):
         self.started_names = set(names)
         for name, host, attempt in news:
             if attempt > 1:
@@ -145,8 +161,14 @@ class RayTrials:
             with open(h["stop_file"], "a"):
                 pass
 
-    def events(self) -> list:
-        self._refresh()
+    def events(self, wait_s: float = 0.0) -> list:
+        """What happened to the tasks since the last call (a lost task rerun); ``wait_s``: how
+        long to wait for the latest word (the sweep's last call, after its trials ended)."""
+        if wait_s > 0:
+            self._refresh(wait_s)  # the answer asked before ...
+            self._refresh(wait_s)  # ... and one asked now
+        else:
+            self._refresh()
         news, self._news = self._news, []
         return news
 
