@@ -173,7 +173,7 @@ def _with_run_dir(cfg, run_dir):
 def sweep(env=None, algo: str | None = None, frames=None, *, trials: int | None = None, sweep_seed: int | None = None,
           parallel: int | None = None, threads: int | None = None, run_dir: str | None = None, target=None,
           space: dict | None = None, config: str | None = None, resume: str | None = None, ray: str | None = None,
-          quiet: bool = False, out=None, **options):
+          eval_episodes: int | None = None, quiet: bool = False, out=None, **options):
     """Run ``trials`` trials of :func:`train` that differ in sampled or listed options, each a
     plain run directory inside the sweep directory ``run_dir`` (default
     ``runs/sweep-<env>-<algo>-<time>``), and summarise them; blocks, returns a
@@ -184,11 +184,13 @@ def sweep(env=None, algo: str | None = None, frames=None, *, trials: int | None 
     ``space={"lr": "loguniform:1e-4:1e-2"}``); every other option of :func:`train` is passed
     to every trial. ``sweep_seed`` makes the sampled values reproducible. ``config``: a TOML
     file of options, its ``[sweep]`` table the distributions (and ``trials``, ``sweep_seed``,
-    ``parallel``, ``target``). ``threads``: learner threads per trial (default: the CPUs
+    ``parallel``, ``target``, ``eval_episodes``). ``threads``: learner threads per trial (default: the CPUs
     split between the ``parallel`` trials run side by side; 1 on Ray); ``ray``: spread the
     trials over a Ray cluster ("local", "auto" or "HOST:PORT"; the sweep directory must be
     on a file system every node shares). ``target``: a score (or several) the summary counts
-    the trials that reached. The same call again skips finished trials and resumes stopped
+    the trials that reached. ``eval_episodes``: after each trial, play that many games with
+    its final checkpoint (as ``fastasync eval --save``) for the eval columns of sweep.csv and
+    the summary. The same call again skips finished trials and resumes stopped
     ones (``resume=SWEEP_DIR`` continues a sweep as it was started); a sweep directory that
     holds another search space is refused. Ctrl-C stops the running trials with a
     checkpoint each. Bad input raises a ``ValueError`` with a one-line message before any
@@ -198,7 +200,7 @@ def sweep(env=None, algo: str | None = None, frames=None, *, trials: int | None 
 
     return run_sweep(env, algo, frames, trials=trials, sweep_seed=sweep_seed, parallel=parallel, threads=threads,
                      run_dir=run_dir, target=target, space=space, config=config, resume=resume, ray=ray,
-                     quiet=quiet, out=out or _stderr, **options)
+                     eval_episodes=eval_episodes, quiet=quiet, out=out or _stderr, **options)
 
 @dataclass(frozen=True)
 class Run:

@@ -27,7 +27,9 @@ A trial is a subprocess, ``python -m fastasync.cli train`` in effect, with its o
 would start by hand (same checks, same messages, same exit codes: 0 done, 130/143 stopped
 with a checkpoint, 1 a fault, 2 bad input), and a process of its own, so that trials side by
 side do not share numba's or envpool's threads, a crashed trial takes nothing else down, and
-Ctrl-C reaches each trial as the SIGINT it already handles. Trials run here one after
+Ctrl-C reaches each trial as the SIGINT it already handles. With ``eval_episodes`` a trial
+that trained its budget is then evaluated by a second subprocess in the same slot,
+``fastasync eval RUN_DIR --save`` (:func:`eval_step`). Trials run here one after
 another or ``parallel`` side by side (:class:`LocalTrials`), or as Ray tasks
 (``fastasync.distributed.sweep``), both driven by :func:`run_trials`.
 """
@@ -68,7 +70,7 @@ NOT_SWEPT = {
 # options that change how a trial runs, not what it learns: a rerun of a sweep may give others
 EXECUTION = ("pin_threads", "progress_every_s", "checkpoint_every_s", "tensorboard")
 # keys of a TOML [sweep] table that are settings of the sweep, not distributions
-SETTINGS = ("trials", "sweep_seed", "parallel", "target")
+SETTINGS = ("trials", "sweep_seed", "parallel", "target", "eval_episodes")
 
 STATE_NAME = "sweep.json"
 STOP_NAME = ".stop"  # written by a stopping sweep on Ray: its tasks stop their trials
@@ -717,6 +719,25 @@ def plan_trial(job: dict) -> tuple:
     return "fresh", ["train", "--config", job["config"], "--run-dir", run_dir, *common]
 
 
+def eval_step(job: dict) -> list | None:
+    """The ``fastasync eval`` arguments that evaluate a finished trial's final checkpoint
+    (``job["eval_episodes"]`` games, its method's own eval policy, saved to eval.json), or
+    None where no eval is asked for, the trial has not finished its budget, or an eval of
+    this checkpoint with at least that many games is already saved."""
+    from .evaluate import read_eval
+
+    n = job.get("eval_episodes")
+    if not n:
+        return None
+    counts = checkpoint_counts(job["run_dir"])
+    if counts is None or counts[0] < job["frames"]:
+        return None
+    ev = read_eval(job["run_dir"], counts[0])
+    if ev is not None and ev["games"] >= n:
+        return None
+    return ["eval", job["run_dir"], "--episodes", str(n), "--save"]
+
+
 # Runs `fastasync train` in this process after what a parent cannot do safely from a
 # threaded process (no preexec_fn): take SIGINT and SIGTERM again (a Ray worker's thread
 # starts it with them blocked, and a mask is inherited), ask Linux for SIGINT when the parent
@@ -741,7 +762,7 @@ main()
 
 
 def launch_trial(job: dict, args: list, cpus=None) -> subprocess.Popen:
-    """Start ``fastasync train ARGS`` for a trial, its output appended to its train.log, in a
+    """Start ``fastasync ARGS`` (train, or eval) for a trial, its output appended to its train.log, in a
     session of its own (a terminal's Ctrl-C reaches the sweep, which forwards one SIGINT)."""
     log = open(job["log"], "a")
     try:
@@ -819,7 +840,8 @@ class LocalTrials:
     def start(self, job: dict):
         slot = self.free.pop(0)
         what, args = plan_trial(job)
-        h = {"slot": slot, "what": what, "t0": time.monotonic(), "proc": None}
+        h = {"slot": slot, "what": what, "t0": time.monotonic(), "proc": None, "job": job, "res": None,
+             "stopping": False}
         if what != "done":
             if self.unpin:
                 args = args + ["--no-pin-threads"]
@@ -834,12 +856,22 @@ class LocalTrials:
         code = 0 if p is None else p.poll()
         if code is None:
             return None
+        if h["res"] is None:  # its training ended: then its eval, where one is asked for
+            h["res"] = {"code": code, "wall_s": time.monotonic() - h["t0"], "what": h["what"]}
+            ev = eval_step(h["job"]) if code == 0 and not h["stopping"] else None
+            if ev is not None:
+                h["t_eval"] = time.monotonic()
+                h["proc"] = launch_trial(h["job"], ev, self.cpus[h["slot"]] if self.split else None)
+                return None
+        else:
+            h["res"].update(eval_code=code, eval_s=time.monotonic() - h["t_eval"])
         self.free.append(h["slot"])
         self.free.sort()
-        return {"code": code, "wall_s": time.monotonic() - h["t0"], "what": h["what"]}
+        return h["res"]
 
     def stop(self, handles) -> None:
         for h in handles:
+            h["stopping"] = True
             p = h["proc"]
             if p is not None and p.poll() is None:
                 try:
@@ -955,7 +987,8 @@ def _json_default(o):
 class SweepResult:
     """A finished (or stopped) sweep: ``sweep_dir``; ``rows`` (one dict per trial, as
     sweep.csv); ``summary`` (as summary.json); ``interrupted`` and ``stop_signal`` (a
-    Ctrl-C or SIGTERM stopped it: rerun to continue); ``failed``: the trials that failed."""
+    Ctrl-C or SIGTERM stopped it: rerun to continue); ``failed``: the trials that failed (or
+    whose eval failed)."""
 
     sweep_dir: str
     rows: list
@@ -970,7 +1003,8 @@ def make_job(sweep_dir: str, state: dict, trial: dict, exec_options: dict) -> di
     return {"name": trial["name"], "run_dir": run_dir, "frames": trial["frames"],
             "config": os.path.join(run_dir, "trial.toml"), "log": os.path.join(run_dir, "train.log"),
             "threads": state["options"]["threads"], "exec_args": cli_args(exec_options), "cwd": os.getcwd(),
-            "stop_file": os.path.abspath(os.path.join(sweep_dir, STOP_NAME))}
+            "stop_file": os.path.abspath(os.path.join(sweep_dir, STOP_NAME)),
+            "eval_episodes": state.get("eval_episodes")}
 
 
 def _prepare_trial_dir(sweep_dir: str, state: dict, trial: dict) -> None:
@@ -999,7 +1033,7 @@ def default_sweep_dir(options: dict) -> str:
 
 def prepare(options: dict, space_texts: dict, *, trials: int | None = None, sweep_seed: int | None = None,
             targets=None, threads: int | None = None, parallel: int = 1, run_dir: str | None = None,
-            resume: str | None = None, ray: bool = False) -> tuple:
+            resume: str | None = None, ray: bool = False, eval_episodes: int | None = None) -> tuple:
     """Check everything a sweep needs before anything is written or run; returns (sweep_dir,
     state, exec_options). ``options``: the fixed options of every trial ({name: value} as
     given); ``space_texts``: {name: "KIND:ARGS"}. A directory that holds a sweep continues
@@ -1010,6 +1044,9 @@ def prepare(options: dict, space_texts: dict, *, trials: int | None = None, swee
             raise ConfigError(f"--{k} must be a whole number >= 1, got {v!r}")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"--threads must be a whole number >= 1, got {threads!r}")
+    if eval_episodes is not None and (isinstance(eval_episodes, bool) or not isinstance(eval_episodes, int)
+                                      or eval_episodes < 0):
+        raise ConfigError(f"--eval-episodes must be a whole number >= 0 (0: no eval), got {eval_episodes!r}")
     if sweep_seed is not None and (isinstance(sweep_seed, bool) or not isinstance(sweep_seed, int) or sweep_seed < 0):
         raise ConfigError(f"--sweep-seed must be a whole number >= 0, got {sweep_seed!r}")
     targets = None if targets is None else [float(t) for t in targets]
@@ -1113,6 +1150,7 @@ def prepare(options: dict, space_texts: dict, *, trials: int | None = None, swee
         "sweep_seed": seed,
         "options": {**fixed, **exec_options},
         "targets": targets if targets is not None else (old.get("targets", []) if old else []),
+        "eval_episodes": eval_episodes if eval_episodes is not None else (old.get("eval_episodes", 0) if old else 0),
         "x": x,
         "x_log": log,
         "created": old.get("created") if old else time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -1159,18 +1197,22 @@ def _run(sweep_dir, state, executor, exec_options, out, resume_hint, progress_ev
     for t in trials:
         if t["status"] == "running":  # a sweep that ended without writing its trials' end
             t["status"] = "stopped"
-    pending = [t for t in trials if t["status"] != "done"]
+    def unevaluated(t):
+        return t["status"] == "done" and eval_step(make_job(sweep_dir, state, t, exec_options)) is not None
+
+    pending = [t for t in trials if t["status"] != "done" or unevaluated(t)]
     if os.path.exists(os.path.join(sweep_dir, STOP_NAME)):  # the last run's stop
         os.unlink(os.path.join(sweep_dir, STOP_NAME))
     x = state.get("x")
     done_rows = {r["trial"]: r for r in collect_rows(sweep_dir, {**state, "trials": [t for t in trials
                                                                                        if t["status"] == "done"]})}
     done_walls = [r["wall_s"] for r in done_rows.values() if r["wall_s"]]
-    handles = {}  # name -> [trial, handle, start time (None: queued), frames at start]
+    handles = {}  # name -> [trial, handle, start time (None: queued), frames at start, only its eval]
     t0 = time.monotonic()
     last = -math.inf
     forwarded = 0
     failed = []
+    eval_failed = []  # trials whose training finished and whose eval did not
     if pending:
         out(f"sweep: {sweep_dir}: {len(trials)} trials, {len(trials) - len(pending)} done, {len(pending)} to run; "
             f"{executor.describe()}")
@@ -1182,7 +1224,7 @@ def _run(sweep_dir, state, executor, exec_options, out, resume_hint, progress_ev
     def progress():
         now = time.monotonic()
         running = []
-        for t, _h, started, f0 in handles.values():
+        for t, _h, started, f0, _ev in handles.values():
             if started is None:
                 continue
             f = last_frames(os.path.join(sweep_dir, t["name"]))
@@ -1192,12 +1234,24 @@ def _run(sweep_dir, state, executor, exec_options, out, resume_hint, progress_ev
         out(progress_line(sum(t["status"] == "done" for t in trials), len(running), left, len(failed), best(), x,
                           now - t0, eta))
 
+    from .evaluate import read_eval
+
     def finish(name, res):
-        t, _h, started, _f0 = handles.pop(name)
+        t, _h, started, _f0, _ev = handles.pop(name)
         code = res.get("code")
         t["wall_s"] = round(t.get("wall_s", 0.0) + res.get("wall_s", 0.0), 1)
         if res.get("host"):
             t["host"] = res["host"]
+        if "eval_code" in res:  # its final checkpoint was evaluated (or that was tried)
+            ev = read_eval(os.path.join(sweep_dir, t["name"]))
+            if res["eval_code"] == 0 and ev is not None:
+                out(f"{t['name']}: eval of its final checkpoint: mean {ev['mean']:.4g} over {ev['games']} games "
+                    f"({ev.get('policy', '?')})")
+            elif stop["signal"] is None:
+                eval_failed.append(t["name"])
+                log = os.path.join(sweep_dir, t["name"], "train.log")
+                out(f"{t['name']}: its eval failed (exit {res['eval_code']}): {last_log_line(log)}  "
+                    f"[its output: {log}]; a rerun tries it again")
         if code is None:  # its task never started its trial (a stop came first)
             t["status"] = "stopped" if checkpoint_counts(os.path.join(sweep_dir, t["name"])) else "pending"
             return
@@ -1240,14 +1294,17 @@ def _run(sweep_dir, state, executor, exec_options, out, resume_hint, progress_ev
             job = make_job(sweep_dir, state, t, exec_options)
             f0 = (checkpoint_counts(job["run_dir"]) or (0, 0.0))[0]
             h = executor.start(job)
-            handles[t["name"]] = [t, h, None, f0]
+            eval_only = t["status"] == "done"  # a finished trial is started again only for its eval
+            handles[t["name"]] = [t, h, None, f0, eval_only]
+            if not eval_only:
+                t["attempts"] = t.get("attempts", 0) + 1
             t["status"] = "running"
-            t["attempts"] = t.get("attempts", 0) + 1
             save_state(sweep_dir, state)
         for name, v in list(handles.items()):
             if v[2] is None and executor.started(v[1]):
                 v[2] = time.monotonic()
-                out(f"{name}: " + ("resumed" if v[3] else "started") + f" ({_values_text(v[0]['values'])})")
+                what = "evaluating its final checkpoint" if v[4] else "resumed" if v[3] else "started"
+                out(f"{name}: {what} ({_values_text(v[0]['values'])})")
         ended = False
         for name, v in list(handles.items()):
             res = executor.poll(v[1])
@@ -1301,9 +1358,14 @@ def _run(sweep_dir, state, executor, exec_options, out, resume_hint, progress_ev
         left = sum(t["status"] != "done" for t in trials)
         out(f"sweep stopped: {sum(t['status'] == 'done' for t in trials)} trials done, {left} to go "
             f"(the stopped ones resume from their checkpoints). Continue with: {resume_hint}")
-    elif failed:
-        out(f"{len(failed)} trial(s) failed ({', '.join(failed)}); rerun to retry them: {resume_hint}")
-    return SweepResult(sweep_dir, rows, summary, stop["signal"] is not None, stop["signal"], tuple(failed))
+    else:
+        if failed:
+            out(f"{len(failed)} trial(s) failed ({', '.join(failed)}); rerun to retry them: {resume_hint}")
+        if eval_failed:
+            out(f"the eval of {len(eval_failed)} finished trial(s) failed ({', '.join(eval_failed)}); rerun to "
+                f"evaluate them: {resume_hint}")
+    return SweepResult(sweep_dir, rows, summary, stop["signal"] is not None, stop["signal"],
+                       tuple(failed + eval_failed))
 
 
 def redraw(sweep_dir: str, png: str | None = "") -> tuple:
@@ -1322,7 +1384,7 @@ def _stderr(msg: str) -> None:
 def run_sweep(env=None, algo: str | None = None, frames=None, *, trials: int | None = None, sweep_seed: int | None = None,
           parallel: int | None = None, threads: int | None = None, run_dir: str | None = None, target=None,
           space: dict | None = None, config: str | None = None, resume: str | None = None, ray: str | None = None,
-          quiet: bool = False, out=None, **options):
+          eval_episodes: int | None = None, quiet: bool = False, out=None, **options):
     """:func:`fastasync.api.sweep` (its docstring says what each argument does)."""
     say = (lambda msg: None) if quiet else (out or _stderr)
     given = dict(options)
@@ -1343,6 +1405,7 @@ def run_sweep(env=None, algo: str | None = None, frames=None, *, trials: int | N
     sweep_seed = settings.get("sweep_seed") if sweep_seed is None else sweep_seed
     parallel = settings.get("parallel") if parallel is None else parallel
     target = settings.get("target") if target is None else target
+    eval_episodes = settings.get("eval_episodes") if eval_episodes is None else eval_episodes
     targets = None if target is None else [target] if isinstance(target, (int, float)) else list(target)
     if targets is not None and not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in targets):
         raise ConfigError(f"--target must be a number, got {target!r}")
@@ -1354,7 +1417,7 @@ def run_sweep(env=None, algo: str | None = None, frames=None, *, trials: int | N
                           "trials run side by side")
     sweep_dir, state, exec_options = prepare(
         fixed, space_texts, trials=trials, sweep_seed=sweep_seed, targets=targets, threads=threads,
-        parallel=parallel or 1, run_dir=run_dir, resume=resume, ray=ray is not None)
+        parallel=parallel or 1, run_dir=run_dir, resume=resume, ray=ray is not None, eval_episodes=eval_episodes)
     if ray is None:
         executor = LocalTrials(parallel or 1, state["options"]["threads"], exec_options.get("pin_threads"))
     else:
@@ -1362,7 +1425,7 @@ def run_sweep(env=None, algo: str | None = None, frames=None, *, trials: int | N
 
         # connects (a bad address fails here); plan_trial and launch_trial go to the tasks as
         # arguments: distributed/ does not import this module, which imports it
-        executor = RayTrials(ray, state["options"]["threads"], plan_trial, launch_trial)
+        executor = RayTrials(ray, state["options"]["threads"], plan_trial, launch_trial, eval_step)
     made = not os.path.exists(sweep_dir)
     try:
         os.makedirs(sweep_dir, exist_ok=True)

@@ -238,6 +238,7 @@ def test_search_difference_ignores_how_trials_run():
     (["--lr", "loguniform:1e-3:1e-2"], "give the number of trials: --trials N"),
     (["--lr", "loguniform:1e-3:1e-2", "--trials", "0"], "--trials must be a whole number >= 1"),
     (["--lr", "choice:0.1", "--parallel", "2", "--ray"], "--parallel is for sweeps on this machine"),
+    (["--lr", "choice:0.1", "--trials", "1", "--eval-episodes", "-1"], "--eval-episodes must be a whole number >= 0"),
     (["--algo", "nstep-q", "--obs-norm", "--lr", "choice:0.1", "--trials", "1"], "trial-000 (lr 0.1): --obs-norm"),
     (["--env", "Nope-v0", "--lr", "choice:0.1", "--trials", "1"], "unknown env 'Nope-v0'"),
 ])
@@ -395,7 +396,6 @@ def test_cartpole_sweep_files_rerun_and_another_space(tmp_path):
     assert s["done"] == 3 and s["targets"][0]["finished"] == 3 and s["x"] == "lr"
     assert "Target 30" in (d / "SUMMARY.md").read_text() and "trial-002" in r.output  # the table
     assert "eval_mean" not in r.output  # no trial evaluated: no empty eval columns in the terminal's table
-    logs = {t["name"]: (d / t["name"] / "train.log").read_text() for t in state["trials"]}
     # bench/sweep_collapses.py reads these real trials: their progress lines and checkpoints
     out = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "sweep_collapses.py"), str(d), "--all"],
                          capture_output=True, text=True, timeout=300)
@@ -412,8 +412,23 @@ def test_cartpole_sweep_files_rerun_and_another_space(tmp_path):
     rows = list(csv.DictReader(open(d / "sweep.csv")))
     assert rows[0]["eval_games"] == "2" and rows[0]["eval_policy"] and rows[1]["eval_mean"] == ""
     assert "1 of the 3 done evaluated" in (d / "SUMMARY.md").read_text()
+    # the sweep evaluates its finished trials itself: a rerun with --eval-episodes evaluates
+    # those without an eval of their final checkpoint, and trains none
+    before = {t["name"]: (d / t["name"] / "train.log").read_text() for t in state["trials"]}
+    r = _sweep(*args, "--eval-episodes", "2")
+    assert r.exit_code == 0, r.output
+    assert ": resumed" not in r.output and "trial-000: eval" not in r.output, r.output
+    assert "trial-001: eval of its final checkpoint: mean" in r.output and "over 2 games" in r.output, r.output
+    rows = list(csv.DictReader(open(d / "sweep.csv")))
+    assert [x["eval_games"] for x in rows] == ["2", "2", "2"] and all(x["eval_mean"] for x in rows)
+    assert "3 of the 3 done evaluated" in (d / "SUMMARY.md").read_text()
+    logs = {t["name"]: (d / t["name"] / "train.log").read_text() for t in state["trials"]}
+    assert logs["trial-000"] == before["trial-000"] and "fastasync eval " in logs["trial-002"]
+    assert "checkpoint.npz" in os.listdir(d / "trial-002") and json.loads((d / "sweep.json").read_text())[
+        "eval_episodes"] == 2
+    state = json.loads((d / "sweep.json").read_text())
 
-    r = _sweep(*args)  # the same command again: every trial is done, none starts
+    r = _sweep(*args)  # the same command again: every trial is done and evaluated, none starts
     assert r.exit_code == 0, r.output
     assert ": started" not in r.output and ": resumed" not in r.output
     assert logs == {t["name"]: (d / t["name"] / "train.log").read_text() for t in state["trials"]}
@@ -423,6 +438,29 @@ def test_cartpole_sweep_files_rerun_and_another_space(tmp_path):
     assert "holds a sweep of another search space (--lr: loguniform:0.001:0.003 there, loguniform:0.001:0.01 here)" \
         in r.output
     assert json.loads((d / "sweep.json").read_text()) == state
+
+
+def test_eval_step_asks_for_an_eval_of_a_finished_trial_without_one(tmp_path):
+    """A sweep with --eval-episodes N evaluates a trial once its checkpoint holds the whole
+    budget and has no eval of at least N games; never an unfinished one or without N."""
+    from fastasync.evaluate import save_eval
+
+    run = tmp_path / "trial-000"
+    run.mkdir()
+    job = {"run_dir": str(run), "frames": 10_000, "eval_episodes": 3}
+    assert S.eval_step(job) is None  # no checkpoint
+    np.savez(run / "checkpoint.npz", frames=np.int64(6_000), wall_s=1.0)
+    assert S.eval_step(job) is None  # stopped before its budget
+    np.savez(run / "checkpoint.npz", frames=np.int64(10_000), wall_s=2.0)
+    assert S.eval_step(job) == ["eval", str(run), "--episodes", "3", "--save"]
+    assert S.eval_step({**job, "eval_episodes": 0}) is None and S.eval_step({**job, "eval_episodes": None}) is None
+    res = {"scores": np.array([1.0, 2.0]), "lengths": np.array([10, 12]), "greedy": False, "policy": "sample"}
+    save_eval(str(run), 10_000, res, seed=1)
+    assert S.eval_step(job) is not None  # 2 games, 3 asked
+    save_eval(str(run), 10_000, {**res, "scores": np.array([1.0, 2.0, 3.0]), "lengths": np.array([1, 2, 3])}, seed=1)
+    assert S.eval_step(job) is None
+    save_eval(str(run), 8_000, {**res, "scores": np.array([1.0, 2.0, 3.0]), "lengths": np.array([1, 2, 3])}, seed=1)
+    assert S.eval_step(job) is not None  # of another checkpoint
 
 
 def test_a_trial_waits_for_its_earlier_process_to_let_go_and_says_so(tmp_path):
@@ -551,7 +589,8 @@ def test_ray_sweep_reruns_a_lost_trial_from_its_checkpoint(cluster, tmp_path):
     Linux at its parent's death), Ray reruns the task, and the rerun resumes the trial."""
     d = tmp_path / "sw"
     p = _popen_sweep([*CARTPOLE, "--frames", "list:600k,20k", "--lr", "loguniform:1e-3:3e-3", "--trials", "2",
-                      "--progress-every-s", "0.2", "--run-dir", str(d), "--ray", cluster.address])
+                      "--progress-every-s", "0.2", "--eval-episodes", "1", "--run-dir", str(d),
+                      "--ray", cluster.address])
     out = _Lines(p.stderr)
     try:
         _wait_for(_progress_in(d / "trial-000" / "train.log"), "trial-000 to train", lines=out)
@@ -577,3 +616,6 @@ def test_ray_sweep_reruns_a_lost_trial_from_its_checkpoint(cluster, tmp_path):
     assert [S.checkpoint_counts(str(d / t["name"]))[0] >= t["frames"] for t in state["trials"]] == [True, True]
     assert [t["frames"] for t in state["trials"]] == [600_000, 20_000]
     assert len((d / "sweep.csv").read_text().splitlines()) == 3
+    # each task evaluated its trial's final checkpoint after training it (--eval-episodes)
+    assert [x["eval_games"] for x in csv.DictReader(open(d / "sweep.csv"))] == ["1", "1"], text
+    assert "trial-000: eval of its final checkpoint" in text

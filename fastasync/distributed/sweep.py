@@ -12,7 +12,8 @@ A node lost mid-sweep: Ray reruns the task (``TRIAL_RETRIES`` times), and the re
 the trial from its last checkpoint where it has one (a trial whose task's process died gets
 SIGINT from Linux and writes a checkpoint first). This needs the sweep directory on a file
 system every node shares (NFS, or one machine, as the local test cluster), at the same
-path: the driver reads the trials' results from it and the nodes write them there.
+path: the driver reads the trials' results from it and the nodes write them there. Where
+the sweep asks for an eval of each final checkpoint, the task runs it after the training.
 
 Ctrl-C (or SIGTERM) in the driver writes ``SWEEP_DIR/.stop``; every running task forwards
 SIGINT to its trial (which writes its checkpoint and exits 130), and tasks not yet started
@@ -52,33 +53,42 @@ class SweepControl:
         return sorted(self.attempts), news
 
 
-def run_trial(job: dict, control, plan_trial, launch_trial) -> dict:
+def _wait(p, stop_file: str) -> int:
+    """The exit code of ``p``, sending it one SIGINT when the sweep stops."""
+    sent = False
+    while p.poll() is None:
+        time.sleep(POLL_S)
+        if not sent and os.path.exists(stop_file):
+            p.send_signal(signal.SIGINT)
+            sent = True
+    return p.returncode
+
+
+def run_trial(job: dict, control, plan_trial, launch_trial, eval_step=None) -> dict:
     """One trial, as a Ray task: resume it if its run directory holds a checkpoint, else start
-    it; forward SIGINT when the sweep stops. Returns code (None: not run, the sweep stopped
-    first), wall_s, host, what (fresh, resume or done)."""
+    it; forward SIGINT when the sweep stops; then evaluate its final checkpoint where the
+    sweep asks for that (``eval_step``). Returns code (None: not run, the sweep stopped
+    first), wall_s, host, what (fresh, resume or done), and eval_code, eval_s after an eval."""
     host = socket.gethostname()
     control.started.remote(job["name"], host, os.getpid())  # no answer awaited (module docstring)
     if os.path.exists(job["stop_file"]):
         return {"code": None, "wall_s": 0.0, "host": host}
     t0 = time.monotonic()
     what, args = plan_trial(job)
-    if what == "done":
-        return {"code": 0, "wall_s": 0.0, "host": host, "what": what}
-    p = launch_trial(job, args + ["--no-pin-threads"])
-    sent = False
-    while p.poll() is None:
-        time.sleep(POLL_S)
-        if not sent and os.path.exists(job["stop_file"]):
-            p.send_signal(signal.SIGINT)
-            sent = True
-    return {"code": p.returncode, "wall_s": time.monotonic() - t0, "host": host, "what": what}
+    code = 0 if what == "done" else _wait(launch_trial(job, args + ["--no-pin-threads"]), job["stop_file"])
+    res = {"code": code, "wall_s": time.monotonic() - t0 if what != "done" else 0.0, "host": host, "what": what}
+    ev = eval_step(job) if eval_step is not None and code == 0 and not os.path.exists(job["stop_file"]) else None
+    if ev is not None:
+        t1 = time.monotonic()
+        res.update(eval_code=_wait(launch_trial(job, ev), job["stop_file"]), eval_s=time.monotonic() - t1)
+    return res
 
 
 class RayTrials:
     """The executor of :func:`fastasync.sweep.run_trials` on Ray: every trial is submitted at
     once as a task of ``threads`` CPUs; Ray queues what does not fit."""
 
-    def __init__(self, address: str | None, threads: int, plan_trial, launch_trial):
+    def __init__(self, address: str | None, threads: int, plan_trial, launch_trial, eval_step=None):
         from ..errors import ConfigError, RayMissing
         from .driver import connect
 
@@ -94,7 +104,7 @@ class RayTrials:
                              f"cluster has {biggest}: lower --threads")
         self.threads = threads
         self.address = address
-        self.fns = (plan_trial, launch_trial)
+        self.fns = (plan_trial, launch_trial, eval_step)
         self.control = ray.remote(num_cpus=0)(SweepControl).remote()
         self.task = ray.remote(run_trial).options(num_cpus=threads, max_retries=TRIAL_RETRIES,
                                                   retry_exceptions=False)
