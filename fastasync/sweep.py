@@ -568,9 +568,11 @@ def format_s(s: float | None) -> str:
 
 
 def progress_line(done: int, running: int, left: int, failed: int, best: dict | None, x: str | None,
-                  elapsed: float, eta: float | None) -> str:
-    """``sweep: 3 done / 2 running / 11 left | best final mean10 19.2 (trial-004, lr 0.0003) | ...``"""
-    parts = [f"sweep: {done} done / {running} running / {left} left" + (f" / {failed} failed" if failed else "")]
+                  elapsed: float, eta: float | None, evals: int = 0) -> str:
+    """``sweep: 3 done / 2 running / 11 left | best final mean10 19.2 (trial-004, lr 0.0003) | ...``
+    (``evals``: finished trials whose eval is still to come, not in the ETA)."""
+    parts = [f"sweep: {done} done / {running} running / {left} left" + (f" / {failed} failed" if failed else "")
+             + (f" / {evals} to evaluate" if evals else "")]
     if best:
         what = f"{best['trial']}" + (f", {x} {format_value(best.get(x))}" if x else "")
         parts.append(f"best final mean10 {best['final_mean10']:.4g} ({what})")
@@ -1214,8 +1216,11 @@ def _run(sweep_dir, state, executor, exec_options, out, resume_hint, progress_ev
     failed = []
     eval_failed = []  # trials whose training finished and whose eval did not
     if pending:
-        out(f"sweep: {sweep_dir}: {len(trials)} trials, {len(trials) - len(pending)} done, {len(pending)} to run; "
-            f"{executor.describe()}")
+        evals = sum(t["status"] == "done" for t in pending)
+        n_eval = state.get("eval_episodes")
+        out(f"sweep: {sweep_dir}: {len(trials)} trials, {sum(t['status'] == 'done' for t in trials)} done, "
+            f"{len(pending) - evals} to run" + (f", {evals} to evaluate" if evals else "")
+            + (f" (each finished trial evaluated over {n_eval} games)" if n_eval else "") + f"; {executor.describe()}")
 
     def best():
         rows = [r for r in done_rows.values() if not math.isnan(r["final_mean10"])]
@@ -1224,36 +1229,45 @@ def _run(sweep_dir, state, executor, exec_options, out, resume_hint, progress_ev
     def progress():
         now = time.monotonic()
         running = []
-        for t, _h, started, f0, _ev in handles.values():
-            if started is None:
+        for t, _h, started, f0, eval_only in handles.values():
+            if started is None or eval_only:
                 continue
             f = last_frames(os.path.join(sweep_dir, t["name"]))
             running.append((now - started, max(0, f - f0) / t["frames"], max(0, t["frames"] - max(f, f0)) / t["frames"]))
-        left = len(pending) + sum(1 for v in handles.values() if v[2] is None)
+        left = sum(t["status"] != "done" for t in pending) + sum(v[2] is None and not v[4] for v in handles.values())
+        evals = sum(t["status"] == "done" for t in pending) + sum(v[4] for v in handles.values())
         eta = eta_s(done_walls, running, left, getattr(executor, "slots", None) or max(1, len(handles)))
         out(progress_line(sum(t["status"] == "done" for t in trials), len(running), left, len(failed), best(), x,
-                          now - t0, eta))
+                          now - t0, eta if left or running else None, evals=evals))
 
     from .evaluate import read_eval
 
+    def said_eval(t, res):
+        """Say the trial's eval (or its failure), where its slot ran one."""
+        if "eval_code" not in res:
+            return
+        ev = read_eval(os.path.join(sweep_dir, t["name"]))
+        if res["eval_code"] == 0 and ev is not None:
+            out(f"{t['name']}: eval of its final checkpoint: mean {ev['mean']:.4g} over {ev['games']} games "
+                f"({ev.get('policy', '?')})")
+        elif stop["signal"] is None:
+            eval_failed.append(t["name"])
+            log = os.path.join(sweep_dir, t["name"], "train.log")
+            out(f"{t['name']}: its eval failed (exit {res['eval_code']}): {last_log_line(log)}  "
+                f"[its output: {log}]; a rerun tries it again")
+
     def finish(name, res):
-        t, _h, started, _f0, _ev = handles.pop(name)
+        t, _h, started, _f0, eval_only = handles.pop(name)
         code = res.get("code")
         t["wall_s"] = round(t.get("wall_s", 0.0) + res.get("wall_s", 0.0), 1)
         if res.get("host"):
             t["host"] = res["host"]
-        if "eval_code" in res:  # its final checkpoint was evaluated (or that was tried)
-            ev = read_eval(os.path.join(sweep_dir, t["name"]))
-            if res["eval_code"] == 0 and ev is not None:
-                out(f"{t['name']}: eval of its final checkpoint: mean {ev['mean']:.4g} over {ev['games']} games "
-                    f"({ev.get('policy', '?')})")
-            elif stop["signal"] is None:
-                eval_failed.append(t["name"])
-                log = os.path.join(sweep_dir, t["name"], "train.log")
-                out(f"{t['name']}: its eval failed (exit {res['eval_code']}): {last_log_line(log)}  "
-                    f"[its output: {log}]; a rerun tries it again")
         if code is None:  # its task never started its trial (a stop came first)
-            t["status"] = "stopped" if checkpoint_counts(os.path.join(sweep_dir, t["name"])) else "pending"
+            if not eval_only:
+                t["status"] = "stopped" if checkpoint_counts(os.path.join(sweep_dir, t["name"])) else "pending"
+            return
+        if eval_only:  # trained before: only its eval to say
+            said_eval(t, res)
             return
         t["exit_code"] = code
         row = collect_rows(sweep_dir, {**state, "trials": [t]})[0]
@@ -1268,6 +1282,7 @@ def _run(sweep_dir, state, executor, exec_options, out, resume_hint, progress_ev
                                        else f" in {format_s(res.get('wall_s'))}")
                 + f": {row['frames']:,} frames, {row['games']} games, final mean10 "
                 + ("-" if math.isnan(final) else f"{final:.4g}") + f" ({_values_text(t['values'])})")
+            said_eval(t, res)
         elif code in (130, 143) or stop["signal"] is not None:  # (one stopped while starting exits 1)
             t["status"] = "stopped"
             if stop["signal"] is None:
@@ -1298,7 +1313,7 @@ def _run(sweep_dir, state, executor, exec_options, out, resume_hint, progress_ev
             handles[t["name"]] = [t, h, None, f0, eval_only]
             if not eval_only:
                 t["attempts"] = t.get("attempts", 0) + 1
-            t["status"] = "running"
+                t["status"] = "running"
             save_state(sweep_dir, state)
         for name, v in list(handles.items()):
             if v[2] is None and executor.started(v[1]):

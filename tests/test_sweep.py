@@ -418,6 +418,8 @@ def test_cartpole_sweep_files_rerun_and_another_space(tmp_path):
     r = _sweep(*args, "--eval-episodes", "2")
     assert r.exit_code == 0, r.output
     assert ": resumed" not in r.output and "trial-000: eval" not in r.output, r.output
+    assert "3 trials, 3 done, 0 to run, 2 to evaluate (each finished trial evaluated over 2 games)" in r.output
+    assert "trial-001: evaluating its final checkpoint" in r.output and " done (" not in r.output, r.output
     assert "trial-001: eval of its final checkpoint: mean" in r.output and "over 2 games" in r.output, r.output
     rows = list(csv.DictReader(open(d / "sweep.csv")))
     assert [x["eval_games"] for x in rows] == ["2", "2", "2"] and all(x["eval_mean"] for x in rows)
