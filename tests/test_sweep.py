@@ -519,9 +519,22 @@ def _progress_in(log):
     return lambda: log.exists() and re.search(r"^frames .*fps", log.read_text(), re.M) is not None
 
 
-def _what_happened(out, d):
-    """The sweep's output and its trials' train.log, for a failed assertion."""
+def _what_happened(out, d, cluster=None):
+    """The sweep's output and its trials' train.log, for a failed assertion; on Ray also what
+    its driver's log says of the tasks (failed attempts, resubmissions) and the raylets' last
+    lines."""
     logs = "".join(f"\n--- {x}:\n{x.read_text()[-3000:]}" for x in sorted(d.glob("trial-*/train.log")))
+    if cluster is not None:
+        import glob
+
+        ray_logs = cluster.head_node.get_logs_dir_path()
+        for path in sorted(glob.glob(os.path.join(ray_logs, "python-core-driver-*.log"))):
+            with open(path, errors="replace") as fh:
+                lines = [x for x in fh if "task_manager" in x or "resubmit" in x.lower()]
+            logs += f"\n--- {path} (tasks):\n" + "".join(lines[-40:])
+        for path in sorted(glob.glob(os.path.join(ray_logs, "raylet*.out"))):
+            with open(path, errors="replace") as fh:
+                logs += f"\n--- {path} (last lines):\n" + "".join([x for x in fh if "[state-dump]" not in x][-30:])
     return f"sweep output:\n{out.text()[-3000:]}{logs}"
 
 
@@ -604,7 +617,7 @@ def test_ray_sweep_reruns_a_lost_trial_from_its_checkpoint(cluster, tmp_path):
             code = p.wait(timeout=240)
         except subprocess.TimeoutExpired:
             code = "still running after 240 s"
-        assert code == 0, _what_happened(out, d)
+        assert code == 0, _what_happened(out, d, cluster)
     finally:
         if p.poll() is None:
             p.kill()
