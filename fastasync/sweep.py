@@ -77,6 +77,10 @@ STOP_NAME = ".stop"  # written by a stopping sweep on Ray: its tasks stop their 
 WINDOW = 10  # games in the mean of final_mean10 and best_mean10
 LAST = 100  # games in final_mean100: the final score with less of one lucky or unlucky game in it
 STATE_VERSION = 1
+# a running trial whose train.log has not changed for this long (at least; 30 of its progress
+# intervals where that is longer) is said to the user: a stuck process, or on Ray a lost task
+# that was not rerun, must not look like a sweep that is merely slow
+QUIET_S = 1200.0
 
 
 def flag(name: str) -> str:
@@ -1242,6 +1246,26 @@ def _run(sweep_dir, state, executor, exec_options, out, resume_hint, progress_ev
 
     from .evaluate import read_eval
 
+    quiet_s = max(QUIET_S, 30 * float(state["options"].get("progress_every_s") or 0))
+    quiet = {}  # name -> the train.log mtime it was said at (said once until the log changes)
+
+    def quiet_trials(now):
+        """Say each running trial whose train.log has not changed for ``quiet_s``."""
+        wall = time.time()
+        for name, (t, _h, started, _f0, _ev) in handles.items():
+            if started is None:
+                continue
+            try:
+                mtime = os.path.getmtime(os.path.join(sweep_dir, name, "train.log"))
+            except OSError:
+                mtime = None  # none yet: quiet since its start
+            age = now - started if mtime is None else min(wall - mtime, now - started)
+            if age >= quiet_s and quiet.get(name, "never") != mtime:
+                quiet[name] = mtime
+                out(f"{name}: nothing written to its train.log for {format_s(age)} (a stuck process, or on Ray a "
+                    "lost task that was not rerun?); Ctrl-C stops the sweep, each running trial with a checkpoint, "
+                    f"and {resume_hint} goes on")
+
     def said_eval(t, res):
         """Say the trial's eval (or its failure), where its slot ran one."""
         if "eval_code" not in res:
@@ -1331,6 +1355,7 @@ def _run(sweep_dir, state, executor, exec_options, out, resume_hint, progress_ev
         if ended:
             write()
         now = time.monotonic()
+        quiet_trials(now)
         if ended or now - last >= progress_every_s:
             if pending or handles:
                 progress()
