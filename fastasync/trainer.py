@@ -413,15 +413,33 @@ def stop_on_signals(trainer, stop=None):
 
     flag = stop if stop is not None else trainer.shared.stop
 
+    # The handler runs in the main thread between two bytecodes, possibly inside Event.wait
+    # while that thread holds the Event's lock, or inside itself (signals in quick succession:
+    # a Ray worker's death brought several): so it only sets attributes, and a relay thread
+    # sets the Event. (It called flag.set() here; a sweep trial then hung for ever, its main
+    # thread blocked on the lock it held itself.)
     def handler(signum, frame):
         if not trainer.interrupted:
             trainer.stop_signal = int(signum)
         trainer.interrupted = True
-        flag.set()
 
+    done = threading.Event()
+
+    def relay():
+        while not done.wait(0.05):
+            if trainer.interrupted:
+                flag.set()
+                return
+
+    th = threading.Thread(target=relay, name="fastasync-signal-relay", daemon=True)
+    th.start()
     old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
+        done.set()
+        th.join()
+        if trainer.interrupted:
+            flag.set()
