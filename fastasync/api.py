@@ -173,7 +173,7 @@ def _with_run_dir(cfg, run_dir):
 def sweep(env=None, algo: str | None = None, frames=None, *, trials: int | None = None, sweep_seed: int | None = None,
           parallel: int | None = None, threads: int | None = None, run_dir: str | None = None, target=None,
           space: dict | None = None, config: str | None = None, resume: str | None = None, ray: str | None = None,
-          eval_episodes: int | None = None, quiet: bool = False, out=None, **options):
+          eval_episodes: int | None = None, only=None, quiet: bool = False, out=None, **options):
     """Run ``trials`` trials of :func:`train` that differ in sampled or listed options, each a
     plain run directory inside the sweep directory ``run_dir`` (default
     ``runs/sweep-<env>-<algo>-<time>``), and summarise them; blocks, returns a
@@ -190,7 +190,8 @@ def sweep(env=None, algo: str | None = None, frames=None, *, trials: int | None 
     on a file system every node shares). ``target``: a score (or several) the summary counts
     the trials that reached. ``eval_episodes``: after each trial, play that many games with
     its final checkpoint (as ``fastasync eval --save``) for the eval columns of sweep.csv and
-    the summary. The same call again skips finished trials and resumes stopped
+    the summary. ``only``: run (or evaluate) only these trials this time ("trial-011,trial-014",
+    "11,14" or a list), the others left as they are. The same call again skips finished trials and resumes stopped
     ones (``resume=SWEEP_DIR`` continues a sweep as it was started); a sweep directory that
     holds another search space is refused. Ctrl-C stops the running trials with a
     checkpoint each. Bad input raises a ``ValueError`` with a one-line message before any
@@ -200,7 +201,7 @@ def sweep(env=None, algo: str | None = None, frames=None, *, trials: int | None 
 
     return run_sweep(env, algo, frames, trials=trials, sweep_seed=sweep_seed, parallel=parallel, threads=threads,
                      run_dir=run_dir, target=target, space=space, config=config, resume=resume, ray=ray,
-                     eval_episodes=eval_episodes, quiet=quiet, out=out or _stderr, **options)
+                     eval_episodes=eval_episodes, only=only, quiet=quiet, out=out or _stderr, **options)
 
 @dataclass(frozen=True)
 class Run:

@@ -569,6 +569,9 @@ def _train_options_for_sweep(f):
               help="after each trial, play N games with its final checkpoint (fastasync eval --save: the method's "
                    "eval policy) for the eval columns of sweep.csv, the summary and the scatter; a rerun with it "
                    "evaluates the finished trials that have no eval yet  [default: 0, no eval]")
+@click.option("--only", type=str, default=None, metavar="TRIALS",
+              help="run (or evaluate) only these trials this time, e.g. --only trial-011,trial-014 or --only 11,14; "
+                   "the others stay as they are for a later run")
 @click.option("-s", "--sweep", "sweep_specs", multiple=True, metavar="NAME=DIST",
               help="sweep any option, also those set in TOML only, e.g. -s rms_alpha=uniform:0.9:0.99")
 @click.option("--config", "config_file", type=str, default=None,
@@ -581,8 +584,8 @@ def _train_options_for_sweep(f):
                    "--ray takes it); the sweep directory must be on a file system every node shares")
 @_train_options_for_sweep
 @click.pass_context
-def sweep(ctx, trials, sweep_seed, parallel, threads, run_dir, target, eval_episodes, sweep_specs, config_file, resume,
-          ray_address, **options):
+def sweep(ctx, trials, sweep_seed, parallel, threads, run_dir, target, eval_episodes, only, sweep_specs, config_file,
+          resume, ray_address, **options):
     """Run N trials of `fastasync train` that differ in sampled or listed options, and summarise them.
 
     Give an option a distribution to sweep it: --lr loguniform:1e-4:1e-2, --seed range:0:100
@@ -613,7 +616,7 @@ def sweep(ctx, trials, sweep_seed, parallel, threads, run_dir, target, eval_epis
     try:
         res = api_sweep(trials=trials, sweep_seed=sweep_seed, parallel=parallel, threads=threads, run_dir=run_dir,
                         target=list(target) or None, space=space or None, config=config_file, resume=resume,
-                        ray=ray_address, eval_episodes=eval_episodes, out=lambda msg: click.echo(msg, err=True),
+                        ray=ray_address, eval_episodes=eval_episodes, only=only, out=lambda msg: click.echo(msg, err=True),
                         **given)
     except ValueError as exc:  # ConfigError, StartError, a Ray cluster that does not answer
         fail(str(exc))

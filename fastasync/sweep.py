@@ -594,6 +594,27 @@ def trial_name(k: int) -> str:
     return f"trial-{k:03d}"
 
 
+def select_trials(state: dict, only) -> list | None:
+    """The trials named by ``only`` (``--only``: "trial-011,trial-014", "11,14" or a list of
+    names or numbers), in the sweep's order; None for all. ConfigError for a name the sweep
+    does not hold, or an empty selection."""
+    if only is None:
+        return None
+    items = [p.strip() for p in only.split(",")] if isinstance(only, str) else [str(p).strip() for p in only]
+    names = {t["name"] for t in state["trials"]}
+    picked = set()
+    for item in items:
+        name = trial_name(int(item)) if item.isdigit() else item
+        if name not in names:
+            n = len(state["trials"])
+            raise ConfigError(f"--only {item!r}: the sweep has no such trial (it holds {trial_name(0)} to "
+                              f"{trial_name(n - 1)}; name them as trial-NNN or NNN, separated by commas)")
+        picked.add(name)
+    if not picked:
+        raise ConfigError("--only needs at least one trial, e.g. --only trial-003,trial-007")
+    return [t["name"] for t in state["trials"] if t["name"] in picked]
+
+
 def load_state(sweep_dir: str) -> dict | None:
     """The sweep's sweep.json, or None where there is none; ConfigError when unreadable."""
     path = os.path.join(sweep_dir, STATE_NAME)
@@ -1175,11 +1196,12 @@ def _values_text(values: dict) -> str:
 
 
 def run_trials(sweep_dir: str, state: dict, executor, exec_options: dict, out, resume_hint: str,
-               progress_every_s: float = 30.0) -> SweepResult:
-    """Run every trial of ``state`` that is not done, through ``executor`` (:class:`LocalTrials`
-    or the Ray one), keeping sweep.json, sweep.csv and the summary current; then sweep.png and
-    the table. Ctrl-C or SIGTERM: the running trials get one SIGINT each (each writes its
-    checkpoint and exits 130), their state is written, and ``out`` says how to go on."""
+               progress_every_s: float = 30.0, only: list | None = None) -> SweepResult:
+    """Run every trial of ``state`` that is not done (``only``: of these trial names only; the
+    others stay as they are), through ``executor`` (:class:`LocalTrials` or the Ray one),
+    keeping sweep.json, sweep.csv and the summary current; then sweep.png and the table.
+    Ctrl-C or SIGTERM: the running trials get one SIGINT each (each writes its checkpoint and
+    exits 130), their state is written, and ``out`` says how to go on."""
     stop = {"signal": None, "count": 0}
 
     def handler(signum, frame):
@@ -1191,14 +1213,14 @@ def run_trials(sweep_dir: str, state: dict, executor, exec_options: dict, out, r
     if threading.current_thread() is threading.main_thread():
         old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return _run(sweep_dir, state, executor, exec_options, out, resume_hint, progress_every_s, stop)
+        return _run(sweep_dir, state, executor, exec_options, out, resume_hint, progress_every_s, stop, only)
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
         executor.close()
 
 
-def _run(sweep_dir, state, executor, exec_options, out, resume_hint, progress_every_s, stop):
+def _run(sweep_dir, state, executor, exec_options, out, resume_hint, progress_every_s, stop, only=None):
     trials = state["trials"]
     for t in trials:
         if t["status"] == "running":  # a sweep that ended without writing its trials' end
@@ -1206,7 +1228,13 @@ def _run(sweep_dir, state, executor, exec_options, out, resume_hint, progress_ev
     def unevaluated(t):
         return t["status"] == "done" and eval_step(make_job(sweep_dir, state, t, exec_options)) is not None
 
-    pending = [t for t in trials if t["status"] != "done" or unevaluated(t)]
+    every_hint = resume_hint  # all of the sweep's trials; resume_hint from here on: those of --only
+    if only is not None:
+        resume_hint += f" --only {','.join(only)}"
+    chosen = [t for t in trials if only is None or t["name"] in only]
+    pending = [t for t in chosen if t["status"] != "done" or unevaluated(t)]
+    # the trials --only leaves for another run
+    others = [t for t in trials if t not in chosen and (t["status"] != "done" or unevaluated(t))]
     if os.path.exists(os.path.join(sweep_dir, STOP_NAME)):  # the last run's stop
         os.unlink(os.path.join(sweep_dir, STOP_NAME))
     x = state.get("x")
@@ -1224,7 +1252,12 @@ def _run(sweep_dir, state, executor, exec_options, out, resume_hint, progress_ev
         n_eval = state.get("eval_episodes")
         out(f"sweep: {sweep_dir}: {len(trials)} trials, {sum(t['status'] == 'done' for t in trials)} done, "
             f"{len(pending) - evals} to run" + (f", {evals} to evaluate" if evals else "")
-            + (f" (each finished trial evaluated over {n_eval} games)" if n_eval else "") + f"; {executor.describe()}")
+            + (f" (each finished trial evaluated over {n_eval} games)" if n_eval else "")
+            + (f" (--only: {', '.join(t['name'] for t in pending)}; {len(others)} other(s) left for later)"
+               if only is not None else "") + f"; {executor.describe()}")
+    elif only is not None:
+        out(f"sweep: {sweep_dir}: nothing to run: {', '.join(only)} "
+            + ("is" if len(only) == 1 else "are") + " done" + (" and evaluated" if state.get("eval_episodes") else ""))
 
     def best():
         rows = [r for r in done_rows.values() if not math.isnan(r["final_mean10"])]
@@ -1404,6 +1437,8 @@ def _run(sweep_dir, state, executor, exec_options, out, resume_hint, progress_ev
         if eval_failed:
             out(f"the eval of {len(eval_failed)} finished trial(s) failed ({', '.join(eval_failed)}); rerun to "
                 f"evaluate them: {resume_hint}")
+        if others:
+            out(f"{len(others)} other trial(s) of the sweep not run (--only): {every_hint} runs them")
     return SweepResult(sweep_dir, rows, summary, stop["signal"] is not None, stop["signal"],
                        tuple(failed + eval_failed))
 
@@ -1424,7 +1459,7 @@ def _stderr(msg: str) -> None:
 def run_sweep(env=None, algo: str | None = None, frames=None, *, trials: int | None = None, sweep_seed: int | None = None,
           parallel: int | None = None, threads: int | None = None, run_dir: str | None = None, target=None,
           space: dict | None = None, config: str | None = None, resume: str | None = None, ray: str | None = None,
-          eval_episodes: int | None = None, quiet: bool = False, out=None, **options):
+          eval_episodes: int | None = None, only=None, quiet: bool = False, out=None, **options):
     """:func:`fastasync.api.sweep` (its docstring says what each argument does)."""
     say = (lambda msg: None) if quiet else (out or _stderr)
     given = dict(options)
@@ -1458,6 +1493,7 @@ def run_sweep(env=None, algo: str | None = None, frames=None, *, trials: int | N
     sweep_dir, state, exec_options = prepare(
         fixed, space_texts, trials=trials, sweep_seed=sweep_seed, targets=targets, threads=threads,
         parallel=parallel or 1, run_dir=run_dir, resume=resume, ray=ray is not None, eval_episodes=eval_episodes)
+    chosen = select_trials(state, only)
     if ray is None:
         executor = LocalTrials(parallel or 1, state["options"]["threads"], exec_options.get("pin_threads"))
     else:
@@ -1483,7 +1519,7 @@ def run_sweep(env=None, algo: str | None = None, frames=None, *, trials: int | N
         raise StartError(f"cannot start the sweep in {sweep_dir}: {exc.strerror or exc}") from None
     hint = f"fastasync sweep --resume {sweep_dir}" + ("" if ray is None else f" --ray {ray}")
     try:
-        return run_trials(sweep_dir, state, executor, exec_options, say, hint)
+        return run_trials(sweep_dir, state, executor, exec_options, say, hint, only=chosen)
     finally:
         lock.close()
 

@@ -519,6 +519,73 @@ def test_a_running_trial_whose_log_stays_unchanged_is_said_once(tmp_path, monkey
     assert "Ctrl-C stops the sweep, each running trial with a checkpoint, and RESUME goes on" in quiet[0]
 
 
+class _Instant:
+    """An executor whose trials end at once (exit 0), recording which it started."""
+    slots = 1
+
+    def __init__(self):
+        self.started_jobs = []
+
+    def describe(self):
+        return "fake"
+
+    def room(self, running):
+        return True
+
+    def start(self, job):
+        self.started_jobs.append(os.path.basename(job["run_dir"]))
+        return job
+
+    def started(self, h):
+        return True
+
+    def poll(self, h):
+        return {"code": 0, "wall_s": 1.0}
+
+    def stop(self, handles):
+        pass
+
+    def events(self, wait_s=0.0):
+        return []
+
+    def close(self):
+        pass
+
+
+def test_only_runs_the_named_trials_and_leaves_the_others_for_later(tmp_path):
+    sweep_dir, state, ex = S.prepare({"env": "CartPole-v1", "algo": "a3c", "frames": 20_000},
+                                     {"lr": "loguniform:1e-3:3e-3"}, trials=4, run_dir=str(tmp_path / "sw"))
+    os.makedirs(sweep_dir)
+    assert S.select_trials(state, None) is None
+    assert S.select_trials(state, "3, trial-001") == ["trial-001", "trial-003"]  # the sweep's order
+    assert S.select_trials(state, [2]) == ["trial-002"]
+    for bad, needle in (("trial-004", "no such trial (it holds trial-000 to trial-003"), ("x", "no such trial"),
+                        (" , ", "no such trial"), ([], "at least one trial")):
+        with pytest.raises(ConfigError, match=re.escape(needle)):
+            S.select_trials(state, bad)
+    said, fake = [], _Instant()
+    S.run_trials(sweep_dir, state, fake, ex, said.append, "RESUME", only=["trial-001", "trial-003"])
+    assert fake.started_jobs == ["trial-001", "trial-003"]
+    assert [t["status"] for t in state["trials"]] == ["pending", "done", "pending", "done"]
+    assert "2 to run (--only: trial-001, trial-003; 2 other(s) left for later)" in said[0], said
+    assert said[-1] == "2 other trial(s) of the sweep not run (--only): RESUME runs them"
+    said, fake = [], _Instant()
+    S.run_trials(sweep_dir, state, fake, ex, said.append, "RESUME", only=["trial-003"])
+    assert fake.started_jobs == [] and said[0].endswith("nothing to run: trial-003 is done"), said
+    S.run_trials(sweep_dir, state, fake, ex, said.append, "RESUME")  # all the others
+    assert fake.started_jobs == ["trial-000", "trial-002"]
+    assert [t["status"] for t in state["trials"]] == ["done"] * 4
+
+
+def test_only_with_a_trial_the_sweep_lacks_is_refused_before_anything_is_written(tmp_path):
+    d = tmp_path / "sw"
+    r = _sweep(*CARTPOLE, "--frames", "20k", "--lr", "loguniform:1e-3:3e-3", "--trials", "2", "--only", "7",
+               "--run-dir", str(d))
+    assert r.exit_code == 2 and r.output.count("\n") == 1, r.output
+    assert "--only '7': the sweep has no such trial (it holds trial-000 to trial-001" in r.output
+    assert not d.exists()
+
+
 def test_a_trial_waits_for_its_earlier_process_to_let_go_and_says_so(tmp_path):
     """plan_trial waits while another process (a lost Ray worker's orphaned trial, writing its
     checkpoint) holds the run directory's lock, writes whom it waits for and how that ended into
