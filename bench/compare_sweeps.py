@@ -40,9 +40,13 @@ def load(sweep_dir: str):
 
 
 def option_changes(a: dict, b: dict) -> list:
-    """The fixed options that differ, as "name: A -> B" ("-" where one leaves it to its default)."""
+    """The fixed options that differ, as "name: A -> B" ("-" where one leaves it to its default);
+    those that change how a trial runs, not what it learns (sweep.EXECUTION), are left out."""
+    from fastasync.sweep import EXECUTION
+
     oa, ob = a.get("options") or {}, b.get("options") or {}
-    return [f"{k}: {oa.get(k, '-')} -> {ob.get(k, '-')}" for k in sorted(set(oa) | set(ob)) if oa.get(k) != ob.get(k)]
+    return [f"{k}: {oa.get(k, '-')} -> {ob.get(k, '-')}" for k in sorted(set(oa) | set(ob))
+            if k not in EXECUTION and oa.get(k) != ob.get(k)]
 
 
 def check_same_draws(a: dict, b: dict) -> None:

@@ -465,60 +465,6 @@ def test_eval_step_asks_for_an_eval_of_a_finished_trial_without_one(tmp_path):
     assert S.eval_step(job) is not None  # of another checkpoint
 
 
-def test_a_running_trial_whose_log_stays_unchanged_is_said_once(tmp_path, monkeypatch):
-    """A trial that runs but writes nothing to its train.log for QUIET_S (a stuck process, a
-    lost Ray task never rerun) is said to the user, once until its log changes again, with how
-    to go on; the sweep does not end it."""
-    sweep_dir, state, ex = S.prepare({"env": "CartPole-v1", "algo": "a3c", "frames": 20_000},
-                                     {"lr": "loguniform:1e-3:3e-3"}, trials=1, run_dir=str(tmp_path / "sw"))
-    os.makedirs(sweep_dir)
-    monkeypatch.setattr(S, "QUIET_S", 0.6)
-    release = threading.Event()
-
-    class Stuck:  # an executor whose one trial runs until released
-        slots = 1
-
-        def describe(self):
-            return "fake"
-
-        def room(self, running):
-            return True
-
-        def start(self, job):
-            return job
-
-        def started(self, h):
-            return True
-
-        def poll(self, h):
-            return {"code": 1, "wall_s": 1.0} if release.is_set() else None
-
-        def stop(self, handles):
-            release.set()
-
-        def events(self, wait_s=0.0):
-            return []
-
-        def close(self):
-            pass
-
-    said = []
-    th = threading.Thread(target=S.run_trials, args=(sweep_dir, state, Stuck(), ex, said.append, "RESUME"),
-                          kwargs=dict(progress_every_s=60.0), daemon=True)
-    th.start()
-    _wait_for(lambda: any("nothing written to its train.log" in m for m in said), "the quiet trial to be said")
-    time.sleep(1.5)  # still quiet: not said again
-    log = tmp_path / "sw" / "trial-000" / "train.log"
-    log.write_text("frames 1\n")  # it wrote: said again once it is quiet again
-    _wait_for(lambda: sum("nothing written" in m for m in said) == 2, "the trial quiet again to be said")
-    time.sleep(1.0)
-    release.set()
-    th.join(30)
-    quiet = [m for m in said if "nothing written" in m]
-    assert len(quiet) == 2 and quiet[0].startswith("trial-000: nothing written to its train.log for 0:00:0"), said
-    assert "Ctrl-C stops the sweep, each running trial with a checkpoint, and RESUME goes on" in quiet[0]
-
-
 class _Instant:
     """An executor whose trials end at once (exit 0), recording which it started."""
     slots = 1
@@ -550,6 +496,40 @@ class _Instant:
 
     def close(self):
         pass
+
+
+def test_a_running_trial_whose_log_stays_unchanged_is_said_once(tmp_path, monkeypatch):
+    """A trial that runs but writes nothing to its train.log for QUIET_S (a stuck process, a
+    lost Ray task never rerun) is said to the user, once until its log changes again, with how
+    to go on; the sweep does not end it."""
+    sweep_dir, state, ex = S.prepare({"env": "CartPole-v1", "algo": "a3c", "frames": 20_000},
+                                     {"lr": "loguniform:1e-3:3e-3"}, trials=1, run_dir=str(tmp_path / "sw"))
+    os.makedirs(sweep_dir)
+    monkeypatch.setattr(S, "QUIET_S", 0.6)
+    release = threading.Event()
+
+    class Stuck(_Instant):  # an executor whose one trial runs until released
+        def poll(self, h):
+            return {"code": 1, "wall_s": 1.0} if release.is_set() else None
+
+        def stop(self, handles):
+            release.set()
+
+    said = []
+    th = threading.Thread(target=S.run_trials, args=(sweep_dir, state, Stuck(), ex, said.append, "RESUME"),
+                          kwargs=dict(progress_every_s=60.0), daemon=True)
+    th.start()
+    _wait_for(lambda: any("nothing written to its train.log" in m for m in said), "the quiet trial to be said")
+    time.sleep(1.5)  # still quiet: not said again
+    log = tmp_path / "sw" / "trial-000" / "train.log"
+    log.write_text("frames 1\n")  # it wrote: said again once it is quiet again
+    _wait_for(lambda: sum("nothing written" in m for m in said) == 2, "the trial quiet again to be said")
+    time.sleep(1.0)
+    release.set()
+    th.join(30)
+    quiet = [m for m in said if "nothing written" in m]
+    assert len(quiet) == 2 and quiet[0].startswith("trial-000: nothing written to its train.log for 0:00:0"), said
+    assert "Ctrl-C stops the sweep, each running trial with a checkpoint, and RESUME goes on" in quiet[0]
 
 
 def test_only_runs_the_named_trials_and_leaves_the_others_for_later(tmp_path):
