@@ -51,6 +51,8 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_RUNS = os.path.join(ROOT, "runs", "learning")
+DEFAULT_DOCS = os.path.join(ROOT, "docs", "learning")
 WINDOW = 10  # games in the mean that is compared with the target
 RATE_WINDOW = 100  # games in the success rate of envs whose games succeed or fail (ViZDoom)
 
@@ -210,8 +212,24 @@ def _fmt(frames: float) -> str:
     return f"{frames / 1e3:.4g}k" if frames else "0"
 
 
-def _command(env, algo, seed, frames, target, extra, ray_nodes=0, threads=0, final=False) -> str:
-    parts = ["python bench/learning.py run", f"--env {env}", f"--algo {algo}"]
+def _folder_options(runs_dir=None, docs_dir=None) -> list:
+    """--runs-dir / --docs-dir as the command must give them: only where they are not the
+    defaults (a proof at other options goes to folders of its own; its command without them
+    would continue the default proof's run and overwrite its evidence), relative to the
+    repository where they lie inside it."""
+    def shown(path):
+        rel = os.path.relpath(os.path.abspath(path), ROOT)
+        return path if rel.startswith("..") else rel
+
+    out = []
+    for flag, path, default in (("--runs-dir", runs_dir, DEFAULT_RUNS), ("--docs-dir", docs_dir, DEFAULT_DOCS)):
+        if path is not None and os.path.abspath(path) != default:
+            out.append(f"{flag} {shown(path)}")
+    return out
+
+
+def _command(env, algo, seed, frames, target, extra, ray_nodes=0, threads=0, final=False, folders=()) -> str:
+    parts = ["python bench/learning.py", *folders, "run", f"--env {env}", f"--algo {algo}"]
     known = TARGETS.get((env, algo), (None, None))
     if seed:
         parts.append(f"--seed {seed}")
@@ -404,7 +422,7 @@ def summarize_run(run_dir: str, docs_dir: str) -> str:
     if len(games["score"]):
         subprocess.run([sys.executable, "-m", "fastasync.cli", "plot", out, "-o", os.path.join(out, "curve.png")],
                        cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, check=True, capture_output=True)
-    text = summary_text(meta, games)
+    text = summary_text(meta, games, _folder_options(os.path.dirname(os.path.abspath(run_dir)), docs_dir))
     notes = os.path.join(out, "NOTES.md")  # what was found and tried, written by hand beside the data
     if os.path.exists(notes):
         with open(notes) as fh:
@@ -432,12 +450,12 @@ def _stats(meta: dict, games: dict) -> dict:
     )
 
 
-def summary_text(meta: dict, games: dict) -> str:
+def summary_text(meta: dict, games: dict, folders=()) -> str:
     env, algo, seed, target, budget = meta["env"], meta["algo"], meta["seed"], meta["target"], meta["frames"]
     st = _stats(meta, games)
     paper = TARGETS.get((env, algo), (None, None, "-"))[2]
     command = _command(env, algo, seed, budget, target, meta.get("extra", []), meta.get("ray_nodes", 0),
-                       meta.get("threads", 0), meta.get("final_mode", False))
+                       meta.get("threads", 0), meta.get("final_mode", False), folders)
     lines = [f"# {env}, {_method(meta)}" + (f", seed {seed}" if seed else ""), ""]
     m = measure(env)
     unit = {"frames": "emulator frames", "tics": "tics (frames of the Doom engine)"}.get(_unit(env), _unit(env))
@@ -467,8 +485,8 @@ def summary_text(meta: dict, games: dict) -> str:
         f"{st['games']} games, {st['frames']:,} {_unit(env)}, {st['wall_min']:.1f} min of training, "
         f"{st['fps']:,.0f} {_unit(env)}/s",
         f"- reproduce: `{command}` (the same command again continues "
-        "a stopped run); it runs `fastasync train` with the defaults of the method and env family "
-        "(config.json beside this file)",
+        "a stopped run); it runs `fastasync train` with the defaults of the method and env family"
+        + (" and the options after `--`" if meta.get("extra") else "") + " (config.json beside this file)",
         f"- machine: {_machine_note(meta)}",
         "",
         "| part | commit | started | frames | stopped because |",
@@ -679,8 +697,8 @@ def cmd_summarize(args) -> int:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs-dir", default=os.path.join(ROOT, "runs", "learning"), help="where runs train (not committed)")
-    p.add_argument("--docs-dir", default=os.path.join(ROOT, "docs", "learning"), help="evidence folders")
+    p.add_argument("--runs-dir", default=DEFAULT_RUNS, help="where runs train (not committed)")
+    p.add_argument("--docs-dir", default=DEFAULT_DOCS, help="evidence folders")
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="train (or continue) one proof run")
     r.add_argument("--env", required=True)

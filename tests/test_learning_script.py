@@ -31,6 +31,9 @@ def test_proof_runs_in_parts_and_writes_its_evidence(tmp_path):
         assert (folder / f).exists(), f
     summary = (folder / "SUMMARY.md").read_text()
     assert "target missed" in summary and "--target 1000" in summary and "--frames 40000" in summary
+    # its folders are not the defaults: the command names them (without, it would continue the
+    # default proof's run and write into docs/learning/)
+    assert f"learning.py --runs-dir {tmp_path / 'runs'} --docs-dir {tmp_path / 'docs'} run --env CartPole-v1" in summary
     assert "budget spent" in summary
     out = _script(tmp_path, *common, "--target", "1000")  # again: nothing left to train
     assert "budget of 40,000 frames is spent" in out
@@ -85,6 +88,16 @@ def test_a_ray_proof_is_its_own_run_and_every_part_trains_on_ray():
     assert "--ray" not in one and one[one.index("--threads") + 1] == "2"
     assert L._method(meta) == "a3c (Ray, 2 nodes x 1 thread)"
     assert "--ray-nodes 2 --threads 1" in L._command("Pong-v5", "a3c", 0, 40_000_000, 18.0, [], 2, 1)
+
+
+def test_the_reproducing_command_names_folders_other_than_the_defaults():
+    L = _learning_module()
+    assert L._folder_options(os.path.join(ROOT, "runs", "learning"), os.path.join(ROOT, "docs", "learning")) == []
+    inside = L._folder_options(os.path.join(ROOT, "runs", "lr"), os.path.join(ROOT, "docs", "learning", "lr"))
+    assert inside == ["--runs-dir runs/lr", "--docs-dir docs/learning/lr"]
+    cmd = L._command("Pong-v5", "a3c", 1, 40_000_000, 18.0, ["--lr", "1.4e-3"], folders=inside)
+    assert cmd == ("python bench/learning.py --runs-dir runs/lr --docs-dir docs/learning/lr run --env Pong-v5 "
+                   "--algo a3c --seed 1 -- --lr 1.4e-3")
 
 
 def test_a_ray_proof_needs_its_threads_per_node(tmp_path):
