@@ -1,6 +1,6 @@
 """Runs on Ray (fastasync.distributed): the parameter actor's arithmetic, the CLI's checks,
 and real runs on a Ray cluster of two nodes on this machine (ray.cluster_utils.Cluster:
-a head and a second node, 1 CPU each, shared by the tests of this module).
+a head and a second node, 1 CPU each, shared by the tests of this module: tests/conftest.py).
 
 The cluster tests are lean (the whole suite runs on 2 cores): one learning run that then
 resumes on one machine, and one run that starts from a one-machine checkpoint, loses a node
@@ -192,47 +192,7 @@ def test_help_does_not_import_ray():
     assert "--ray [ADDRESS]" in p.stdout
 
 
-# -- a real cluster: a head and a second node, 1 CPU each ----------------------------------
-
-
-def _two_node_cluster():
-    """A head and a second node of 1 CPU each (what the tests place: at most 2 node actors of
-    1 thread; the parameter actor takes no CPU); torn down by the caller, failure or not."""
-    pytest.importorskip("ray")
-    from ray.cluster_utils import Cluster
-
-    # a loaded CI machine (or this 2-core one, shared) can take longer than Ray's default
-    os.environ.setdefault("RAY_raylet_start_wait_time_s", "180")
-    c = Cluster(initialize_head=True, head_node_args=dict(num_cpus=1, include_dashboard=False))
-    try:
-        second = c.add_node(num_cpus=1)
-        c.wait_for_nodes(timeout=180)
-    except BaseException:
-        c.shutdown()
-        raise
-    return c, second
-
-
-def _tear_down(c):
-    import ray
-
-    try:
-        ray.shutdown()
-    finally:
-        c.shutdown()
-
-
-@pytest.fixture
-def cluster():
-    """A cluster of the test's own, torn down after it, failed or not: a test that kills and
-    removes nodes cannot leave the next one a cluster too small to place its actors (seen: a
-    Ray test waiting forever after the one before it failed half way), and no two clusters
-    share the machine at once."""
-    c, second = _two_node_cluster()
-    try:
-        yield c, second
-    finally:
-        _tear_down(c)
+# -- a real cluster (tests/conftest.py's ray_cluster: a head and a second node, 1 CPU each) --
 
 
 def _train(args):
@@ -240,7 +200,7 @@ def _train(args):
 
 
 @pytest.mark.slow  # a Ray cluster on this machine
-def test_ray_two_nodes_learn_cartpole_then_resume_on_one_machine(cluster, tmp_path):
+def test_ray_two_nodes_learn_cartpole_then_resume_on_one_machine(ray_cluster, tmp_path):
     """Two nodes of one learner thread each reach the bar of the one-machine Hogwild test
     (test_train.test_a3c_hogwild_learns_cartpole): a 20-game mean >= 195 within 500k frames.
     TensorBoard and the videos of --video-every are a one-machine run's, and so is the run
@@ -251,7 +211,7 @@ def test_ray_two_nodes_learn_cartpole_then_resume_on_one_machine(cluster, tmp_pa
 
     from fastasync import checkpoint, video
 
-    c, _ = cluster
+    c, _ = ray_cluster
     run = tmp_path / "cp"
     r = _train(["--env", "CartPole-v1", "--ray", c.address, "--nodes", "2", "--threads", "1", "--frames", "500k",
                 "--lr", "2e-3", "--rms-eps", "0.1", "--seed", "1", "--run-dir", str(run), "--tensorboard",
@@ -289,13 +249,13 @@ def test_ray_two_nodes_learn_cartpole_then_resume_on_one_machine(cluster, tmp_pa
 
 
 @pytest.mark.slow  # a Ray cluster on this machine
-def test_ray_normalises_vector_observations_with_global_statistics(cluster, tmp_path):
+def test_ray_normalises_vector_observations_with_global_statistics(ray_cluster, tmp_path):
     """A Gaussian A3C on Pendulum (its family normalises observations) trains on two nodes:
     the checkpoint holds the global statistics of every observation the nodes merged, eval
     plays with them, and one machine resumes from them."""
     from fastasync import checkpoint
 
-    c, _ = cluster
+    c, _ = ray_cluster
     run = tmp_path / "pendulum"
     r = _train(["--env", "Pendulum-v1", "--ray", c.address, "--nodes", "2", "--threads", "1", "--frames", "20k",
                 "--run-dir", str(run)])
@@ -345,7 +305,7 @@ class _Lines:
 
 
 @pytest.mark.slow  # a Ray cluster on this machine
-def test_ray_node_faults_ctrl_c_and_resume(cluster, tmp_path):
+def test_ray_node_faults_ctrl_c_and_resume(ray_cluster, tmp_path):
     """A one-machine checkpoint resumed on two Ray nodes; one node actor's process is killed,
     then the second Ray node is removed (a new one joins): both times the node is restarted
     from the global parameters and the run goes on. Ctrl-C stops every node with a
@@ -353,7 +313,7 @@ def test_ray_node_faults_ctrl_c_and_resume(cluster, tmp_path):
     parameter actor dies: the run stops with a message, its last checkpoint resumes."""
     from fastasync import checkpoint
 
-    c, second = cluster
+    c, second = ray_cluster
     run = tmp_path / "f"
     r = _train(["--env", "CartPole-v1", "--threads", "1", "--frames", "20k", "--run-dir", str(run)])
     assert r.exit_code == 0, r.output
@@ -418,10 +378,10 @@ def test_ray_node_faults_ctrl_c_and_resume(cluster, tmp_path):
 
 
 @pytest.mark.slow  # a Ray cluster on this machine
-def test_bench_on_ray_gives_a_row_per_node_count(cluster):
+def test_bench_on_ray_gives_a_row_per_node_count(ray_cluster):
     import json
 
-    c, _ = cluster
+    c, _ = ray_cluster
     r = CliRunner().invoke(main, ["bench", "--env", "CartPole-v1", "--ray", c.address, "--nodes", "1,2", "--threads", "1",
                                   "--seconds", "2", "--warmup", "0.5", "--json"], catch_exceptions=False)
     assert r.exit_code == 0, r.output

@@ -676,33 +676,12 @@ def test_ctrl_c_stops_the_running_trial_with_a_checkpoint_and_the_command_goes_o
     assert S.checkpoint_counts(str(d / "trial-000"))[0] >= 500_000
 
 
-@pytest.fixture
-def cluster():
-    """A head and a second node of 1 CPU each, as tests/test_ray.py's, torn down after the test
-    whatever happened."""
-    pytest.importorskip("ray")
-    from ray.cluster_utils import Cluster
-
-    os.environ.setdefault("RAY_raylet_start_wait_time_s", "180")  # a loaded 2-core machine starts slowly
-    c = Cluster(initialize_head=True, head_node_args=dict(num_cpus=1, include_dashboard=False))
-    try:
-        c.add_node(num_cpus=1)
-        c.wait_for_nodes(timeout=180)
-        yield c
-    finally:
-        import ray
-
-        try:
-            ray.shutdown()
-        finally:
-            c.shutdown()
-
-
 @pytest.mark.slow
-def test_ray_sweep_reruns_a_lost_trial_from_its_checkpoint(cluster, tmp_path):
+def test_ray_sweep_reruns_a_lost_trial_from_its_checkpoint(ray_cluster, tmp_path):
     """Two trials as Ray tasks on two one-CPU nodes; trial-000's task process is killed while
     its trial trains (as when its node is lost): the trial writes its checkpoint (SIGINT from
     Linux at its parent's death), Ray reruns the task, and the rerun resumes the trial."""
+    cluster, _ = ray_cluster
     d = tmp_path / "sw"
     p = _popen_sweep([*CARTPOLE, "--frames", "list:600k,20k", "--lr", "loguniform:1e-3:3e-3", "--trials", "2",
                       "--progress-every-s", "0.2", "--eval-episodes", "1", "--run-dir", str(d),
