@@ -208,7 +208,10 @@ def eval_cmd(path, episodes, greedy, gif, video, seed, backend, save):
 @click.option("-o", "--output", type=str, default=None,
               help="image file  [default: RUN_DIR/curve.png for one run, curves.png for several]")
 @click.option("--window", type=int, default=10, show_default=True, help="games in the rolling mean")
-def plot(run_dirs, output, window):
+@click.option("--max-frames", type=str, default=None,
+              help="draw the games that ended within this many frames, e.g. 12M (runs of different lengths "
+                   "side by side)  [default: all]")
+def plot(run_dirs, output, window, max_frames):
     """Plot true game score against frames (rolling mean) from runs' episodes.csv.
 
     A sweep directory (sweep.json): its sweep.png, the final score of every trial against
@@ -219,7 +222,15 @@ def plot(run_dirs, output, window):
     """
     if window < 1:
         fail(f"--window must be >= 1, got {window}")
+    if max_frames is not None:
+        try:
+            max_frames = C.parse_count(max_frames)
+        except ValueError as exc:  # ConfigError
+            fail(f"--max-frames: {exc}")
     if len(run_dirs) == 1 and os.path.isfile(os.path.join(run_dirs[0], "sweep.json")):  # a sweep directory
+        if max_frames is not None:
+            fail("--max-frames cuts runs' curves; a sweep directory's plot is its trials' final scores "
+                 "(give its trials' run directories to plot their curves)")
         if output is not None:
             _check_output_file(output, "-o")
         from .sweep import redraw
@@ -245,7 +256,8 @@ def plot(run_dirs, output, window):
         output = os.path.join(os.path.dirname(paths[0]), "curve.png") if len(paths) == 1 else "curves.png"
     _check_output_file(output, "-o")
     try:
-        out = plot_scores(paths[0], output, window) if len(paths) == 1 else plot_runs(paths, output, window)
+        out = (plot_scores(paths[0], output, window, max_frames) if len(paths) == 1
+               else plot_runs(paths, output, window, max_frames=max_frames))
     except ValueError as exc:
         fail(str(exc))
     except OSError as exc:

@@ -25,7 +25,7 @@ def rolling_mean(x: np.ndarray, window: int) -> np.ndarray:
     return (c[idx] - c[lo]) / (idx - lo)
 
 
-def plot_scores(episodes_csv: str, out: str, window: int = 10) -> str:
+def plot_scores(episodes_csv: str, out: str, window: int = 10, max_frames: float | None = None) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -39,6 +39,10 @@ def plot_scores(episodes_csv: str, out: str, window: int = 10) -> str:
     order = np.argsort(d["frames"], kind="stable")
     frames = np.array(d["frames"], float)[order]
     score = np.array(d["score"])[order]
+    mean = rolling_mean(score, window)
+    wall = np.array(d["wall_s"])[order]
+    keep = _within(frames, max_frames, episodes_csv)
+    frames, score, mean, wall = frames[keep], score[keep], mean[keep], wall[keep]
     title = os.path.basename(os.path.dirname(os.path.abspath(episodes_csv)))
     cfg_path = os.path.join(os.path.dirname(episodes_csv), "config.json")
     if os.path.exists(cfg_path):
@@ -47,10 +51,9 @@ def plot_scores(episodes_csv: str, out: str, window: int = 10) -> str:
             title = f"{cfg['algo']['algo']} on {cfg['env']['env']}, {cfg['run']['threads']} threads"
         except (ValueError, KeyError):
             pass
-    wall = np.array(d["wall_s"])[order]
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
     ax.plot(frames / 1e6, score, ".", ms=2, alpha=0.3, color="tab:blue", label="game score")
-    ax.plot(frames / 1e6, rolling_mean(score, window), color="tab:red", lw=2, label=f"mean of last {window}")
+    ax.plot(frames / 1e6, mean, color="tab:red", lw=2, label=f"mean of last {window}")
     ax.set_xlabel("emulator frames (millions)")
     ax.set_ylabel("true game score")
     ax.set_title(f"{title}\n{len(score)} games, {frames[-1] / 1e6:.1f}M frames, {wall.max() / 60:.1f} min")
@@ -123,17 +126,29 @@ def group_runs(paths):
     return [(label, members) for label, (_cfg, members) in zip(labels, groups)]
 
 
-def _curve(episodes_csv, window):
+def _within(frames, max_frames, episodes_csv):
+    """The games that ended within the first ``max_frames`` frames (all where None); the
+    rolling means are taken over every game first, so a curve cut short ends where it was."""
+    keep = np.ones(len(frames), bool) if max_frames is None else frames <= max_frames
+    if not keep.any():
+        raise ValueError(f"{episodes_csv}: no game ended within the first {max_frames:,.0f} frames")
+    return keep
+
+
+def _curve(episodes_csv, window, max_frames=None):
     d = read_episodes(episodes_csv)
     if not d["frames"]:
         raise ValueError(f"{episodes_csv} has no finished games yet")
     order = np.argsort(d["frames"], kind="stable")
     frames = np.array(d["frames"], float)[order]
-    return frames, rolling_mean(np.array(d["score"])[order], window)
+    mean = rolling_mean(np.array(d["score"])[order], window)
+    keep = _within(frames, max_frames, episodes_csv)
+    return frames[keep], mean[keep]
 
 
-def plot_runs(paths, out: str, window: int = 10, points: int = 200) -> str:
-    """Several runs on one figure (see the module docstring); returns ``out``."""
+def plot_runs(paths, out: str, window: int = 10, points: int = 200, max_frames: float | None = None) -> str:
+    """Several runs on one figure (see the module docstring), each cut at ``max_frames`` where
+    given; returns ``out``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -148,7 +163,7 @@ def plot_runs(paths, out: str, window: int = 10, points: int = 200) -> str:
     many = plt.get_cmap("viridis")(np.linspace(0.0, 0.92, len(groups))) if len(groups) > 10 else None
     for i, (label, members) in enumerate(groups):
         color = many[i] if many is not None else f"C{i % 10}"
-        curves = [_curve(p, window) for p in members]
+        curves = [_curve(p, window, max_frames) for p in members]
         if len(curves) == 1:
             ax.plot(curves[0][0] / 1e6, curves[0][1], color=color, lw=1.5, label=label)
             continue

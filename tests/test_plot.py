@@ -42,6 +42,28 @@ def test_plot_two_seeds_and_another_lr(tmp_path):
     assert r.exit_code == 2 and "no episodes.csv at" in r.output
 
 
+def test_max_frames_cuts_runs_of_different_lengths_to_one_stretch(tmp_path):
+    """--max-frames draws the games that ended within it: a long run beside short ones (a
+    proof that went on to 40M beside seeds that stopped at their target) shares their axis;
+    its curve there is the same rolling mean, not one restarted at the cut."""
+    from fastasync.plot import _curve
+
+    a, b = _run(tmp_path / "s1", 1, games=60), _run(tmp_path / "s2", 2, games=20)
+    f, m = _curve(str(a / "episodes.csv"), 10, max_frames=20_500)
+    full_f, full_m = _curve(str(a / "episodes.csv"), 10)
+    assert f.max() <= 20_500 and len(f) == 20 and np.array_equal(m, full_m[:20]) and full_f.max() > 50_000
+    out = tmp_path / "cut.png"
+    r = CliRunner().invoke(main, ["plot", str(a), str(b), "--max-frames", "20k", "-o", str(out)])
+    assert r.exit_code == 0 and out.stat().st_size > 1000, r.output
+    r = CliRunner().invoke(main, ["plot", str(a), "--max-frames", "30k", "-o", str(tmp_path / "one.png")])
+    assert r.exit_code == 0, r.output
+    for bad, needle in (("ten", "--max-frames: cannot read 'ten' as a number of frames"),
+                        ("0", "--max-frames: the number of frames must be positive"),
+                        ("500", "no game ended within the first 500 frames")):
+        r = CliRunner().invoke(main, ["plot", str(a), str(b), "--max-frames", bad, "-o", str(tmp_path / "x.png")])
+        assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output, r.output
+
+
 def test_plot_two_runs_default_output(tmp_path, monkeypatch):
     a, b = _run(tmp_path / "s1", 1), _run(tmp_path / "s2", 2)
     monkeypatch.chdir(tmp_path)

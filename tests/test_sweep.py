@@ -326,6 +326,8 @@ def test_plot_sweep_dir_redraws_the_scatter_and_summary(tmp_path):
     out = tmp_path / "other.png"
     r = CliRunner().invoke(main, ["plot", str(d), "-o", str(out)])
     assert r.exit_code == 0 and out.exists(), r.output
+    r = CliRunner().invoke(main, ["plot", str(d), "--max-frames", "6k"])  # a scatter has no frames axis to cut
+    assert r.exit_code == 2 and "--max-frames cuts runs' curves" in r.output, r.output
 
 
 def test_an_eval_of_the_final_checkpoint_joins_the_rows_summary_and_scatter(tmp_path):
