@@ -559,12 +559,23 @@ def final_table(docs_dir: str, page_dir: str = ROOT) -> str:
     return "\n".join(out)
 
 
+def _final_mode(proof_json: str) -> bool:
+    try:
+        with open(proof_json) as fh:
+            return bool(json.load(fh).get("final_mode"))
+    except (OSError, ValueError):
+        return False
+
+
 def atari_five_figure(docs_dir: str, out_path: str) -> bool:
-    """docs/learning/atari-five.png: one panel per game of the paper's five that has an A3C run
-    here (its seed-0 folder), the 100-game mean of the true score against frames, with the A2C
-    figure and the paper's 1-day score as lines. False when none has a run."""
+    """docs/learning/atari-five.png: one panel per game of the paper's five that has a final-mode
+    A3C proof here (its seed-0 folder, run to the budget), the 100-game mean of the true score
+    against frames, with the A2C figure at 40M and the paper's 1-day score as lines. False when
+    none has one (a folder of runs stopped at their target, e.g. Pong at another lr, gets no
+    figure of the five)."""
     runs = [(env, os.path.join(docs_dir, f"{env}-a3c")) for env in ATARI_FIVE]
-    runs = [(env, d) for env, d in runs if os.path.exists(os.path.join(d, "episodes.csv"))]
+    runs = [(env, d) for env, d in runs if os.path.exists(os.path.join(d, "episodes.csv"))
+            and _final_mode(os.path.join(d, "proof.json"))]
     if not runs:
         return False
     import matplotlib

@@ -100,6 +100,22 @@ def test_the_reproducing_command_names_folders_other_than_the_defaults():
                    "--algo a3c --seed 1 -- --lr 1.4e-3")
 
 
+def test_the_five_games_figure_is_drawn_from_final_mode_proofs_only(tmp_path):
+    """A folder of Pong runs stopped at their target (e.g. at another lr) gets no figure of the
+    paper's five games; a final-mode proof does."""
+    L = _learning_module()
+    d = tmp_path / "Pong-v5-a3c"
+    d.mkdir()
+    (d / "episodes.csv").write_text("frames,wall_s,thread,score,length\n" +
+                                    "".join(f"{i * 4000},{i},0,{-21 + i % 5},800\n" for i in range(1, 150)))
+    proof = {"env": "Pong-v5", "algo": "a3c", "seed": 0, "frames": 40_000_000, "target": 18.0, "extra": [], "parts": []}
+    (d / "proof.json").write_text(json.dumps(proof))
+    out = tmp_path / "atari-five.png"
+    assert not L.atari_five_figure(str(tmp_path), str(out)) and not out.exists()
+    (d / "proof.json").write_text(json.dumps({**proof, "final_mode": True}))
+    assert L.atari_five_figure(str(tmp_path), str(out)) and out.stat().st_size > 1000
+
+
 def test_a_ray_proof_needs_its_threads_per_node(tmp_path):
     out = subprocess.run([sys.executable, SCRIPT, "--runs-dir", str(tmp_path), "run", "--env", "Pong-v5",
                           "--ray-nodes", "2"], capture_output=True, text=True, cwd=ROOT, timeout=60)
