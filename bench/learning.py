@@ -559,23 +559,16 @@ def final_table(docs_dir: str, page_dir: str = ROOT) -> str:
     return "\n".join(out)
 
 
-def _final_mode(proof_json: str) -> bool:
-    try:
-        with open(proof_json) as fh:
-            return bool(json.load(fh).get("final_mode"))
-    except (OSError, ValueError):
-        return False
-
-
 def atari_five_figure(docs_dir: str, out_path: str) -> bool:
     """docs/learning/atari-five.png: one panel per game of the paper's five that has a final-mode
     A3C proof here (its seed-0 folder, run to the budget), the 100-game mean of the true score
     against frames, with the A2C figure at 40M and the paper's 1-day score as lines. False when
     none has one (a folder of runs stopped at their target, e.g. Pong at another lr, gets no
     figure of the five)."""
-    runs = [(env, os.path.join(docs_dir, f"{env}-a3c")) for env in ATARI_FIVE]
-    runs = [(env, d) for env, d in runs if os.path.exists(os.path.join(d, "episodes.csv"))
-            and _final_mode(os.path.join(d, "proof.json"))]
+    metas = dict(proofs(docs_dir))
+    runs = [(env, os.path.join(docs_dir, f"{env}-a3c")) for env in ATARI_FIVE
+            if metas.get(f"{env}-a3c", {}).get("final_mode")]
+    runs = [(env, d) for env, d in runs if os.path.exists(os.path.join(d, "episodes.csv"))]
     if not runs:
         return False
     import matplotlib
@@ -699,7 +692,7 @@ def cmd_summarize(args) -> int:
         print(f"error: {args.readme} has no {README_START} ... {README_END} lines", file=sys.stderr)
         return 2
     results = args.results
-    if results is None and os.path.abspath(args.docs_dir) == os.path.join(ROOT, "docs", "learning"):
+    if results is None and os.path.abspath(args.docs_dir) == DEFAULT_DOCS:
         results = os.path.join(ROOT, "bench", "RESULTS.md")  # the project's own evidence: its page too
     if results and os.path.exists(results) and write_readme_table(results, args.docs_dir):
         print("wrote the tables in", results)  # bench/RESULTS.md's current learning rows
